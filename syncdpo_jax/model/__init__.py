@@ -1,0 +1,1 @@
+"""syncdpo_jax.model"""
