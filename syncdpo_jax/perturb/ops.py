@@ -1,0 +1,508 @@
+"""Rule-based temporal perturbations of one aligned (video, audio) example.
+
+Every perturbation here is a *time map*: for each output frame of the distorted modality it says which
+source frame to read (`src`), whether to read it from another example (`oth`, Swap / cross-example
+Replace) and whether to write "silence" instead (`sil`, Mute and the padded edge of Shift/Scale). A
+perturbation is therefore a cheap computation on `[T]` integer vectors, and the data is touched once by
+a single gather (`apply_maps`, or one batched gather in `registry.make_negatives`). Content is never
+blended across frames (nearest-frame resampling): a blended frame is a *quality* cue (ghosting) that DPO
+could learn to avoid instead of the *timing* cue we want it to learn.
+
+Conventions (see DESIGN.md): one example, time first (`video [T_v, ...]`, `audio [T_a, ...]`, any
+trailing dims), `strength` in [0, 1] (1 = coarse/obvious, 0 = subtle, never the identity; may be traced),
+`fps_v`/`fps_a` static Python floats, `info` a dict of scalars with one schema for all perturbations
+(`INFO_SCHEMA`), `offset_s` positive = audio late.
+
+"Silence" in latent space is the per-channel minimum over time of the example's own clip: for the
+normalised log-mel (silence ~ -1) it is the quietest level of every mel bin, i.e. the clip's background;
+for video latents it is the per-pixel minimum, a still background without the bright moving parts.
+
+The strength -> magnitude rule is the single table `MAGNITUDES`; the floor that keeps strength 0 from
+being an identity is one frame of the coarser modality (`1 / min(fps_v, fps_a)` seconds), enforced in
+frames of the distorted modality after rounding.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+VIDEO, AUDIO = 0, 1
+MODALITY_IDS = {"video": VIDEO, "audio": AUDIO}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The strength -> magnitude table.
+# ----------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Magnitude:
+  """Physical size of a perturbation at strength 0 (`subtle`) and strength 1 (`coarse`).
+
+  `unit` is 's' (seconds) or 'factor' (time-stretch factor >= 1, applied as a or 1/a at random).
+  `None` means "the whole clip". Between the ends the magnitude is interpolated geometrically
+  (log-linear; for factors log-linear in log(factor)), so equal strength steps are equal *ratios*,
+  which matches how perceptual offset thresholds scale.
+  """
+  quantity: str
+  unit: str
+  subtle: float | None
+  coarse: float | None
+  meaning: str
+
+
+MAGNITUDES: dict[str, Magnitude] = {
+    "shift": Magnitude(
+        "offset", "s", 0.1, 1.0,
+        "the distorted modality is displaced by +-offset s (random sign) over the whole clip; the "
+        "shifted-in edge is silence for audio, the held edge frame for video"),
+    "replace": Magnitude(
+        "segment", "s", 0.1, 1.0,
+        "a segment of this length is overwritten by a same-length segment from >= 1 coarse frame "
+        "elsewhere in the clip, or (if available, with prob. other_prob) the same moment of another "
+        "example; capped at half the clip"),
+    "scale": Magnitude(
+        "factor", "factor", 1.05, 2.0,
+        "time-stretch x'(t) = x(t / a), anchored at the clip start, a = factor or 1/factor; a "
+        "multiplies inter-onset intervals; floor: the last visible frame moves >= 1 coarse frame"),
+    "reverse": Magnitude(
+        "segment", "s", 0.2, None,
+        "a segment of this length is played backwards in place (>= 2 coarse frames; whole clip at 1)"),
+    "shuffle": Magnitude(
+        "segment", "s", 0.1, 0.5,
+        "a window of `num_segments` consecutive segments of this length is permuted (never the "
+        "identity permutation)"),
+    "swap": Magnitude(
+        "clip", "s", None, None,
+        "the distorted modality comes from another example: always the whole clip (the coarsest "
+        "negative, strength-independent); without another example it falls back to whole-clip "
+        "reverse and reports kind 'reverse'"),
+    "mute": Magnitude(
+        "segment", "s", 0.1, 1.0,
+        "a segment of this length, centred on a salient change (an audio onset: 'drop an event'), "
+        "is replaced by silence"),
+    "freeze": Magnitude(
+        "hold", "s", 0.1, 1.0,
+        "the frame before a salient change is held for this long (video stops moving)"),
+    "repeat": Magnitude(
+        "segment", "s", 0.1, 1.0,
+        "a segment of this length is replayed immediately after itself (a stutter), so the replayed "
+        "span lags by the segment length; capped at half the clip"),
+}
+
+# Which modality each perturbation distorts unless options say otherwise, and its extra options.
+# Audio carries the sharp onsets, so timing distortions act on audio; reverse/freeze/repeat are
+# natural video artefacts (played backwards, a stalled decoder, a stutter).
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "shift": {"modality": "audio", "pad": "auto"},
+    "replace": {"modality": "audio", "other_prob": 0.5},
+    "scale": {"modality": "audio", "pad": "auto"},
+    "reverse": {"modality": "video"},
+    "shuffle": {"modality": "audio", "num_segments": 4},
+    "swap": {"modality": "audio"},
+    "mute": {"modality": "audio"},
+    "freeze": {"modality": "video"},
+    "repeat": {"modality": "video"},
+}
+
+_NAMES: tuple[str, ...] = tuple(MAGNITUDES)
+
+# Every perturbation returns exactly these scalars (so lax.switch / vmap over them works).
+INFO_SCHEMA: dict[str, Any] = {
+    "kind": jnp.int32,          # index into names() of the perturbation actually applied
+    "modality": jnp.int32,      # 0 = video distorted, 1 = audio distorted
+    "strength": jnp.float32,    # the strength it was called with (clipped to [0, 1])
+    "offset_s": jnp.float32,    # constant offset of the affected span, + = audio late; 0 if none
+    "magnitude": jnp.float32,   # the physical amount realised after rounding: s, or the factor a
+    "start_s": jnp.float32,     # start of the affected span (s from window start)
+    "duration_s": jnp.float32,  # length of the affected span (s)
+}
+
+
+def names() -> list[str]:
+  """Names of all perturbations, in the order used by `info['kind']` and probability vectors."""
+  return list(_NAMES)
+
+
+def kind_index(name: str) -> int:
+  """Index of `name` in `names()`; raises a ValueError listing the valid names."""
+  if name not in _NAMES:
+    raise ValueError(f"unknown perturbation {name!r}; expected one of {list(_NAMES)} "
+                     "(syncdpo_jax.perturb.names()); fix the perturb config `mix`/`modality` keys")
+  return _NAMES.index(name)
+
+
+def resolve_options(name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """Defaults of `name` overridden by `options` (a flat dict of that perturbation's options)."""
+  kind_index(name)
+  opts = dict(DEFAULT_OPTIONS[name])
+  for k, v in dict(options or {}).items():
+    if k not in opts:
+      raise ValueError(f"perturbation {name!r} has no option {k!r}; valid options: {sorted(opts)}")
+    opts[k] = v
+  if opts["modality"] not in MODALITY_IDS:
+    raise ValueError(f"perturbation {name!r}: modality must be 'audio' or 'video', got "
+                     f"{opts['modality']!r} (perturb config field `modality.{name}`)")
+  if "pad" in opts and opts["pad"] not in ("auto", "silence", "edge"):
+    raise ValueError(f"perturbation {name!r}: pad must be 'auto', 'silence' or 'edge', got "
+                     f"{opts['pad']!r}")
+  if name == "shuffle" and (not isinstance(opts["num_segments"], int) or opts["num_segments"] < 2):
+    raise ValueError(f"shuffle: num_segments must be an int >= 2, got {opts['num_segments']!r}")
+  if name == "replace" and not 0.0 <= float(opts["other_prob"]) <= 1.0:
+    raise ValueError(f"replace: other_prob must be in [0, 1], got {opts['other_prob']!r}")
+  return opts
+
+
+def uses_silence(name: str, opts: Mapping[str, Any]) -> bool:
+  """Whether `name` with resolved `opts` may write silence (so the caller must compute the fill)."""
+  if name == "mute":
+    return True
+  if name in ("shift", "scale"):
+    return _pad_mode(opts) == "silence"
+  return False
+
+
+def _pad_mode(opts: Mapping[str, Any]) -> str:
+  # Audio edges are silence: repeating a loud edge frame would add a spurious sustained sound.
+  # Video edges hold the edge frame: a black frame would be a non-temporal (quality) cue.
+  if opts["pad"] != "auto":
+    return opts["pad"]
+  return "silence" if opts["modality"] == "audio" else "edge"
+
+
+def magnitude(name: str, strength: jax.Array | float, clip_s: float) -> jax.Array:
+  """Table magnitude of `name` at `strength` (before the frame floor/rounding), f32 scalar.
+
+  clip_s: clip duration in seconds (static), resolves `None` (= whole clip) entries.
+  """
+  m = MAGNITUDES[name]
+  lo = clip_s if m.subtle is None else m.subtle
+  hi = clip_s if m.coarse is None else m.coarse
+  s = jnp.clip(jnp.asarray(strength, jnp.float32), 0.0, 1.0)
+  if m.unit == "factor":
+    llo, lhi = math.log(lo), math.log(hi)
+    return jnp.exp(llo * (lhi / llo) ** s)
+  return jnp.asarray(lo, jnp.float32) * (hi / lo) ** s
+
+
+# ----------------------------------------------------------------------------------------------------
+# Time maps.
+# ----------------------------------------------------------------------------------------------------
+class TimeMap(NamedTuple):
+  """Per output frame of one modality: `src` int32 [T] source frame, `oth` bool [T] read it from the
+  other example, `sil` bool [T] write silence instead."""
+  src: jax.Array
+  oth: jax.Array
+  sil: jax.Array
+
+
+def identity_map(num_frames: int) -> TimeMap:
+  t = jnp.arange(num_frames, dtype=jnp.int32)
+  z = jnp.zeros((num_frames,), bool)
+  return TimeMap(t, z, z)
+
+
+def silence_of(x: jax.Array) -> jax.Array:
+  """Latent "silence" of a clip: per-channel minimum over time. x: [T, ...] -> [...]."""
+  return jnp.min(x, axis=0)
+
+
+def apply_map(x: jax.Array, m: TimeMap, other: jax.Array | None = None,
+              fill: jax.Array | None = None) -> jax.Array:
+  """Gathers one modality through a time map. x, other: [T, ...]; fill: [...] or None -> [T, ...]."""
+  bshape = (-1,) + (1,) * (x.ndim - 1)
+  out = jnp.take(x, m.src, axis=0)
+  if other is not None:
+    out = jnp.where(m.oth.reshape(bshape), jnp.take(other, m.src, axis=0), out)
+  if fill is not None:
+    out = jnp.where(m.sil.reshape(bshape), fill[None].astype(x.dtype), out)
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+  """Static facts about the clip a perturbation is built for (all Python numbers)."""
+  t_v: int
+  t_a: int
+  fps_v: float
+  fps_a: float
+  has_other: bool
+
+  @property
+  def fps_coarse(self) -> float:
+    return min(self.fps_v, self.fps_a)
+
+  @property
+  def clip_s(self) -> float:
+    return min(self.t_v / self.fps_v, self.t_a / self.fps_a)
+
+  def frames(self, modality: str) -> tuple[int, float]:
+    return (self.t_v, self.fps_v) if modality == "video" else (self.t_a, self.fps_a)
+
+  def coarse_frame(self, fps: float) -> int:
+    """Frames of a modality at `fps` that span one frame of the coarser modality (rounded up)."""
+    return max(1, math.ceil(fps / self.fps_coarse - 1e-6))
+
+
+def _to_frames(seconds: jax.Array, fps: float, lo: int, hi: int) -> jax.Array:
+  """round(seconds * fps) clipped to [lo, hi] frames, int32 scalar."""
+  return jnp.clip(jnp.round(seconds * fps), lo, hi).astype(jnp.int32)
+
+
+def _info(kind: str, modality: str, strength, offset_s=0.0, magnitude_=0.0, start_s=0.0,
+          duration_s=0.0) -> dict[str, jax.Array]:
+  vals = dict(kind=kind_index(kind), modality=MODALITY_IDS[modality], strength=strength,
+              offset_s=offset_s, magnitude=magnitude_, start_s=start_s, duration_s=duration_s)
+  return {k: jnp.asarray(vals[k], dt) for k, dt in INFO_SCHEMA.items()}
+
+
+def _late_sign(modality: str) -> float:
+  # Content of the distorted modality displaced *later* by d s means: audio late (+d) if it is the
+  # audio, audio early (-d) if it is the video.
+  return 1.0 if modality == "audio" else -1.0
+
+
+def _salient_frame(key: jax.Array, x: jax.Array) -> jax.Array:
+  """Samples a frame index where the content changes, favouring large changes. x: [T, ...] -> int32.
+
+  The change curve is the mean |x[t] - x[t-1]| (video motion energy; for log-mel a spectral flux).
+  Sampling from softmax(8 * change / max) keeps some randomness while mostly hitting real events, so
+  Mute/Freeze remove an *event* rather than silence the already-silent background. A constant clip
+  gives a uniform choice.
+  """
+  axes = tuple(range(1, x.ndim))
+  change = jnp.mean(jnp.abs(jnp.diff(x.astype(jnp.float32), axis=0)), axis=axes)
+  change = jnp.concatenate([jnp.zeros((1,), jnp.float32), change])
+  logits = 8.0 * change / (jnp.max(change) + 1e-6)
+  return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+Maps = tuple[TimeMap, TimeMap, dict[str, jax.Array]]
+
+
+def _place(clip: Clip, modality: str, m: TimeMap, info: dict) -> Maps:
+  """Puts the map on the distorted modality and the identity on the other."""
+  if modality == "video":
+    return m, identity_map(clip.t_a), info
+  return identity_map(clip.t_v), m, info
+
+
+# ----------------------------------------------------------------------------------------------------
+# Perturbation map builders: (key, strength, video, audio, clip, opts) -> (map_v, map_a, info).
+# ----------------------------------------------------------------------------------------------------
+def _shift(key, strength, video, audio, clip: Clip, opts) -> Maps:
+  mod = opts["modality"]
+  n_t, fps = clip.frames(mod)
+  k = clip.coarse_frame(fps)
+  d = _to_frames(magnitude("shift", strength, clip.clip_s), fps, k, n_t - 1)
+  d = jnp.where(jax.random.bernoulli(key), d, -d)
+  t = jnp.arange(n_t, dtype=jnp.int32)
+  src = t - d                                       # out[t] = x[t - d]: content d frames later
+  sil = (src < 0) | (src >= n_t) if _pad_mode(opts) == "silence" else jnp.zeros((n_t,), bool)
+  m = TimeMap(jnp.clip(src, 0, n_t - 1), jnp.zeros((n_t,), bool), sil)
+  info = _info("shift", mod, strength, _late_sign(mod) * d / fps, jnp.abs(d) / fps, 0.0, n_t / fps)
+  return _place(clip, mod, m, info)
+
+
+def _replace(key, strength, video, audio, clip: Clip, opts) -> Maps:
+  mod = opts["modality"]
+  n_t, fps = clip.frames(mod)
+  k = clip.coarse_frame(fps)
+  n = _to_frames(magnitude("replace", strength, clip.clip_s), fps, k, n_t // 2)
+  starts = n_t - n + 1                              # valid segment starts [0, starts)
+  k_dst, k_src, k_oth = jax.random.split(key, 3)
+  dst = jax.random.randint(k_dst, (), 0, starts)
+  # Source start uniform over the starts at least k frames (one coarse frame) away from dst.
+  band_lo = jnp.maximum(dst - k + 1, 0)
+  band = jnp.minimum(dst + k - 1, starts - 1) - band_lo + 1
+  u = jax.random.randint(k_src, (), 0, starts - band)
+  src0 = jnp.where(u < band_lo, u, u + band)
+  use_other = jax.random.bernoulli(k_oth, float(opts["other_prob"])) if clip.has_other else False
+  src_start = jnp.where(use_other, dst, src0)       # from the other example: the same moment
+  t = jnp.arange(n_t, dtype=jnp.int32)
+  inseg = (t >= dst) & (t < dst + n)
+  m = TimeMap(jnp.where(inseg, t - dst + src_start, t), inseg & use_other, jnp.zeros((n_t,), bool))
+  offset = jnp.where(use_other, 0.0, _late_sign(mod) * (dst - src0) / fps)
+  info = _info("replace", mod, strength, offset, n / fps, dst / fps, n / fps)
+  return _place(clip, mod, m, info)
+
+
+def _scale(key, strength, video, audio, clip: Clip, opts) -> Maps:
+  mod = opts["modality"]
+  n_t, fps = clip.frames(mod)
+  # Floor: with N coarse frames in the clip the most displaced visible frame moves D * (1 - 1/f)
+  # (stretch) or D * (1 - 1/f) (compress, f = 1/a); >= one coarse frame iff f >= N / (N - 1).
+  n_coarse = clip.clip_s * clip.fps_coarse
+  f = jnp.maximum(magnitude("scale", strength, clip.clip_s), n_coarse / (n_coarse - 1.0) + 1e-6)
+  a = jnp.where(jax.random.bernoulli(key), f, 1.0 / f)
+  t = jnp.arange(n_t, dtype=jnp.float32)
+  src = jnp.round(t / a).astype(jnp.int32)          # x'(t) = x(t / a): intervals multiply by a
+  sil = src >= n_t if _pad_mode(opts) == "silence" else jnp.zeros((n_t,), bool)
+  m = TimeMap(jnp.clip(src, 0, n_t - 1), jnp.zeros((n_t,), bool), sil)
+  info = _info("scale", mod, strength, 0.0, a, 0.0, n_t / fps)
+  return _place(clip, mod, m, info)
+
+
+def _reverse_map(key, n, n_t) -> tuple[TimeMap, jax.Array]:
+  start = jax.random.randint(key, (), 0, n_t - n + 1)
+  t = jnp.arange(n_t, dtype=jnp.int32)
+  inseg = (t >= start) & (t < start + n)
+  return TimeMap(jnp.where(inseg, 2 * start + n - 1 - t, t), jnp.zeros((n_t,), bool),
+                 jnp.zeros((n_t,), bool)), start
+
+
+def _reverse(key, strength, video, audio, clip: Clip, opts) -> Maps:
+  mod = opts["modality"]
+  n_t, fps = clip.frames(mod)
+  k = clip.coarse_frame(fps)
+  n = _to_frames(magnitude("reverse", strength, clip.clip_s), fps, min(2 * k, n_t), n_t)
+  m, start = _reverse_map(key, n, n_t)
+  info = _info("reverse", mod, strength, 0.0, n / fps, start / fps, n / fps)
+  return _place(clip, mod, m, info)
+
+
+def _shuffle(key, strength, video, audio, clip: Clip, opts) -> Maps:
+  mod = opts["modality"]
+  n_t, fps = clip.frames(mod)
+  k = clip.coarse_frame(fps)
+  s = opts["num_segments"]
+  n = _to_frames(magnitude("shuffle", strength, clip.clip_s), fps, k, n_t // s)
+  k_start, k_perm = jax.random.split(key)
+  start = jax.random.randint(k_start, (), 0, n_t - s * n + 1)
+  ident = jnp.arange(s, dtype=jnp.int32)
+  perm = jax.random.permutation(k_perm, s).astype(jnp.int32)
+  perm = jnp.where(jnp.all(perm == ident), jnp.roll(ident, 1), perm)  # never the identity
+  t = jnp.arange(n_t, dtype=jnp.int32)
+  rel = t - start
+  inwin = (rel >= 0) & (rel < s * n)
+  seg = jnp.clip(rel // n, 0, s - 1)
+  m = TimeMap(jnp.where(inwin, start + perm[seg] * n + rel % n, t), jnp.zeros((n_t,), bool),
+              jnp.zeros((n_t,), bool))
+  info = _info("shuffle", mod, strength, 0.0, n / fps, start / fps, s * n / fps)
+  return _place(clip, mod, m, info)
+
+
+def _swap(key, strength, video, audio, clip: Clip, opts) -> Maps:
+  mod = opts["modality"]
+  n_t, fps = clip.frames(mod)
+  if not clip.has_other:
+    # Documented fallback: without another example the coarsest self-contained negative is the
+    # whole clip played backwards; info reports it honestly as 'reverse'.
+    m, _ = _reverse_map(key, n_t, n_t)
+    return _place(clip, mod, m, _info("reverse", mod, strength, 0.0, n_t / fps, 0.0, n_t / fps))
+  t = jnp.arange(n_t, dtype=jnp.int32)
+  m = TimeMap(t, jnp.ones((n_t,), bool), jnp.zeros((n_t,), bool))
+  return _place(clip, mod, m, _info("swap", mod, strength, 0.0, n_t / fps, 0.0, n_t / fps))
+
+
+def _mute(key, strength, video, audio, clip: Clip, opts) -> Maps:
+  mod = opts["modality"]
+  n_t, fps = clip.frames(mod)
+  k = clip.coarse_frame(fps)
+  n = _to_frames(magnitude("mute", strength, clip.clip_s), fps, k, n_t)
+  centre = _salient_frame(key, audio if mod == "audio" else video)
+  start = jnp.clip(centre - n // 2, 0, n_t - n)
+  t = jnp.arange(n_t, dtype=jnp.int32)
+  inseg = (t >= start) & (t < start + n)
+  m = TimeMap(t, jnp.zeros((n_t,), bool), inseg)
+  info = _info("mute", mod, strength, 0.0, n / fps, start / fps, n / fps)
+  return _place(clip, mod, m, info)
+
+
+def _freeze(key, strength, video, audio, clip: Clip, opts) -> Maps:
+  mod = opts["modality"]
+  n_t, fps = clip.frames(mod)
+  k = clip.coarse_frame(fps)
+  n = _to_frames(magnitude("freeze", strength, clip.clip_s), fps, k, n_t - 1)
+  change = _salient_frame(key, video if mod == "video" else audio)
+  # Hold frame `start` over (start, start + n], placing the salient change inside the held span.
+  start = jnp.clip(change - 1 - (n - 1) // 2, 0, n_t - 1 - n)
+  t = jnp.arange(n_t, dtype=jnp.int32)
+  held = (t > start) & (t <= start + n)
+  m = TimeMap(jnp.where(held, start, t), jnp.zeros((n_t,), bool), jnp.zeros((n_t,), bool))
+  info = _info("freeze", mod, strength, 0.0, n / fps, (start + 1) / fps, n / fps)
+  return _place(clip, mod, m, info)
+
+
+def _repeat(key, strength, video, audio, clip: Clip, opts) -> Maps:
+  mod = opts["modality"]
+  n_t, fps = clip.frames(mod)
+  k = clip.coarse_frame(fps)
+  n = _to_frames(magnitude("repeat", strength, clip.clip_s), fps, k, n_t // 2)
+  start = jax.random.randint(key, (), 0, n_t - 2 * n + 1)
+  t = jnp.arange(n_t, dtype=jnp.int32)
+  replay = (t >= start + n) & (t < start + 2 * n)
+  m = TimeMap(jnp.where(replay, t - n, t), jnp.zeros((n_t,), bool), jnp.zeros((n_t,), bool))
+  info = _info("repeat", mod, strength, _late_sign(mod) * n / fps, n / fps, (start + n) / fps,
+               n / fps)
+  return _place(clip, mod, m, info)
+
+
+BUILDERS: dict[str, Callable[..., Maps]] = {
+    "shift": _shift, "replace": _replace, "scale": _scale, "reverse": _reverse,
+    "shuffle": _shuffle, "swap": _swap, "mute": _mute, "freeze": _freeze, "repeat": _repeat,
+}
+assert tuple(BUILDERS) == _NAMES and tuple(DEFAULT_OPTIONS) == _NAMES
+
+
+def check_clip(clip: Clip) -> None:
+  """Static (trace-time) check that the clip is long enough for every rule to be a real distortion."""
+  for mod in ("video", "audio"):
+    n_t, fps = clip.frames(mod)
+    k = clip.coarse_frame(fps)
+    # Replace needs a source start >= k frames from any destination with segments up to n_t // 2.
+    if n_t - n_t // 2 + 1 - (2 * k - 1) < 1 or n_t < 2 * k + 1:
+      raise ValueError(
+          f"{mod} clip of {n_t} frames at {fps} fps is too short for temporal perturbations: one "
+          f"frame of the coarser modality is {k} {mod} frames, and at least {4 * k} frames are "
+          "needed; use a longer window (data config `window_s`)")
+  if clip.clip_s * clip.fps_coarse < 2:
+    raise ValueError(f"clip of {clip.clip_s:.3f} s has fewer than 2 frames at {clip.fps_coarse} fps")
+
+
+def build_maps(name: str, key: jax.Array, video: jax.Array, audio: jax.Array,
+               strength: jax.Array | float, fps_v: float, fps_a: float, has_other: bool,
+               options: Mapping[str, Any] | None = None) -> Maps:
+  """Time maps and info of perturbation `name` for one example (no data gathered yet).
+
+  video: [T_v, ...], audio: [T_a, ...] (only read by rules that look for salient changes).
+  Returns (map_v: TimeMap of [T_v], map_a: TimeMap of [T_a], info: INFO_SCHEMA dict).
+  """
+  clip = Clip(int(video.shape[0]), int(audio.shape[0]), float(fps_v), float(fps_a), bool(has_other))
+  check_clip(clip)
+  strength = jnp.clip(jnp.asarray(strength, jnp.float32), 0.0, 1.0)
+  return BUILDERS[name](key, strength, video, audio, clip, resolve_options(name, options))
+
+
+def apply(name: str, key: jax.Array, video: jax.Array, audio: jax.Array,
+          strength: jax.Array | float, fps_v: float, fps_a: float,
+          other: tuple[jax.Array, jax.Array] | None = None,
+          options: Mapping[str, Any] | None = None
+          ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+  """Applies perturbation `name` to ONE example.
+
+  Args:
+    name: one of `names()` (static).
+    key: PRNG key; the result is a deterministic function of it.
+    video: [T_v, ...] latents or pixels at `fps_v` (static Python float).
+    audio: [T_a, ...] log-mel frames or latents at `fps_a` (static Python float).
+    strength: scalar in [0, 1] (may be traced): 1 = coarse, 0 = subtle but never the identity.
+    other: another example's (video [T_v, ...], audio [T_a, ...]) for Swap and cross-example
+      Replace. Without it Swap falls back to whole-clip reverse and Replace uses the clip itself.
+    options: overrides of `DEFAULT_OPTIONS[name]`, e.g. {'modality': 'video'} (static).
+  Returns:
+    (video' [T_v, ...], audio' [T_a, ...], info) with dtypes preserved; `info` follows INFO_SCHEMA.
+  """
+  opts = resolve_options(name, options)
+  map_v, map_a, info = build_maps(name, key, video, audio, strength, fps_v, fps_a,
+                                  other is not None, opts)
+  ov, oa = (None, None) if other is None else other
+  # Only the distorted modality can receive silence; skip the reduction over the other one.
+  fill = uses_silence(name, opts)
+  fill_v = fill and opts["modality"] == "video"
+  fill_a = fill and opts["modality"] == "audio"
+  video = apply_map(video, map_v, ov, silence_of(video) if fill_v else None)
+  audio = apply_map(audio, map_a, oa, silence_of(audio) if fill_a else None)
+  return video, audio, info

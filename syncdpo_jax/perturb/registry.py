@@ -1,0 +1,145 @@
+"""Sampling a perturbation per example, and building a batch of DPO negatives inside the jitted step.
+
+`probs` (the mix) is either a static mapping name -> probability (from the perturb config; names with
+probability 0 are not even compiled) or a float array `[len(names())]` in `names()` order (e.g. the
+traced per-stage mix of the curriculum, `curriculum.mix_probs`). Probabilities are normalised here.
+
+`make_negatives` is the hot path: it vmaps only the cheap `[T]` index computations of the chosen rule
+(a `lax.switch` that vmap turns into a select over the candidate rules, all of them O(T) integer work)
+and then touches the data once: a single batched gather per modality, reading the "other" example
+(the batch rolled by one, `jnp.roll(x, 1, 0)`, so example b pairs with b - 1) straight from the batch
+instead of materialising a rolled copy.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from syncdpo_jax.perturb import ops
+
+Probs = Mapping[str, float] | jax.Array | np.ndarray
+Options = Mapping[str, Mapping[str, Any]] | None
+
+
+def probs_vector(probs: Probs) -> tuple[tuple[str, ...], jax.Array]:
+  """Candidate names and their normalised probabilities.
+
+  A static mapping keeps only names with probability > 0 (fewer branches to compile and run); an
+  array must have one entry per `names()` and may be traced.
+  """
+  if isinstance(probs, Mapping):
+    for name, p in probs.items():
+      ops.kind_index(name)
+      if not float(p) >= 0.0:
+        raise ValueError(f"perturbation probability for {name!r} must be >= 0, got {p!r} "
+                         "(perturb config `mix`)")
+    cands = tuple(n for n in ops.names() if float(probs.get(n, 0.0)) > 0.0)
+    if not cands:
+      raise ValueError(f"perturbation mix {dict(probs)} has no positive probability; set at least "
+                       "one of perturb config `mix.<name>` > 0")
+    p = np.asarray([float(probs[n]) for n in cands], np.float32)
+    return cands, jnp.asarray(p / p.sum())
+  p = jnp.asarray(probs, jnp.float32)
+  if p.shape != (len(ops.names()),):
+    raise ValueError(f"probability vector must have shape ({len(ops.names())},) in names() order "
+                     f"{ops.names()}, got {p.shape}")
+  return tuple(ops.names()), p / jnp.sum(p)
+
+
+def _resolve_all(cands: tuple[str, ...], options: Options) -> dict[str, dict[str, Any]]:
+  options = dict(options or {})
+  for name in options:
+    ops.kind_index(name)
+  return {n: ops.resolve_options(n, options.get(n)) for n in cands}
+
+
+def _sample_maps(key, video, audio, strength, fps_v, fps_a, cands, p, has_other, opts):
+  """Picks a rule from `cands` with probabilities `p` and builds its maps for one example."""
+  k_pick, k_apply = jax.random.split(key)
+  branches = [
+      (lambda k, s, v, a, n=n: ops.build_maps(n, k, v, a, s, fps_v, fps_a, has_other, opts[n]))
+      for n in cands]
+  if len(branches) == 1:
+    return branches[0](k_apply, strength, video, audio)
+  idx = jax.random.categorical(k_pick, jnp.log(p))
+  return jax.lax.switch(idx, branches, k_apply, strength, video, audio)
+
+
+def _fills(cands, opts) -> tuple[bool, bool]:
+  """Whether any candidate can write silence into video / audio (static)."""
+  fv = any(ops.uses_silence(n, opts[n]) and opts[n]["modality"] == "video" for n in cands)
+  fa = any(ops.uses_silence(n, opts[n]) and opts[n]["modality"] == "audio" for n in cands)
+  return fv, fa
+
+
+def sample_apply(key: jax.Array, video: jax.Array, audio: jax.Array, strength: jax.Array | float,
+                 fps_v: float, fps_a: float, probs: Probs,
+                 other: tuple[jax.Array, jax.Array] | None = None, options: Options = None
+                 ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+  """Samples one perturbation from `probs` and applies it to ONE example.
+
+  video: [T_v, ...], audio: [T_a, ...]; other: another example's (video, audio) or None;
+  options: {name: {option: value}} overrides of `ops.DEFAULT_OPTIONS`. Same contract as `ops.apply`;
+  `info['kind']` says which rule was applied.
+  """
+  cands, p = probs_vector(probs)
+  opts = _resolve_all(cands, options)
+  map_v, map_a, info = _sample_maps(key, video, audio, strength, fps_v, fps_a, cands, p,
+                                    other is not None, opts)
+  fv, fa = _fills(cands, opts)
+  ov, oa = (None, None) if other is None else other
+  video = ops.apply_map(video, map_v, ov, ops.silence_of(video) if fv else None)
+  audio = ops.apply_map(audio, map_a, oa, ops.silence_of(audio) if fa else None)
+  return video, audio, info
+
+
+def _gather_batch(x: jax.Array, m: ops.TimeMap, fill: jax.Array | None) -> jax.Array:
+  """Batched time-map gather with the other example = previous one. x: [B, T, ...] -> [B, T, ...]."""
+  b, t = x.shape[:2]
+  ex = jnp.arange(b, dtype=jnp.int32)[:, None]
+  ex = jnp.where(m.oth, (ex - 1) % b, ex)            # jnp.roll(x, 1, 0)[i] == x[i - 1]
+  rows = (ex * t + m.src).reshape(-1)
+  out = jnp.take(x.reshape((b * t,) + x.shape[2:]), rows, axis=0).reshape(x.shape)
+  if fill is not None:
+    bshape = m.sil.shape + (1,) * (x.ndim - 2)
+    out = jnp.where(m.sil.reshape(bshape), fill[:, None].astype(x.dtype), out)
+  return out
+
+
+def make_negatives(key: jax.Array, video_b: jax.Array, audio_b: jax.Array,
+                   strength: jax.Array | float, fps_v: float, fps_a: float, probs: Probs,
+                   options: Options = None
+                   ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+  """Perturbed copies (DPO losers) of a batch of real pairs.
+
+  Args:
+    key: PRNG key; example b uses `jax.random.split(key, B)[b]`.
+    video_b: [B, T_v, ...] at fps_v; audio_b: [B, T_a, ...] at fps_a (static floats).
+    strength: scalar or [B] in [0, 1], may be traced (the curriculum's `strength(state)`).
+    probs: the mix (see module docstring); options: per-rule overrides.
+  Returns:
+    (video_l [B, T_v, ...], audio_l [B, T_a, ...], info: dict of [B] arrays, ops.INFO_SCHEMA).
+  Identical to `jax.vmap(sample_apply)` with `other = jnp.roll(batch, 1, axis=0)`. With B == 1 there
+  is no other example: Swap falls back to whole-clip reverse (reported as 'reverse') and Replace
+  takes its segment from the clip itself, as in `sample_apply(..., other=None)`.
+  """
+  b = video_b.shape[0]
+  if audio_b.shape[0] != b:
+    raise ValueError(f"video batch {video_b.shape} and audio batch {audio_b.shape} differ in size")
+  cands, p = probs_vector(probs)
+  opts = _resolve_all(cands, options)
+  strength_b = jnp.broadcast_to(jnp.asarray(strength, jnp.float32), (b,))
+  keys = jax.random.split(key, b)
+  has_other = b >= 2
+
+  def one(k, s, v, a):
+    return _sample_maps(k, v, a, s, fps_v, fps_a, cands, p, has_other, opts)
+
+  map_v, map_a, info = jax.vmap(one)(keys, strength_b, video_b, audio_b)
+  fv, fa = _fills(cands, opts)
+  video_l = _gather_batch(video_b, map_v, jnp.min(video_b, axis=1) if fv else None)
+  audio_l = _gather_batch(audio_b, map_a, jnp.min(audio_b, axis=1) if fa else None)
+  return video_l, audio_l, info
