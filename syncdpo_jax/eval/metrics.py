@@ -1,0 +1,511 @@
+"""Synchronization metrics, event scores and quality proxies on decoded clips (NumPy / OpenCV / librosa).
+
+Every metric works on one decoded clip: ``frames`` uint8 ``[T, H, W, 3]`` (RGB) at ``fps`` and a mono float
+waveform ``audio`` ``[N]`` at ``sr``. These run on the host after sampling and decoding; nothing here is
+jitted.
+
+Bad input raises :class:`ClipError` (a ``ValueError``) whose ``reason`` is one short machine-readable code:
+
+  ``'bad_input'``          wrong dtype / rank / channels, non-positive rate
+  ``'too_short'``          the clip (the shorter of video and audio) is under ``MIN_DURATION_S`` = 1 s
+  ``'duration_mismatch'``  video and audio durations differ by more than ``duration_tol_s``
+  ``'silent_audio'``       the waveform peak is below ``SILENCE_PEAK`` (about -80 dBFS)
+  ``'static_video'``       no frame-to-frame change at all (offset undefined)
+  ``'no_audio_onsets'``    audio is not silent but has no onset (offset undefined)
+  ``'no_peaks'``           neither audio onsets nor video peaks (AV-Align IoU is 0/0)
+  ``'unreadable'``         (only from :func:`evaluate_clips`) the clip loader raised
+
+:func:`evaluate_clips` catches these per clip, skips the clip and counts the reasons, so a set-level
+report always says how many clips it dropped and why. A generator that often emits silence or frozen video
+therefore shows up as a high skip count, not as a better score.
+"""
+from __future__ import annotations
+
+import collections
+import math
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import cv2
+import librosa
+import numpy as np
+import scipy.optimize
+import scipy.stats
+
+MIN_DURATION_S = 1.0
+# A waveform whose peak is below 1e-4 (-80 dBFS) is treated as silence: that is the floor of the
+# normalised log-mel the model sees, so nothing quieter can carry an event.
+SILENCE_PEAK = 1e-4
+# Rate (Hz) at which estimate_offset compares the two envelopes: finer than any video frame rate we
+# use (<= 60 fps), so the lag resolution is set by interpolation, not by the video grid.
+ENVELOPE_RATE = 100.0
+# AV-Align's reference implementation loads audio with librosa.load's default rate.
+AV_ALIGN_SR = 22050
+
+
+class ClipError(ValueError):
+    """A clip a metric cannot score. ``reason`` is one of the codes in the module docstring."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"[{reason}] {message}")
+        self.reason = reason
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input checks
+
+
+def check_clip(frames: Any, fps: float, audio: Any, sr: int, *, min_duration_s: float = MIN_DURATION_S,
+               duration_tol_s: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Validates a decoded clip and trims both streams to their common duration.
+
+    Args:
+      frames: uint8 [T, H, W, 3] RGB frames.
+      fps: video frame rate (frames / s).
+      audio: float [N] mono waveform, nominally in [-1, 1].
+      sr: audio sample rate (Hz).
+      min_duration_s: shortest clip accepted.
+      duration_tol_s: largest accepted |T / fps - N / sr|; a bigger gap means the two streams do not
+        belong to the same time axis.
+    Returns:
+      (frames uint8 [T', H, W, 3], audio float64 [N']) covering the same span.
+    Raises:
+      ClipError: see the module docstring for the reasons.
+    """
+    frames = np.asarray(frames)
+    audio = np.asarray(audio)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ClipError("bad_input", f"frames must be uint8 [T, H, W, 3] RGB, got {frames.dtype} "
+                        f"{frames.shape}; convert with np.clip((x + 1) * 127.5, 0, 255).astype(np.uint8) "
+                        "if they are model outputs in [-1, 1]")
+    if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
+        raise ClipError("bad_input", f"audio must be a mono float waveform [N], got {audio.dtype} "
+                        f"{audio.shape}; average the channels first (audio.mean(axis=channel_axis))")
+    if not (fps > 0 and sr > 0):
+        raise ClipError("bad_input", f"fps and sr must be positive, got fps={fps}, sr={sr}")
+    if not np.all(np.isfinite(audio)):
+        raise ClipError("bad_input", "audio contains NaN or inf")
+    dur_v, dur_a = frames.shape[0] / fps, audio.shape[0] / sr
+    if min(dur_v, dur_a) < min_duration_s:
+        raise ClipError("too_short", f"clip is {dur_v:.3f} s of video and {dur_a:.3f} s of audio; at least "
+                        f"{min_duration_s} s of both is needed")
+    if abs(dur_v - dur_a) > duration_tol_s:
+        raise ClipError("duration_mismatch", f"video lasts {dur_v:.3f} s ({frames.shape[0]} frames at "
+                        f"{fps} fps) but audio {dur_a:.3f} s ({audio.shape[0]} samples at {sr} Hz); "
+                        f"allowed difference is {duration_tol_s} s (duration_tol_s). Check fps / sr.")
+    if np.max(np.abs(audio)) < SILENCE_PEAK:
+        raise ClipError("silent_audio", f"audio peak {np.max(np.abs(audio)):.2e} is below {SILENCE_PEAK} "
+                        "(-80 dBFS); there is nothing to synchronise")
+    dur = min(dur_v, dur_a)
+    t = min(frames.shape[0], int(round(dur * fps)))
+    n = min(audio.shape[0], int(round(dur * sr)))
+    return frames[:t], audio[:n].astype(np.float64)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Per-modality event signals
+
+
+def _gray(frames: np.ndarray) -> list[np.ndarray]:
+    return [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
+
+
+def flow_magnitude(frames: np.ndarray) -> np.ndarray:
+    """Mean Farneback optical-flow magnitude per frame, as in AV-Align's reference code.
+
+    Args:
+      frames: uint8 [T, H, W, 3] RGB, T >= 2.
+    Returns:
+      float64 [T]: entry i is the mean flow magnitude between frames i-1 and i; entry 0 repeats the
+      flow between frames 0 and 1 (the reference implementation does the same, so peaks keep indices).
+    """
+    gray = _gray(frames)
+    mags = []
+    for a, b in zip(gray[:-1], gray[1:]):
+        # Parameters of the reference implementation: pyr_scale 0.5, 3 levels, window 15, 3 iterations,
+        # poly_n 5, poly_sigma 1.2.
+        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        mags.append(float(np.mean(np.hypot(flow[..., 0], flow[..., 1]))))
+    return np.asarray([mags[0]] + mags, dtype=np.float64)
+
+
+def local_maxima(x: np.ndarray) -> np.ndarray:
+    """Indices i with x[i-1] < x[i] > x[i+1] (strict, interior only). x: [T] -> int [K]."""
+    x = np.asarray(x)
+    if x.shape[0] < 3:
+        return np.zeros((0,), np.int64)
+    mid = x[1:-1]
+    return np.nonzero((x[:-2] < mid) & (mid > x[2:]))[0] + 1
+
+
+def av_align_audio_onsets(audio: np.ndarray, sr: int) -> np.ndarray:
+    """Onset times (s) exactly as AV-Align's reference: audio at 22.05 kHz, librosa default onsets."""
+    y = np.asarray(audio, np.float32)
+    if sr != AV_ALIGN_SR:
+        y = librosa.resample(y, orig_sr=sr, target_sr=AV_ALIGN_SR)
+    env = librosa.onset.onset_strength(y=y, sr=AV_ALIGN_SR)
+    onset_frames = librosa.onset.onset_detect(onset_envelope=env, sr=AV_ALIGN_SR)
+    return librosa.frames_to_time(onset_frames, sr=AV_ALIGN_SR)
+
+
+def detect_audio_events(audio: Any, sr: int, *, hop_s: float = 0.005) -> np.ndarray:
+    """Audio event times (s) of a waveform: librosa spectral-flux onsets on a fine hop.
+
+    Used to score generated audio against ground-truth event times (SyncBench-Synth) with
+    :func:`event_metrics`. The hop (default 5 ms) and a ~32 ms FFT are finer than AV-Align's defaults so
+    the timing error is not dominated by the analysis grid. librosa's centred onset envelope puts the
+    onset of an impulsive sound at its true time (checked in the tests to within one hop).
+
+    Args:
+      audio: float [N] mono waveform.
+      sr: sample rate (Hz).
+      hop_s: analysis hop in seconds.
+    Returns:
+      float64 [K] onset times in seconds, ascending; empty for silence (peak < SILENCE_PEAK) — silence has
+      no events, so a silent generation scores recall 0 rather than raising.
+    """
+    y = np.asarray(audio, np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"audio must be mono [N], got shape {y.shape}; average the channels first")
+    if y.size == 0 or np.max(np.abs(y)) < SILENCE_PEAK:
+        return np.zeros((0,), np.float64)
+    hop = max(1, int(round(hop_s * sr)))
+    n_fft = _pow2_at_least(0.032 * sr)
+    env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=hop, n_fft=n_fft, n_mels=64)
+    frames = librosa.onset.onset_detect(onset_envelope=env, sr=sr, hop_length=hop)
+    return librosa.frames_to_time(frames, sr=sr, hop_length=hop).astype(np.float64)
+
+
+def _pow2_at_least(x: float) -> int:
+    return int(2 ** math.ceil(math.log2(max(x, 2.0))))
+
+
+def audio_onset_envelope(audio: np.ndarray, sr: int, rate: float = ENVELOPE_RATE) -> np.ndarray:
+    """Onset strength (librosa spectral flux) resampled to `rate` Hz.
+
+    Args:
+      audio: float [N] mono waveform.
+    Returns:
+      float64 [floor(N / sr * rate)]: sample k is the onset strength at time k / rate.
+    """
+    y = np.asarray(audio, np.float32)
+    hop = max(1, int(round(sr / rate)))
+    n_fft = _pow2_at_least(0.032 * sr)
+    env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=hop, n_fft=n_fft, n_mels=64)
+    t_env = np.arange(env.shape[0]) * hop / sr  # centred frames: frame j sits at j * hop / sr
+    t_out = np.arange(int(np.floor(y.shape[0] / sr * rate))) / rate
+    return np.interp(t_out, t_env, env)
+
+
+def motion_onset_envelope(frames: np.ndarray, fps: float, rate: float = ENVELOPE_RATE) -> np.ndarray:
+    """Video motion-energy onsets resampled to `rate` Hz.
+
+    Motion energy e[i] = mean |gray[i] - gray[i-1]| (covers both motion and appearance changes, unlike
+    optical flow, which misses a flash). Its rectified increase d[i] = max(0, e[i] - e[i-1]) mirrors the
+    audio spectral flux: a steadily moving object carries no timing information and gives 0, the start of
+    a change gives a spike. d[i] is placed at time i / fps, the first frame that shows the change.
+
+    Args:
+      frames: uint8 [T, H, W, 3].
+    Returns:
+      float64 [floor(T / fps * rate)]: sample k is the motion onset strength at time k / rate (linear
+      interpolation between frames).
+    """
+    gray = np.stack(_gray(frames)).astype(np.float32)
+    energy = np.concatenate([[0.0], np.mean(np.abs(np.diff(gray, axis=0)), axis=(1, 2))])  # [T]
+    onset = np.maximum(np.diff(energy, prepend=0.0), 0.0)
+    t_frames = np.arange(frames.shape[0]) / fps
+    t_out = np.arange(int(np.floor(frames.shape[0] / fps * rate))) / rate
+    return np.interp(t_out, t_frames, onset)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Synchronization metrics
+
+
+def av_align(frames: Any, fps: float, audio: Any, sr: int) -> float:
+    """AV-Align (Yariv et al., "Diverse and Aligned Audio-to-Video Generation via Text-to-Video Model
+    Adaptation", AAAI 2024, Sec. 4 and their released `av_align.py`).
+
+    Audio peaks A: librosa onsets (audio resampled to 22.05 kHz, librosa defaults). Video peaks V: strict
+    local maxima of the per-frame mean Farneback optical-flow magnitude, at times i / fps. An audio peak
+    is matched if some video peak lies within ±1 frame (strictly, as in the reference code); with I the
+    number of matched audio peaks, AV-Align = I / (|A| + |V| - I) in [0, 1], higher is better.
+
+    Args:
+      frames: uint8 [T, H, W, 3] RGB.
+      fps: frame rate.
+      audio: float [N] mono waveform.
+      sr: sample rate.
+    Returns:
+      The IoU as a float.
+    Raises:
+      ClipError: bad input (see module docstring), or 'no_peaks' when both peak sets are empty.
+    """
+    frames, audio = check_clip(frames, fps, audio, sr)
+    a_peaks = av_align_audio_onsets(audio, sr)
+    v_peaks = local_maxima(flow_magnitude(frames)) / fps
+    if a_peaks.size == 0 and v_peaks.size == 0:
+        raise ClipError("no_peaks", "no audio onsets and no optical-flow peaks; AV-Align is 0/0")
+    hit = np.abs(a_peaks[:, None] - v_peaks[None, :]) < 1.0 / fps  # [|A|, |V|]
+    inter = int(np.sum(np.any(hit, axis=1))) if v_peaks.size else 0
+    return inter / (a_peaks.size + v_peaks.size - inter)
+
+
+def estimate_offset(frames: Any, fps: float, audio: Any, sr: int, max_offset: float = 2.0) -> float:
+    """Audio-vs-video offset in seconds, POSITIVE = audio LATE (a DeSync-style number, no network).
+
+    DeSync (used by MMAudio / Harmony) is the offset predicted by Synchformer (Iashin et al., ICASSP 2024);
+    this is an offline, training-free stand-in in the spirit of classic AV-synchrony cross-correlation
+    (e.g. Hershey & Movellan, NIPS 1999): both streams become event envelopes on a common 100 Hz grid —
+    audio: librosa spectral-flux onset strength; video: rectified increase of frame-difference motion
+    energy (:func:`motion_onset_envelope`) — each is standardised, and the lag L in [-max_offset,
+    max_offset] maximising the normalised cross-correlation  c(L) = sum_t v(t) a(t + L) / N  is refined
+    to sub-sample precision by a parabola through the peak. Dividing by the full length N (not the
+    overlap) damps spurious peaks at large lags where only a few samples overlap.
+
+    If the audio is the video's sound delayed by d seconds, a(t) = v(t - d) and the result is +d.
+    Report the mean absolute value over a set as `desync`.
+
+    Args:
+      frames: uint8 [T, H, W, 3] RGB.
+      fps: frame rate.
+      audio: float [N] mono waveform.
+      sr: sample rate.
+      max_offset: search range in seconds (clipped to the clip duration minus half a second).
+    Returns:
+      Offset in seconds, within [-max_offset, max_offset].
+    Raises:
+      ClipError: bad input (see module docstring), 'static_video' or 'no_audio_onsets' when an envelope
+      is constant (the correlation is undefined).
+    """
+    frames, audio = check_clip(frames, fps, audio, sr)
+    a = audio_onset_envelope(audio, sr)
+    v = motion_onset_envelope(frames, fps)
+    n = min(a.shape[0], v.shape[0])
+    a, v = a[:n], v[:n]
+    if np.std(v) <= 1e-12:
+        raise ClipError("static_video", "the video never changes; the offset is undefined")
+    if np.std(a) <= 1e-12:
+        raise ClipError("no_audio_onsets", "the audio has no onsets; the offset is undefined")
+    a = (a - a.mean()) / a.std()
+    v = (v - v.mean()) / v.std()
+    max_lag = int(np.floor(min(max_offset, n / ENVELOPE_RATE - 0.5) * ENVELOPE_RATE))
+    max_lag = max(max_lag, 1)
+    lags = np.arange(-max_lag, max_lag + 1)
+    # full cross-correlation: index (n - 1) + L holds sum_t a[t + L] v[t]
+    full = np.correlate(a, v, mode="full") / n
+    corr = full[n - 1 + lags]
+    k = int(np.argmax(corr))
+    frac = 0.0
+    if 0 < k < len(lags) - 1:
+        y0, y1, y2 = corr[k - 1], corr[k], corr[k + 1]
+        denom = y0 - 2.0 * y1 + y2
+        if denom < 0:  # a true maximum: vertex of the parabola through the three samples
+            frac = float(np.clip(0.5 * (y0 - y2) / denom, -0.5, 0.5))
+    return float(np.clip((lags[k] + frac) / ENVELOPE_RATE, -max_offset, max_offset))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Event scores
+
+
+def event_metrics(pred_times: Any, gt_times: Any, tol_s: float) -> dict[str, float]:
+    """Event precision / recall / F1 and mean timing error with optimal one-to-one matching.
+
+    Follows the onset-evaluation convention of mir_eval (Raffel et al., ISMIR 2014, ``mir_eval.onset``):
+    a predicted and a ground-truth event may be matched if |t_pred - t_gt| <= tol_s; each event is used at
+    most once, and the matching maximises the number of matches (Hopcroft-Karp in mir_eval; here the
+    Hungarian algorithm, which among maximum matchings also minimises the total timing error).
+    Negative entries (the -1 padding of ``batch['events']``) are ignored.
+
+    Args:
+      pred_times: float [K] predicted event times (s), e.g. from :func:`detect_audio_events`.
+      gt_times: float [M] ground-truth times (s), -1 padded allowed.
+      tol_s: matching tolerance in seconds (mir_eval default: 0.05).
+    Returns:
+      dict(precision, recall, f1, mean_timing_error_s, num_matched). precision/recall/f1 are 0 when
+      either set is empty (mir_eval's convention; a silent generation with events expected scores 0) and
+      1 when both are empty; mean_timing_error_s is NaN when nothing is matched.
+    """
+    pred = np.asarray(pred_times, np.float64).reshape(-1)
+    gt = np.asarray(gt_times, np.float64).reshape(-1)
+    pred, gt = pred[pred >= 0], gt[gt >= 0]
+    if pred.size == 0 and gt.size == 0:
+        return dict(precision=1.0, recall=1.0, f1=1.0, mean_timing_error_s=float("nan"), num_matched=0)
+    if pred.size == 0 or gt.size == 0:
+        return dict(precision=0.0, recall=0.0, f1=0.0, mean_timing_error_s=float("nan"), num_matched=0)
+    err = np.abs(pred[:, None] - gt[None, :])  # [K, M]
+    ok = err <= tol_s + 1e-12  # float slack so a shift of exactly tol_s counts as inside
+    # Cost: a feasible pair costs its error (< tol_s); an infeasible one costs more than any set of
+    # feasible pairs together, so the assignment first maximises the match count, then minimises error.
+    big = (tol_s + 1.0) * (min(pred.size, gt.size) + 1)
+    rows, cols = scipy.optimize.linear_sum_assignment(np.where(ok, err, big))
+    keep = ok[rows, cols]
+    matched = int(np.sum(keep))
+    precision, recall = matched / pred.size, matched / gt.size
+    f1 = 0.0 if matched == 0 else 2 * precision * recall / (precision + recall)
+    timing = float(np.mean(err[rows[keep], cols[keep]])) if matched else float("nan")
+    return dict(precision=precision, recall=recall, f1=f1, mean_timing_error_s=timing, num_matched=matched)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Quality proxies (NOT FAD / FVD: no pretrained network, only fixed hand-made features)
+
+
+def frechet_distance(x: Any, y: Any) -> float:
+    """Fréchet distance between Gaussian fits of two sample sets (Dowson & Landau 1982; as used by FID,
+    Heusel et al., NeurIPS 2017): |mu_x - mu_y|^2 + Tr(S_x + S_y - 2 (S_x S_y)^(1/2)).
+
+    Tr((S_x S_y)^(1/2)) is computed as the sum of square roots of the eigenvalues of the symmetric PSD
+    matrix S_x^(1/2) S_y S_x^(1/2) (same spectrum), which stays exact when a covariance is singular (e.g.
+    a histogram bin that is always empty) instead of needing an eps fallback.
+
+    Args:
+      x: float [N, D] samples; y: float [M, D] samples, N, M >= 2.
+    Returns:
+      The distance (>= 0 up to round-off).
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(x.shape[0], y.shape[0]) < 2:
+        raise ValueError(f"frechet_distance needs [N, D] and [M, D] with N, M >= 2, got {x.shape}, {y.shape}")
+    mu1, mu2 = x.mean(0), y.mean(0)
+    s1, s2 = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
+    w, q = np.linalg.eigh(s1)
+    sqrt_s1 = (q * np.sqrt(np.clip(w, 0.0, None))) @ q.T
+    m = sqrt_s1 @ s2 @ sqrt_s1
+    tr_covmean = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None))))
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+
+
+def fd_logmel_proxy(generated: Sequence[Any], real: Sequence[Any]) -> float:
+    """PROXY audio quality: Fréchet distance between Gaussian fits of log-mel FRAMES of two sets.
+
+    Every frame of every clip is one sample (pooling frames keeps the covariance estimable with a
+    handful of clips). It compares spectral statistics only; it is not FAD (no VGGish / PANN embedding).
+
+    Args:
+      generated, real: sequences of float [T_i, n_mels] normalised log-mels (same n_mels).
+    """
+    return frechet_distance(np.concatenate([np.asarray(m, np.float64) for m in generated], 0),
+                            np.concatenate([np.asarray(m, np.float64) for m in real], 0))
+
+
+def video_frame_features(frames: Any, grid: int = 4, bins: int = 8) -> np.ndarray:
+    """Simple per-frame video features for :func:`fd_video_proxy`.
+
+    Per frame: a grid x grid x 3 thumbnail (area average, in [0, 1]), a `bins`-bin histogram per colour
+    channel (fractions), and the motion energy mean |frame_i - frame_{i-1}| (0 for the first frame).
+
+    Args:
+      frames: uint8 [T, H, W, 3].
+    Returns:
+      float64 [T, 3 * grid^2 + 3 * bins + 1].
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    t = frames.shape[0]
+    thumbs = np.stack([cv2.resize(f, (grid, grid), interpolation=cv2.INTER_AREA) for f in frames])
+    thumbs = thumbs.reshape(t, -1).astype(np.float64) / 255.0
+    idx = (frames.astype(np.int64) * bins) // 256  # [T, H, W, 3] bin index
+    hist = np.stack([np.stack([np.bincount(idx[i, ..., c].ravel(), minlength=bins) for c in range(3)])
+                     for i in range(t)]).reshape(t, -1)
+    hist = hist / float(frames.shape[1] * frames.shape[2])
+    f = frames.astype(np.float64) / 255.0
+    motion = np.concatenate([[0.0], np.mean(np.abs(np.diff(f, axis=0)), axis=(1, 2, 3))])[:, None]
+    return np.concatenate([thumbs, hist, motion], axis=1)
+
+
+def fd_video_proxy(generated: Sequence[Any], real: Sequence[Any]) -> float:
+    """PROXY video quality: Fréchet distance between Gaussian fits of :func:`video_frame_features`
+    (thumbnail colours, colour histograms, motion energy) pooled over all frames of two sets.
+
+    Not FVD (no I3D embedding): it sees colour layout and amount of motion, not content or realism.
+
+    Args:
+      generated, real: sequences of uint8 [T_i, H_i, W_i, 3] clips.
+    """
+    return frechet_distance(np.concatenate([video_frame_features(v) for v in generated], 0),
+                            np.concatenate([video_frame_features(v) for v in real], 0))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Set-level evaluation
+
+
+def mean_ci95(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and half-width of its 95% confidence interval (Student t, n - 1 dof).
+
+    NaNs are dropped. Returns (nan, nan) for no values and (mean, nan) for one value.
+    """
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    if v.size == 1:
+        return float(v[0]), float("nan")
+    half = scipy.stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    return float(v.mean()), float(half)
+
+
+ClipLike = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+
+
+def evaluate_clips(clips: Iterable[ClipLike], gt_events: Sequence[Any] | None = None, *,
+                   event_tol_s: float = 0.1, max_offset: float = 2.0,
+                   duration_tol_s: float = 0.1) -> dict[str, Any]:
+    """Scores a set of clips; returns per-metric (mean, ci95) and the skipped-clip count with reasons.
+
+    Args:
+      clips: each a mapping {'frames': uint8 [T, H, W, 3], 'fps': float, 'audio': float [N], 'sr': int}
+        or a zero-argument callable returning one (a lazy loader; any exception it raises counts the clip
+        as skipped with reason 'unreadable').
+      gt_events: optional, one float [E] array of ground-truth event times (s, -1 padded allowed) per clip,
+        in the same order; enables the event metrics (audio onsets of each clip vs. its ground truth).
+      event_tol_s: event matching tolerance in seconds (configs hold it in ms: pass ms / 1000).
+      max_offset: estimate_offset search range (s).
+      duration_tol_s: see :func:`check_clip`.
+    Returns:
+      {'desync': (mean |offset| s, ci95), 'offset': (mean signed offset s, ci95), 'av_align': (..),
+       and with gt_events 'event_precision', 'event_recall', 'event_f1', 'event_timing_error_s': (..),
+       'num_clips': int, 'num_evaluated': int, 'num_skipped': int, 'skipped': {reason: count}}.
+      A clip with any ClipError is skipped as a whole, so every metric averages the same clips.
+    """
+    per_metric: dict[str, list[float]] = collections.defaultdict(list)
+    skipped: collections.Counter[str] = collections.Counter()
+    num = 0
+    for i, clip in enumerate(clips):
+        num += 1
+        try:
+            c = clip() if callable(clip) else clip
+        except Exception as e:  # noqa: BLE001 — any loader failure is reported, not fatal for the set
+            skipped[f"unreadable:{type(e).__name__}"] += 1
+            continue
+        try:
+            frames, audio = check_clip(c["frames"], c["fps"], c["audio"], c["sr"],
+                                       duration_tol_s=duration_tol_s)
+            off = estimate_offset(frames, c["fps"], audio, c["sr"], max_offset=max_offset)
+            align = av_align(frames, c["fps"], audio, c["sr"])
+        except ClipError as e:
+            skipped[e.reason] += 1
+            continue
+        per_metric["desync"].append(abs(off))
+        per_metric["offset"].append(off)
+        per_metric["av_align"].append(align)
+        if gt_events is not None:
+            if i >= len(gt_events):
+                raise ValueError(f"gt_events has {len(gt_events)} entries but clip {i} needs one; pass one "
+                                 "array per clip, in the same order")
+            ev = event_metrics(detect_audio_events(audio, c["sr"]), gt_events[i], event_tol_s)
+            per_metric["event_precision"].append(ev["precision"])
+            per_metric["event_recall"].append(ev["recall"])
+            per_metric["event_f1"].append(ev["f1"])
+            per_metric["event_timing_error_s"].append(ev["mean_timing_error_s"])
+    out: dict[str, Any] = {k: mean_ci95(v) for k, v in per_metric.items()}
+    if not per_metric:  # every clip skipped: still report the contract metrics, as NaN
+        names = ["desync", "offset", "av_align"]
+        if gt_events is not None:
+            names += ["event_precision", "event_recall", "event_f1", "event_timing_error_s"]
+        out.update({k: (float("nan"), float("nan")) for k in names})
+    n_skipped = int(sum(skipped.values()))
+    out.update(num_clips=num, num_evaluated=num - n_skipped, num_skipped=n_skipped, skipped=dict(skipped))
+    return out
