@@ -247,15 +247,20 @@ def _impact(spec: SynthSpec, rng, cv: _Canvas, audio: np.ndarray):
                 frames = _event_frames(rng, t, fps, gap)
             else:  # falls once and rests
                 frames = [int(rng.integers(2, t - 2))]
-            knots = [frames[0] - int(rng.integers(3, 8))] + frames
-            if motion == "bounce":
-                knots.append(t + int(rng.integers(1, 6)))
+            if motion == "bounce":  # the first arc starts before the clip: no silent take-off on screen
+                knots = [-int(rng.integers(1, 6))] + frames + [t + int(rng.integers(1, 6))]
+            else:
+                knots = [frames[0] - int(rng.integers(3, 8))] + frames
             x0 = rng.uniform(0.15, 0.85)
             vx = rng.uniform(-0.05, 0.05)
             for k in range(t):
                 x = float(np.clip(x0 + vx * k / fps, r, 1 - r))
                 s = k / fps
+                # At rest on the floor after the last contact; a falling object hangs at its drop height
+                # until it is released.
                 y = floor - ry
+                if motion == "fall" and s < knots[0] / fps:
+                    y = floor - ry - min(0.65, 1.2 * ((knots[1] - knots[0]) / fps) ** 2)
                 for a, b in zip(knots[:-1], knots[1:]):
                     ta, tb = a / fps, b / fps
                     if ta <= s < tb:  # ballistic arc between contacts; apex height ~ g * dt^2 / 8

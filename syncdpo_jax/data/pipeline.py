@@ -1,0 +1,141 @@
+"""grain input pipeline: tfds ArrayRecord source -> numpy batch dicts -> global jax.Arrays.
+
+    source (this process's shard) -> seeded shuffle, reshuffled every epoch (train) -> decode
+    -> temporal crop of window_s seconds, the SAME window for both modalities (random in train,
+       centred in eval) -> video fps/resolution conversion -> float [-1, 1] -> log-mel
+    -> events shifted into the window, -1 padded to max_events -> batch
+
+Batches (per process; global batch = batch_size):
+  'video' float32 [B, T_v, H, W, 3] in [-1, 1], 'audio' float32 [B, T_a, n_mels] in [-1, 1],
+  'label' int32 [B], 'events' float32 [B, max_events] (s, -1 pad), 'event_kinds' int32 [B, max_events].
+
+Determinism: shuffling and crops are functions of (seed, element index) only, so a seed fixes the
+stream, and the iterator's `get_state()` / `set_state()` (grain checkpointing, saved by orbax with
+`grain.checkpoint.CheckpointSave`) resume it exactly. Eval iterates once, in order, with
+drop_remainder=False: the last batch may be smaller than batch_size (every clip is scored once).
+"""
+from __future__ import annotations
+
+import logging
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from syncdpo_jax.data import builders, features
+from syncdpo_jax.data.config import frames_per_window, validate
+
+log = logging.getLogger(__name__)
+
+
+def _text(x) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def crop_window(ex: dict, cfg: ml_collections.ConfigDict, start_frame: int | None,
+                rng: np.random.Generator | None) -> dict | None:
+    """One stored example -> one model-ready example (numpy), or None if skipped as too short.
+
+    The window starts on a frame of the stored clip (so the audio start sample is exact) and spans
+    `cfg.window_s` seconds in both modalities. `start_frame=None` draws it with `rng`.
+    Returns dict(video f32 [T_v, R, R, 3], audio f32 [T_a, n_mels], label i32, events f32 [E_max],
+    event_kinds i32 [E_max]).
+    """
+    t_v, t_a = frames_per_window(cfg)
+    video, audio = ex["video"], np.asarray(ex["audio"], np.float32)
+    fps_c, sr_c = float(ex["fps"]), int(ex["sr"])
+    win_src = int(round(cfg.window_s * fps_c))  # window length in stored frames
+    n_src = video.shape[0]
+    if n_src < win_src:
+        msg = (f"clip {_text(ex.get('clip_id', '?'))}: {n_src / fps_c:.2f} s is shorter than the window "
+               f"data.window_s={cfg.window_s} s")
+        if cfg.short_clip == "fail" or (cfg.short_clip != "pad" and cfg.on_bad_input == "fail"):
+            raise ValueError(msg + " (set data.short_clip='pad' or 'skip')")
+        if cfg.short_clip == "skip":
+            log.warning("%s; skipped", msg)
+            return None
+        log.warning("%s; padded (last frame held, silence)", msg)
+        video = np.concatenate([video, np.repeat(video[-1:], win_src - n_src, axis=0)])
+        need = int(round(win_src / fps_c * sr_c))
+        audio = np.pad(audio, (0, max(0, need - audio.shape[0])))
+        n_src = win_src
+    if start_frame is None:
+        start_frame = int(rng.integers(0, n_src - win_src + 1))
+    t0 = start_frame / fps_c
+    # Video: the stored frame on screen at t0 + i / fps.
+    idx = np.floor(start_frame + np.arange(t_v) * fps_c / cfg.fps + 1e-6).astype(np.int64)
+    v = video[np.minimum(idx, n_src - 1)]
+    if v.shape[1] != cfg.resolution or v.shape[2] != cfg.resolution:
+        v = builders.square_resize(v, cfg.resolution)
+    a0 = int(round(t0 * sr_c))
+    a = audio[a0: a0 + int(round(cfg.window_s * sr_c))]
+    if sr_c != cfg.sr:
+        from syncdpo_jax.data import media  # local: PyAV only needed for this rare path
+        a = media.resample_audio(a, sr_c, cfg.sr)
+    n = int(round(cfg.window_s * cfg.sr))
+    a = np.pad(a, (0, max(0, n - a.shape[0])))[:n]
+    ev = np.asarray(ex["event_times"], np.float32) - np.float32(t0)
+    kinds = np.asarray(ex["event_kinds"], np.int32)
+    keep = (ev >= -1e-6) & (ev < cfg.window_s - 1e-6)
+    ev, kinds = np.maximum(ev[keep], 0)[: cfg.max_events], kinds[keep][: cfg.max_events]
+    events = np.full(cfg.max_events, -1.0, np.float32)
+    ekinds = np.full(cfg.max_events, -1, np.int32)
+    events[: ev.shape[0]], ekinds[: kinds.shape[0]] = ev, kinds
+    return dict(video=(v.astype(np.float32) / 127.5 - 1.0),
+                audio=features.log_mel(a, cfg, num_frames=t_a),
+                label=np.int32(ex["label"]), events=events, event_kinds=ekinds)
+
+
+class _Prepare(grain.transforms.RandomMap):
+    """grain random map: stored example -> model example (random crop if train, centred otherwise)."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict, train: bool):
+        self.cfg, self.train = cfg, train
+
+    def random_map(self, ex, rng: np.random.Generator):
+        if self.train:
+            return crop_window(ex, self.cfg, None, rng)
+        win = int(round(self.cfg.window_s * float(ex["fps"])))
+        return crop_window(ex, self.cfg, max(0, (ex["video"].shape[0] - win) // 2), None)
+
+
+def make_dataset(data_cfg: ml_collections.ConfigDict, split: str, *, seed: int, train: bool) -> grain.IterDataset:
+    """The grain dataset of numpy batches for `split` (see module docstring).
+
+    Builds the tfds dataset first if missing. `iter(ds)` gives a `grain.DatasetIterator` whose
+    get_state()/set_state() checkpoint the position. Each process reads the shard
+    `process_index::process_count` and yields batch_size / process_count examples per batch.
+    """
+    validate(data_cfg)
+    nproc, pidx = jax.process_count(), jax.process_index()
+    if data_cfg.batch_size % nproc:
+        raise ValueError(f"data.batch_size={data_cfg.batch_size} is not divisible by the {nproc} processes")
+    builder = builders.build_dataset(data_cfg)
+    if split not in builder.info.splits:
+        raise ValueError(f"split {split!r} not in {builder.name}/{builder.builder_config.name}; available: "
+                         f"{list(builder.info.splits)} (data.split_train / data.split_eval)")
+    source = builder.as_data_source(split=split)
+    ds = grain.MapDataset.source(source)
+    ds = ds[pidx::nproc]  # per-process shard before shuffling: processes never read the same clip
+    if train:
+        ds = ds.shuffle(seed=seed).repeat(None)  # grain draws a fresh permutation every epoch
+    ds = ds.random_map(_Prepare(data_cfg, train), seed=seed)
+    it = ds.to_iter_dataset()  # drops None (clips skipped as too short)
+    it = it.batch(data_cfg.batch_size // nproc, drop_remainder=train)
+    if data_cfg.num_workers > 0:
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(data_cfg.num_workers)))
+    return it
+
+
+def make_global_batch(np_batch: dict, mesh: jax.sharding.Mesh,
+                      data_axes: tuple[str, ...] = ("data", "fsdp")) -> dict:
+    """Process-local numpy batch -> dict of global jax.Arrays, batch dim sharded over `data_axes`.
+
+    Axes of `data_axes` missing from the mesh are ignored (a mesh without 'fsdp' still works).
+    Every leaf has the batch as its leading dim: [B_local, ...] -> global [B_local * process_count, ...].
+    """
+    axes = tuple(a for a in data_axes if a in mesh.axis_names)
+    sharding = NamedSharding(mesh, PartitionSpec(axes if axes else None))
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in np_batch.items()}
