@@ -1,0 +1,192 @@
+"""Model configs for the joint video-audio DiT: `get_model_config(size)`.
+
+Sizes:
+  tiny  unit tests; compiles and runs in a second or two on one CPU core.
+  demo  ~1.6M params; learns a 2 s SyncBench-Synth clip in minutes on 2 CPU cores
+        (video latents [20, 8, 8, 48] at 10 fps = 32x32 px with a space-to-depth-4 codec,
+        audio log-mel [100, 40] at 50 fps).
+  1b    ~1B params, for compile checks (`jax.eval_shape`) and real runs.
+  5b    Wan2.2-5B-class video stream (dim 3072, 30 layers, FFN 14336, 48-channel latents with a
+        16x spatial VAE) plus an audio stream; only needs to build with `jax.eval_shape` here.
+
+All temporal quantities are in SECONDS (`local_window_s`) and converted to frames per modality by its
+own latent frame rate (`video_fps`, `audio_fps`). The mesh and the logical-axis rules live here too so
+a run config can override them (`--config.model.mesh.fsdp=8`).
+"""
+from __future__ import annotations
+
+import ml_collections
+
+# Logical axis names carried by every parameter / activation -> mesh axes. Order matters only for
+# readability; every logical name used in the model must appear exactly once.
+#   embed    model width of a weight (FSDP-sharded: ZeRO-3 style, gathered per layer by XLA)
+#   heads    attention heads x head_dim of q/k/v/o kernels (tensor parallel)
+#   mlp      MLP hidden width (tensor parallel)
+#   batch    activation batch (data parallel over data *and* fsdp: FSDP is data parallel too)
+#   length / act_embed   activation sequence / width (replicated; room for a 'context' axis)
+#   vocab, patch, mod, norm, global  small tables and vectors: replicated
+DEFAULT_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("mlp", "tensor"),
+    ("length", None),
+    ("act_embed", None),
+    ("act_heads", "tensor"),
+    ("vocab", None),
+    ("patch", None),
+    ("mod", None),
+    ("norm", None),
+    ("global", None),
+    ("text", None),
+)
+
+ATTENTION_IMPLS = ("xla", "dot_product_attention", "cudnn")
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+
+
+def _base() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.name = "base"
+    # --- streams ---
+    c.depth = 2                   # joint blocks (each holds one video and one audio sub-block)
+    c.video_dim = 32
+    c.video_heads = 2
+    c.video_mlp_dim = 64
+    c.audio_dim = 32
+    c.audio_heads = 2
+    c.audio_mlp_dim = 64
+    c.interaction_heads = 2       # heads of the local/global cross-modal attention (both directions)
+    c.qk_norm = True
+    c.rope_theta = 10000.0
+    # --- latents and patching ---
+    c.video_channels = 12         # C_v of video latents [T_v, h, w, C_v]
+    c.audio_channels = 8          # C_a of audio latents [T_a, C_a]
+    c.video_patch = (2, 2)        # spatial (ph, pw); temporal patch is fixed to 1 so frames stay aligned
+    c.video_temporal_patch = 1
+    c.audio_patch = 2             # pa: audio frames per token
+    c.video_fps = 4.0             # latent frame rates (frames per second of the *latents*)
+    c.audio_fps = 20.0
+    # --- cross-modal interaction ---
+    c.local_window_s = 0.5        # each frame attends to the other stream within +-W seconds
+    c.global_tokens = ml_collections.ConfigDict({"enabled": True, "num": 2})
+    # --- conditioning ---
+    c.num_classes = 4             # label == num_classes is the learned null class (CFG)
+    c.text_dim = 16               # 0 = no caption conditioning
+    c.time_embed_dim = 256        # sinusoidal features of t before the MLP
+    # --- numerics / performance ---
+    c.dtype = "float32"           # compute dtype: 'float32' | 'bfloat16'
+    c.param_dtype = "float32"
+    c.remat = "none"              # one of REMAT_POLICIES, applied per joint block
+    c.attention_impl = "xla"      # one of ATTENTION_IMPLS
+    # --- default latent shapes (eval_shape / FLOPs reports); one example, no batch ---
+    c.shapes = ml_collections.ConfigDict(
+        {"T_v": 4, "h": 4, "w": 4, "T_a": 20, "text_len": 3})
+    # --- sharding ---
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    c.logical_axis_rules = DEFAULT_RULES
+    return c
+
+
+def get_model_config(size: str) -> ml_collections.ConfigDict:
+    """Model config for `size` in {'tiny', 'demo', '1b', '5b'}."""
+    c = _base()
+    c.name = size
+    if size == "tiny":
+        pass
+    elif size == "demo":
+        # Sized from a measurement: ~1.2M params over ~320 tokens at batch 16 runs ~1 s/step on
+        # 2 CPU cores. Audio is narrower than video: it has 50 tokens against 320.
+        c.depth = 4
+        c.video_dim, c.video_heads, c.video_mlp_dim = 128, 4, 256
+        c.audio_dim, c.audio_heads, c.audio_mlp_dim = 64, 4, 128
+        c.interaction_heads = 4
+        c.video_channels, c.audio_channels = 48, 40
+        c.video_patch, c.audio_patch = (2, 2), 2
+        c.video_fps, c.audio_fps = 10.0, 50.0
+        c.local_window_s = 0.2
+        c.global_tokens.num = 2
+        c.num_classes = 8
+        c.text_dim = 0
+        c.time_embed_dim = 128
+        c.shapes = ml_collections.ConfigDict({"T_v": 20, "h": 8, "w": 8, "T_a": 100, "text_len": 0})
+    elif size == "1b":
+        c.depth = 20
+        c.video_dim, c.video_heads, c.video_mlp_dim = 1536, 12, 6144
+        c.audio_dim, c.audio_heads, c.audio_mlp_dim = 1024, 8, 4096
+        c.interaction_heads = 8
+        c.video_channels, c.audio_channels = 48, 64
+        c.video_patch, c.audio_patch = (2, 2), 1
+        # 5 s clip: Wan2.2 VAE latents (4x temporal of 24 fps -> 6 fps... kept round at 6) and a
+        # 25 Hz audio VAE.
+        c.video_fps, c.audio_fps = 6.0, 25.0
+        c.local_window_s = 0.25
+        c.global_tokens.num = 8
+        c.num_classes = 1000
+        c.text_dim = 4096             # umT5-XXL embeddings, precomputed offline
+        c.dtype = "bfloat16"
+        c.remat = "dots_no_batch"
+        c.attention_impl = "dot_product_attention"
+        c.shapes = ml_collections.ConfigDict({"T_v": 30, "h": 44, "w": 80, "T_a": 125, "text_len": 512})
+        c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
+    elif size == "5b":
+        # Video stream = Wan2.2-TI2V-5B transformer (dim 3072, 30 layers, 24 heads, FFN 14336,
+        # patch (1, 2, 2) over 48-channel latents of a 16x16x4 VAE).
+        c.depth = 30
+        c.video_dim, c.video_heads, c.video_mlp_dim = 3072, 24, 14336
+        c.audio_dim, c.audio_heads, c.audio_mlp_dim = 1536, 12, 6144
+        c.interaction_heads = 12
+        c.video_channels, c.audio_channels = 48, 64
+        c.video_patch, c.audio_patch = (2, 2), 1
+        c.video_fps, c.audio_fps = 6.0, 25.0
+        c.local_window_s = 0.25
+        c.global_tokens.num = 16
+        c.num_classes = 1000
+        c.text_dim = 4096
+        c.dtype = "bfloat16"
+        c.remat = "dots_no_batch"
+        c.attention_impl = "dot_product_attention"
+        # 5 s of 704x1280 video: 30 latent frames of 44x80.
+        c.shapes = ml_collections.ConfigDict({"T_v": 30, "h": 44, "w": 80, "T_a": 125, "text_len": 512})
+        c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 4})
+    else:
+        raise ValueError(f"unknown model size {size!r}; expected one of 'tiny', 'demo', '1b', '5b' "
+                         "(config field model.size / get_model_config argument)")
+    validate_config(c)
+    return c
+
+
+def validate_config(c: ml_collections.ConfigDict) -> None:
+    """Checks that do not depend on input shapes; raises ValueError naming the field to fix."""
+    if c.video_temporal_patch != 1:
+        raise ValueError(f"model.video_temporal_patch={c.video_temporal_patch}: only 1 is supported so "
+                         "video tokens stay frame-aligned with audio for local attention")
+    ph, pw = tuple(c.video_patch)
+    if ph < 1 or pw < 1 or c.audio_patch < 1:
+        raise ValueError(f"patch sizes must be >= 1, got model.video_patch={c.video_patch}, "
+                         f"model.audio_patch={c.audio_patch}")
+    for stream in ("video", "audio"):
+        dim, heads = c[f"{stream}_dim"], c[f"{stream}_heads"]
+        if dim % heads:
+            raise ValueError(f"model.{stream}_dim={dim} is not divisible by model.{stream}_heads={heads}")
+        if (dim // heads) % 2:
+            raise ValueError(f"head dim model.{stream}_dim/model.{stream}_heads={dim // heads} must be "
+                             "even for RoPE")
+    for stream in ("video", "audio"):
+        dim = c[f"{stream}_dim"]
+        if dim % c.interaction_heads or (dim // c.interaction_heads) % 2:
+            raise ValueError(f"model.{stream}_dim={dim} must split into model.interaction_heads="
+                             f"{c.interaction_heads} heads of even size (RoPE)")
+    if (c.video_dim // c.video_heads) < 6:
+        raise ValueError("video head dim (model.video_dim / model.video_heads) must be >= 6 for 3D RoPE")
+    if c.attention_impl not in ATTENTION_IMPLS:
+        raise ValueError(f"model.attention_impl={c.attention_impl!r}; expected one of {ATTENTION_IMPLS} "
+                         "(a TPU splash-attention kernel would slot in beside them in layers.attention)")
+    if c.remat not in REMAT_POLICIES:
+        raise ValueError(f"model.remat={c.remat!r}; expected one of {REMAT_POLICIES}")
+    if c.dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"model.dtype={c.dtype!r}; expected 'float32' or 'bfloat16'")
+    if c.local_window_s <= 0:
+        raise ValueError(f"model.local_window_s={c.local_window_s} must be > 0 seconds")
+    if c.video_fps <= 0 or c.audio_fps <= 0:
+        raise ValueError("model.video_fps and model.audio_fps must be > 0 (latent frames per second)")
