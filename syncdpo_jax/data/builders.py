@@ -125,7 +125,6 @@ class AvFolderConfig(tfds.core.BuilderConfig):
     resolution: int = 32
     min_duration_s: float = 2.0  # shorter clips cannot fill one crop window
     min_audio_rms: float = 1e-4  # below: a silent track, no sync signal
-    on_bad_input: str = "skip"  # 'skip' (count, log, report) | 'fail' (raise on the first bad file)
 
 
 class AvFolder(_LocalBuilder):
@@ -137,15 +136,15 @@ class AvFolder(_LocalBuilder):
     `<dataset dir>/bad_inputs.json` by `build_dataset`.
     """
     VERSION = tfds.core.Version("1.0.0")
-    BUILDER_CONFIGS = [
-        AvFolderConfig(name="test", resolution=16, min_duration_s=1.0),
-        AvFolderConfig(name="demo", resolution=32, min_duration_s=2.0),
-    ]
-    DEFAULT_CONFIG_NAME = "demo"
+    # No predefined configs: the conversion comes from the data config (`make_builder`), named by
+    # data.builder_config; a built dataset is then read back by that name from its files.
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Put your .mp4 files (with an audio track) in manual_dir."
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, on_bad_input: str = "skip", **kwargs):
         super().__init__(*args, **kwargs)
+        # 'skip' (count, log, report) | 'fail' (raise on the first bad file). Not part of the config:
+        # it does not change what a finished dataset holds.
+        self.on_bad_input = on_bad_input
         self.skipped: list[dict] = []  # [{'file': name, 'reason': str}], filled while generating
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -175,7 +174,7 @@ class AvFolder(_LocalBuilder):
             try:
                 ex = convert_user_clip(path, cfg)
             except media.MediaError as e:
-                if cfg.on_bad_input == "fail":
+                if self.on_bad_input == "fail":
                     raise media.MediaError(e.path, e.reason + " (set data.on_bad_input='skip' to skip such "
                                            "files)") from e
                 log.warning("av_folder: skipping %s", e)
@@ -254,9 +253,8 @@ def make_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilde
     if data_cfg.name == "av_folder":
         bc = AvFolderConfig(name=data_cfg.builder_config, fps=float(data_cfg.fps), sr=int(data_cfg.sr),
                             resolution=int(data_cfg.resolution), min_duration_s=float(data_cfg.window_s),
-                            min_audio_rms=float(data_cfg.get("min_audio_rms", 1e-4)),
-                            on_bad_input=data_cfg.on_bad_input)
-        return AvFolder(config=bc, data_dir=data_dir, file_format=FILE_FORMAT)
+                            min_audio_rms=float(data_cfg.get("min_audio_rms", 1e-4)))
+        return AvFolder(config=bc, data_dir=data_dir, file_format=FILE_FORMAT, on_bad_input=data_cfg.on_bad_input)
     raise ValueError(f"data.name={data_cfg.name!r}; expected 'syncbench_synth' or 'av_folder'")
 
 
