@@ -66,7 +66,7 @@ MAGNITUDES: dict[str, Magnitude] = {
     "scale": Magnitude(
         "factor", "factor", 1.05, 2.0,
         "time-stretch x'(t) = x(t / a), anchored at the clip start, a = factor or 1/factor; a "
-        "multiplies inter-onset intervals; floor: the last visible frame moves >= 1 coarse frame"),
+        "multiplies inter-onset intervals; floor: the most displaced frame moves >= 1 coarse frame"),
     "reverse": Magnitude(
         "segment", "s", 0.2, None,
         "a segment of this length is played backwards in place (>= 2 coarse frames; whole clip at 1)"),
@@ -264,19 +264,32 @@ def _late_sign(modality: str) -> float:
   return 1.0 if modality == "audio" else -1.0
 
 
-def _salient_frame(key: jax.Array, x: jax.Array) -> jax.Array:
-  """Samples a frame index where the content changes, favouring large changes. x: [T, ...] -> int32.
+def change_curve(x: jax.Array) -> jax.Array:
+  """How much the content changes into each frame. x: [T, ...] -> f32 [T] (0 at t = 0).
 
-  The change curve is the mean |x[t] - x[t-1]| (video motion energy; for log-mel a spectral flux).
-  Sampling from softmax(8 * change / max) keeps some randomness while mostly hitting real events, so
-  Mute/Freeze remove an *event* rather than silence the already-silent background. A constant clip
-  gives a uniform choice.
+  Mean |x[t] - x[t-1]| over trailing dims: the motion energy of video, a spectral flux of log-mel.
   """
   axes = tuple(range(1, x.ndim))
   change = jnp.mean(jnp.abs(jnp.diff(x.astype(jnp.float32), axis=0)), axis=axes)
-  change = jnp.concatenate([jnp.zeros((1,), jnp.float32), change])
+  return jnp.concatenate([jnp.zeros((1,), jnp.float32), change])
+
+
+def _salient_frame(key: jax.Array, change: jax.Array) -> jax.Array:
+  """Samples a frame index c where the content changes (x[c] != x[c-1]), favouring large changes.
+
+  Local rules (Replace, Reverse, Shuffle, Mute, Freeze, Repeat) centre their segment on c: a
+  segment of unchanging background distorted in time is the identity (a winner == loser pair that
+  teaches nothing), while an event moved by one frame is exactly the subtle negative we want.
+  softmax(8 * change / max) keeps some randomness while mostly hitting real events; a constant clip
+  gives a uniform choice. change: f32 [T] from `change_curve` -> int32 [].
+  """
   logits = 8.0 * change / (jnp.max(change) + 1e-6)
   return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+# Rules that read the change curve of the distorted modality (to place a segment on a salient
+# change, or for Scale to keep the salient frame when decimating).
+SALIENT_RULES = ("replace", "scale", "reverse", "shuffle", "mute", "freeze", "repeat")
 
 
 Maps = tuple[TimeMap, TimeMap, dict[str, jax.Array]]
@@ -290,9 +303,15 @@ def _place(clip: Clip, modality: str, m: TimeMap, info: dict) -> Maps:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Perturbation map builders: (key, strength, video, audio, clip, opts) -> (map_v, map_a, info).
+# Perturbation map builders: (key, strength, change, clip, opts) -> (map_v, map_a, info), where
+# `change` is the f32 [T] change curve of the distorted modality (None for rules not in
+# SALIENT_RULES, which do not look at the content).
 # ----------------------------------------------------------------------------------------------------
-def _shift(key, strength, video, audio, clip: Clip, opts) -> Maps:
+def _no_flags(n_t: int) -> jax.Array:
+  return jnp.zeros((n_t,), bool)
+
+
+def _shift(key, strength, change, clip: Clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
@@ -300,20 +319,20 @@ def _shift(key, strength, video, audio, clip: Clip, opts) -> Maps:
   d = jnp.where(jax.random.bernoulli(key), d, -d)
   t = jnp.arange(n_t, dtype=jnp.int32)
   src = t - d                                       # out[t] = x[t - d]: content d frames later
-  sil = (src < 0) | (src >= n_t) if _pad_mode(opts) == "silence" else jnp.zeros((n_t,), bool)
-  m = TimeMap(jnp.clip(src, 0, n_t - 1), jnp.zeros((n_t,), bool), sil)
+  sil = (src < 0) | (src >= n_t) if _pad_mode(opts) == "silence" else _no_flags(n_t)
+  m = TimeMap(jnp.clip(src, 0, n_t - 1), _no_flags(n_t), sil)
   info = _info("shift", mod, strength, _late_sign(mod) * d / fps, jnp.abs(d) / fps, 0.0, n_t / fps)
   return _place(clip, mod, m, info)
 
 
-def _replace(key, strength, video, audio, clip: Clip, opts) -> Maps:
+def _replace(key, strength, change, clip: Clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   n = _to_frames(magnitude("replace", strength, clip.clip_s), fps, k, n_t // 2)
   starts = n_t - n + 1                              # valid segment starts [0, starts)
   k_dst, k_src, k_oth = jax.random.split(key, 3)
-  dst = jax.random.randint(k_dst, (), 0, starts)
+  dst = jnp.clip(_salient_frame(k_dst, change) - n // 2, 0, starts - 1)
   # Source start uniform over the starts at least k frames (one coarse frame) away from dst.
   band_lo = jnp.maximum(dst - k + 1, 0)
   band = jnp.minimum(dst + k - 1, starts - 1) - band_lo + 1
@@ -323,54 +342,71 @@ def _replace(key, strength, video, audio, clip: Clip, opts) -> Maps:
   src_start = jnp.where(use_other, dst, src0)       # from the other example: the same moment
   t = jnp.arange(n_t, dtype=jnp.int32)
   inseg = (t >= dst) & (t < dst + n)
-  m = TimeMap(jnp.where(inseg, t - dst + src_start, t), inseg & use_other, jnp.zeros((n_t,), bool))
+  m = TimeMap(jnp.where(inseg, t - dst + src_start, t), inseg & use_other, _no_flags(n_t))
   offset = jnp.where(use_other, 0.0, _late_sign(mod) * (dst - src0) / fps)
   info = _info("replace", mod, strength, offset, n / fps, dst / fps, n / fps)
   return _place(clip, mod, m, info)
 
 
-def _scale(key, strength, video, audio, clip: Clip, opts) -> Maps:
+def _scale(key, strength, change, clip: Clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
-  # Floor: with N coarse frames in the clip the most displaced visible frame moves D * (1 - 1/f)
-  # (stretch) or D * (1 - 1/f) (compress, f = 1/a); >= one coarse frame iff f >= N / (N - 1).
-  n_coarse = clip.clip_s * clip.fps_coarse
-  f = jnp.maximum(magnitude("scale", strength, clip.clip_s), n_coarse / (n_coarse - 1.0) + 1e-6)
+  # Floor: the most displaced visible frame moves (T - 1) * (1 - 1/f) frames for both a = f
+  # (stretch) and a = 1/f (compress); asking for k + 1/2 (k = one coarse frame in this modality's
+  # frames, the 1/2 for nearest-frame rounding) keeps it >= k frames after rounding.
+  k = clip.coarse_frame(fps)
+  f_min = (n_t - 1.0) / (n_t - 1.0 - k - 0.5)
+  f = jnp.maximum(magnitude("scale", strength, clip.clip_s), f_min)
   a = jnp.where(jax.random.bernoulli(key), f, 1.0 / f)
+  # x'(t) = x(t / a): intervals multiply by a. Output frame t covers source times
+  # [(t - 1/2) / a, (t + 1/2) / a). Stretching (a > 1) covers <= 1 source frame: nearest frame.
+  # Compressing covers up to 1/a frames, and plain nearest-frame decimation would drop short events
+  # (a one-frame click can vanish); instead take the covered frame that differs most from both of
+  # its neighbours (change[t] + change[t + 1]), a peak-preserving decimation that keeps onsets.
   t = jnp.arange(n_t, dtype=jnp.float32)
-  src = jnp.round(t / a).astype(jnp.int32)          # x'(t) = x(t / a): intervals multiply by a
-  sil = src >= n_t if _pad_mode(opts) == "silence" else jnp.zeros((n_t,), bool)
-  m = TimeMap(jnp.clip(src, 0, n_t - 1), jnp.zeros((n_t,), bool), sil)
+  centre = jnp.round(t / a)
+  half = math.ceil(MAGNITUDES["scale"].coarse / 2.0)  # static bound on the span radius (a >= 1/2)
+  cand = centre[:, None] + jnp.arange(-half, half + 1, dtype=jnp.float32)[None, :]  # [T, 2h+1]
+  lo, hi = (t - 0.5) / a, (t + 0.5) / a
+  inspan = (cand >= lo[:, None] - 1e-4) & (cand < hi[:, None] - 1e-4) | (cand == centre[:, None])
+  cand_i = cand.astype(jnp.int32)
+  peak = change + jnp.concatenate([change[1:], jnp.zeros((1,), change.dtype)])
+  score = jnp.where(inspan & (cand_i >= 0) & (cand_i < n_t),
+                    jnp.take(peak, jnp.clip(cand_i, 0, n_t - 1)), -1.0)
+  score = jnp.where(cand == centre[:, None], score + 1e-6, score)  # ties -> nearest frame
+  src = jnp.take_along_axis(cand_i, jnp.argmax(score, axis=1)[:, None], axis=1)[:, 0]
+  src = jnp.where(centre >= n_t, centre.astype(jnp.int32), src)  # past the end: stays padded
+  sil = src >= n_t if _pad_mode(opts) == "silence" else _no_flags(n_t)
+  m = TimeMap(jnp.clip(src, 0, n_t - 1), _no_flags(n_t), sil)
   info = _info("scale", mod, strength, 0.0, a, 0.0, n_t / fps)
   return _place(clip, mod, m, info)
 
 
-def _reverse_map(key, n, n_t) -> tuple[TimeMap, jax.Array]:
-  start = jax.random.randint(key, (), 0, n_t - n + 1)
+def _reverse_map(start, n, n_t) -> TimeMap:
   t = jnp.arange(n_t, dtype=jnp.int32)
   inseg = (t >= start) & (t < start + n)
-  return TimeMap(jnp.where(inseg, 2 * start + n - 1 - t, t), jnp.zeros((n_t,), bool),
-                 jnp.zeros((n_t,), bool)), start
+  return TimeMap(jnp.where(inseg, 2 * start + n - 1 - t, t), _no_flags(n_t), _no_flags(n_t))
 
 
-def _reverse(key, strength, video, audio, clip: Clip, opts) -> Maps:
+def _reverse(key, strength, change, clip: Clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   n = _to_frames(magnitude("reverse", strength, clip.clip_s), fps, min(2 * k, n_t), n_t)
-  m, start = _reverse_map(key, n, n_t)
+  # Centred on a change at c: frames c-1 and c differ, so even the 2-frame reversal is not identity.
+  start = jnp.clip(_salient_frame(key, change) - n // 2, 0, n_t - n)
   info = _info("reverse", mod, strength, 0.0, n / fps, start / fps, n / fps)
-  return _place(clip, mod, m, info)
+  return _place(clip, mod, _reverse_map(start, n, n_t), info)
 
 
-def _shuffle(key, strength, video, audio, clip: Clip, opts) -> Maps:
+def _shuffle(key, strength, change, clip: Clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   s = opts["num_segments"]
   n = _to_frames(magnitude("shuffle", strength, clip.clip_s), fps, k, n_t // s)
   k_start, k_perm = jax.random.split(key)
-  start = jax.random.randint(k_start, (), 0, n_t - s * n + 1)
+  start = jnp.clip(_salient_frame(k_start, change) - (s * n) // 2, 0, n_t - s * n)
   ident = jnp.arange(s, dtype=jnp.int32)
   perm = jax.random.permutation(k_perm, s).astype(jnp.int32)
   perm = jnp.where(jnp.all(perm == ident), jnp.roll(ident, 1), perm)  # never the identity
@@ -378,63 +414,60 @@ def _shuffle(key, strength, video, audio, clip: Clip, opts) -> Maps:
   rel = t - start
   inwin = (rel >= 0) & (rel < s * n)
   seg = jnp.clip(rel // n, 0, s - 1)
-  m = TimeMap(jnp.where(inwin, start + perm[seg] * n + rel % n, t), jnp.zeros((n_t,), bool),
-              jnp.zeros((n_t,), bool))
+  m = TimeMap(jnp.where(inwin, start + perm[seg] * n + rel % n, t), _no_flags(n_t), _no_flags(n_t))
   info = _info("shuffle", mod, strength, 0.0, n / fps, start / fps, s * n / fps)
   return _place(clip, mod, m, info)
 
 
-def _swap(key, strength, video, audio, clip: Clip, opts) -> Maps:
+def _swap(key, strength, change, clip: Clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   if not clip.has_other:
     # Documented fallback: without another example the coarsest self-contained negative is the
     # whole clip played backwards; info reports it honestly as 'reverse'.
-    m, _ = _reverse_map(key, n_t, n_t)
+    m = _reverse_map(0, n_t, n_t)
     return _place(clip, mod, m, _info("reverse", mod, strength, 0.0, n_t / fps, 0.0, n_t / fps))
   t = jnp.arange(n_t, dtype=jnp.int32)
-  m = TimeMap(t, jnp.ones((n_t,), bool), jnp.zeros((n_t,), bool))
+  m = TimeMap(t, jnp.ones((n_t,), bool), _no_flags(n_t))
   return _place(clip, mod, m, _info("swap", mod, strength, 0.0, n_t / fps, 0.0, n_t / fps))
 
 
-def _mute(key, strength, video, audio, clip: Clip, opts) -> Maps:
+def _mute(key, strength, change, clip: Clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   n = _to_frames(magnitude("mute", strength, clip.clip_s), fps, k, n_t)
-  centre = _salient_frame(key, audio if mod == "audio" else video)
-  start = jnp.clip(centre - n // 2, 0, n_t - n)
+  start = jnp.clip(_salient_frame(key, change) - n // 2, 0, n_t - n)
   t = jnp.arange(n_t, dtype=jnp.int32)
-  inseg = (t >= start) & (t < start + n)
-  m = TimeMap(t, jnp.zeros((n_t,), bool), inseg)
+  m = TimeMap(t, _no_flags(n_t), (t >= start) & (t < start + n))
   info = _info("mute", mod, strength, 0.0, n / fps, start / fps, n / fps)
   return _place(clip, mod, m, info)
 
 
-def _freeze(key, strength, video, audio, clip: Clip, opts) -> Maps:
+def _freeze(key, strength, change, clip: Clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   n = _to_frames(magnitude("freeze", strength, clip.clip_s), fps, k, n_t - 1)
-  change = _salient_frame(key, video if mod == "video" else audio)
-  # Hold frame `start` over (start, start + n], placing the salient change inside the held span.
-  start = jnp.clip(change - 1 - (n - 1) // 2, 0, n_t - 1 - n)
+  # Hold frame `start` over (start, start + n], with the change at c inside the held span.
+  start = jnp.clip(_salient_frame(key, change) - 1 - (n - 1) // 2, 0, n_t - 1 - n)
   t = jnp.arange(n_t, dtype=jnp.int32)
   held = (t > start) & (t <= start + n)
-  m = TimeMap(jnp.where(held, start, t), jnp.zeros((n_t,), bool), jnp.zeros((n_t,), bool))
+  m = TimeMap(jnp.where(held, start, t), _no_flags(n_t), _no_flags(n_t))
   info = _info("freeze", mod, strength, 0.0, n / fps, (start + 1) / fps, n / fps)
   return _place(clip, mod, m, info)
 
 
-def _repeat(key, strength, video, audio, clip: Clip, opts) -> Maps:
+def _repeat(key, strength, change, clip: Clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   n = _to_frames(magnitude("repeat", strength, clip.clip_s), fps, k, n_t // 2)
-  start = jax.random.randint(key, (), 0, n_t - 2 * n + 1)
+  # Segment [start, start + n) is replayed over [start + n, start + 2n), which covers the change c.
+  start = jnp.clip(_salient_frame(key, change) - n, 0, n_t - 2 * n)
   t = jnp.arange(n_t, dtype=jnp.int32)
   replay = (t >= start + n) & (t < start + 2 * n)
-  m = TimeMap(jnp.where(replay, t - n, t), jnp.zeros((n_t,), bool), jnp.zeros((n_t,), bool))
+  m = TimeMap(jnp.where(replay, t - n, t), _no_flags(n_t), _no_flags(n_t))
   info = _info("repeat", mod, strength, _late_sign(mod) * n / fps, n / fps, (start + n) / fps,
                n / fps)
   return _place(clip, mod, m, info)
@@ -464,16 +497,25 @@ def check_clip(clip: Clip) -> None:
 
 def build_maps(name: str, key: jax.Array, video: jax.Array, audio: jax.Array,
                strength: jax.Array | float, fps_v: float, fps_a: float, has_other: bool,
-               options: Mapping[str, Any] | None = None) -> Maps:
+               options: Mapping[str, Any] | None = None,
+               changes: tuple[jax.Array | None, jax.Array | None] | None = None) -> Maps:
   """Time maps and info of perturbation `name` for one example (no data gathered yet).
 
-  video: [T_v, ...], audio: [T_a, ...] (only read by rules that look for salient changes).
+  video: [T_v, ...], audio: [T_a, ...]; only their shapes and, for SALIENT_RULES, the change curve
+  of the distorted modality are used (`changes` = precomputed (change_v [T_v], change_a [T_a])).
   Returns (map_v: TimeMap of [T_v], map_a: TimeMap of [T_a], info: INFO_SCHEMA dict).
   """
   clip = Clip(int(video.shape[0]), int(audio.shape[0]), float(fps_v), float(fps_a), bool(has_other))
   check_clip(clip)
+  opts = resolve_options(name, options)
   strength = jnp.clip(jnp.asarray(strength, jnp.float32), 0.0, 1.0)
-  return BUILDERS[name](key, strength, video, audio, clip, resolve_options(name, options))
+  change = None
+  if name in SALIENT_RULES:
+    i = MODALITY_IDS[opts["modality"]]
+    change = changes[i] if changes is not None and changes[i] is not None else None
+    if change is None:
+      change = change_curve((video, audio)[i])
+  return BUILDERS[name](key, strength, change, clip, opts)
 
 
 def apply(name: str, key: jax.Array, video: jax.Array, audio: jax.Array,

@@ -59,13 +59,18 @@ def _resolve_all(cands: tuple[str, ...], options: Options) -> dict[str, dict[str
 def _sample_maps(key, video, audio, strength, fps_v, fps_a, cands, p, has_other, opts):
   """Picks a rule from `cands` with probabilities `p` and builds its maps for one example."""
   k_pick, k_apply = jax.random.split(key)
+  # Change curves are computed once, outside the switch, and only for modalities a candidate
+  # rule looks at (under vmap the switch runs every branch, so this avoids repeated passes).
+  need = {ops.MODALITY_IDS[opts[n]["modality"]] for n in cands if n in ops.SALIENT_RULES}
+  changes = tuple(ops.change_curve(x) if i in need else None for i, x in enumerate((video, audio)))
   branches = [
-      (lambda k, s, v, a, n=n: ops.build_maps(n, k, v, a, s, fps_v, fps_a, has_other, opts[n]))
+      (lambda k, s, n=n: ops.build_maps(n, k, video, audio, s, fps_v, fps_a, has_other, opts[n],
+                                        changes))
       for n in cands]
   if len(branches) == 1:
-    return branches[0](k_apply, strength, video, audio)
+    return branches[0](k_apply, strength)
   idx = jax.random.categorical(k_pick, jnp.log(p))
-  return jax.lax.switch(idx, branches, k_apply, strength, video, audio)
+  return jax.lax.switch(idx, branches, k_apply, strength)
 
 
 def _fills(cands, opts) -> tuple[bool, bool]:
