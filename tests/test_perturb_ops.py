@@ -250,11 +250,18 @@ def test_static_mix_only_samples_positive_probabilities():
   assert set(kinds.tolist()) == {perturb.kind_index("replace"), perturb.kind_index("scale")}
 
 
-def test_replace_from_self_moves_content_by_at_least_one_coarse_frame():
+@pytest.mark.parametrize("strength", [0.0, 1.0])
+def test_replace_from_self_copies_a_segment_displaced_by_the_shift_offset(strength):
   video, audio = random_clip(3)
-  for seed in range(10):
-    _, a2, info = perturb.apply("replace", jax.random.key(seed), video, audio, 0.0, FPS_V, FPS_A)
-    assert abs(float(info["offset_s"])) >= 1 / FPS_V - 1e-6
+  for seed in range(6):
+    _, a2, info = perturb.apply("replace", jax.random.key(seed), video, audio, strength, FPS_V,
+                                FPS_A)
+    # Displacement = the Shift offset at this strength (0.1 s / 1 s), shortened only if neither
+    # direction fits in the clip (never below one coarse frame).
+    want = float(perturb.magnitude("shift", strength, WINDOW_S))
+    assert 1 / FPS_V - 1e-6 <= abs(float(info["offset_s"])) <= want + 1e-6
+    if strength == 0.0:
+      assert abs(float(info["offset_s"])) == pytest.approx(want)
     start, n = int(round(float(info["start_s"]) * FPS_A)), int(round(float(info["duration_s"]) * FPS_A))
     src = start - int(round(float(info["offset_s"]) * FPS_A))
     np.testing.assert_array_equal(a2[start:start + n], audio[src:src + n])

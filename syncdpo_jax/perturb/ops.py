@@ -60,9 +60,9 @@ MAGNITUDES: dict[str, Magnitude] = {
         "shifted-in edge is silence for audio, the held edge frame for video"),
     "replace": Magnitude(
         "segment", "s", 0.1, 1.0,
-        "a segment of this length is overwritten by a same-length segment from >= 1 coarse frame "
-        "elsewhere in the clip, or (if available, with prob. other_prob) the same moment of another "
-        "example; capped at half the clip"),
+        "a segment of this length (capped at half the clip), centred on a salient change, is "
+        "overwritten by the same-length segment displaced by the Shift offset at this strength "
+        "(random sign), or, with prob. other_prob when available, the same moment of another example"),
     "scale": Magnitude(
         "factor", "factor", 1.05, 2.0,
         "time-stretch x'(t) = x(t / a), anchored at the clip start, a = factor or 1/factor; a "
@@ -333,11 +333,16 @@ def _replace(key, strength, change, clip: Clip, opts) -> Maps:
   starts = n_t - n + 1                              # valid segment starts [0, starts)
   k_dst, k_src, k_oth = jax.random.split(key, 3)
   dst = jnp.clip(_salient_frame(k_dst, change) - n // 2, 0, starts - 1)
-  # Source start uniform over the starts at least k frames (one coarse frame) away from dst.
-  band_lo = jnp.maximum(dst - k + 1, 0)
-  band = jnp.minimum(dst + k - 1, starts - 1) - band_lo + 1
-  u = jax.random.randint(k_src, (), 0, starts - band)
-  src0 = jnp.where(u < band_lo, u, u + band)
+  # The source is displaced by the Shift offset at the same strength (>= one coarse frame), so a
+  # subtle Replace is a locally mistimed segment, not a random chunk from seconds away. Direction:
+  # random, flipped if it leaves the clip; if neither fits, the side with more room, shortened.
+  d = _to_frames(magnitude("shift", strength, clip.clip_s), fps, k, starts - 1)
+  sign = jnp.where(jax.random.bernoulli(k_src), 1, -1)
+  fits = lambda sg: (dst - sg * d >= 0) & (dst - sg * d <= starts - 1)  # noqa: E731
+  roomier = jnp.where(dst >= starts - 1 - dst, 1, -1)
+  sign = jnp.where(fits(sign), sign, jnp.where(fits(-sign), -sign, roomier))
+  d = jnp.where(fits(sign), d, jnp.maximum(dst, starts - 1 - dst))
+  src0 = dst - sign * d                             # content from earlier (sign +) = audio late
   use_other = jax.random.bernoulli(k_oth, float(opts["other_prob"])) if clip.has_other else False
   src_start = jnp.where(use_other, dst, src0)       # from the other example: the same moment
   t = jnp.arange(n_t, dtype=jnp.int32)
@@ -408,7 +413,9 @@ def _shuffle(key, strength, change, clip: Clip, opts) -> Maps:
   k_start, k_perm = jax.random.split(key)
   start = jnp.clip(_salient_frame(k_start, change) - (s * n) // 2, 0, n_t - s * n)
   ident = jnp.arange(s, dtype=jnp.int32)
-  perm = jax.random.permutation(k_perm, s).astype(jnp.int32)
+  # argsort of uniforms: one small sort (jax.random.permutation's multi-round shuffle compiles to
+  # much more code, and under vmap every rule's code runs).
+  perm = jnp.argsort(jax.random.uniform(k_perm, (s,))).astype(jnp.int32)
   perm = jnp.where(jnp.all(perm == ident), jnp.roll(ident, 1), perm)  # never the identity
   t = jnp.arange(n_t, dtype=jnp.int32)
   rel = t - start
@@ -485,8 +492,9 @@ def check_clip(clip: Clip) -> None:
   for mod in ("video", "audio"):
     n_t, fps = clip.frames(mod)
     k = clip.coarse_frame(fps)
-    # Replace needs a source start >= k frames from any destination with segments up to n_t // 2.
-    if n_t - n_t // 2 + 1 - (2 * k - 1) < 1 or n_t < 2 * k + 1:
+    # Replace needs a source start >= k frames from any destination with segments up to n_t // 2:
+    # the larger side of the remaining n_t - n >= n_t / 2 starts is >= n_t / 4 >= k.
+    if n_t < 4 * k:
       raise ValueError(
           f"{mod} clip of {n_t} frames at {fps} fps is too short for temporal perturbations: one "
           f"frame of the coarser modality is {k} {mod} frames, and at least {4 * k} frames are "
