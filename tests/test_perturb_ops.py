@@ -317,3 +317,30 @@ def test_config_round_trip_drives_options_and_mix():
   np.testing.assert_array_equal(v2[max(d, 0):T_V + min(d, 0)], video[max(-d, 0):T_V - max(d, 0)])
   only = perturb.probs_from_config(perturb.get_perturb_config("replace_scale"))
   assert {n for n, p in only.items() if p > 0} == {"replace", "scale"}
+
+
+def test_make_negatives_stays_shard_local_on_a_batch_sharded_mesh():
+  """On a mesh with the batch sharded, negatives need no all-gather of the batch (only the
+  neighbour exchange of jnp.roll for the other example) and equal the single-device result."""
+  devices = jax.devices()[:8]
+  if len(devices) < 8:
+    pytest.skip("needs 8 devices (tests/conftest.py sets 8 virtual CPU devices)")
+  mesh = jax.sharding.Mesh(np.asarray(devices), ("data",),
+                           axis_types=(jax.sharding.AxisType.Auto,))
+  sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  v = jnp.stack([random_clip(i)[0] for i in range(8)])
+  a = jnp.stack([random_clip(i)[1] for i in range(8)])
+  probs = {"swap": 0.4, "replace": 0.4, "shift": 0.2}
+
+  def neg(k, v, a):
+    return perturb.make_negatives(k, v, a, 0.4, FPS_V, FPS_A, probs)
+
+  fn = jax.jit(neg, out_shardings=(sh, sh, None))
+  vs, as_ = jax.device_put(v, sh), jax.device_put(a, sh)
+  hlo = fn.lower(jax.random.key(0), vs, as_).compile().as_text()
+  assert "all-gather" not in hlo
+  vl, al, info = fn(jax.random.key(0), vs, as_)
+  vr, ar, ir = jax.jit(neg)(jax.random.key(0), v, a)
+  np.testing.assert_array_equal(vl, vr)
+  np.testing.assert_array_equal(al, ar)
+  np.testing.assert_array_equal(info["kind"], ir["kind"])

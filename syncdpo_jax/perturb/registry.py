@@ -6,9 +6,10 @@ traced per-stage mix of the curriculum, `curriculum.mix_probs`). Probabilities a
 
 `make_negatives` is the hot path: it vmaps only the cheap `[T]` index computations of the chosen rule
 (a `lax.switch` that vmap turns into a select over the candidate rules, all of them O(T) integer work)
-and then touches the data once: a single batched gather per modality, reading the "other" example
-(the batch rolled by one, `jnp.roll(x, 1, 0)`, so example b pairs with b - 1) straight from the batch
-instead of materialising a rolled copy.
+and then touches the data once per source: a per-example gather per modality, plus, only if a
+candidate can use it (Swap, cross-example Replace), a gather from the "other" example (the batch
+rolled by one, `jnp.roll(x, 1, 0)`, so example b pairs with b - 1). Both stay shard-local on a mesh
+whose batch axis is sharded, except the roll's neighbour exchange.
 """
 from __future__ import annotations
 
@@ -101,15 +102,25 @@ def sample_apply(key: jax.Array, video: jax.Array, audio: jax.Array, strength: j
   return video, audio, info
 
 
-def _gather_batch(x: jax.Array, m: ops.TimeMap, fill: jax.Array | None) -> jax.Array:
-  """Batched time-map gather with the other example = previous one. x: [B, T, ...] -> [B, T, ...]."""
-  b, t = x.shape[:2]
-  ex = jnp.arange(b, dtype=jnp.int32)[:, None]
-  ex = jnp.where(m.oth, (ex - 1) % b, ex)            # jnp.roll(x, 1, 0)[i] == x[i - 1]
-  rows = (ex * t + m.src).reshape(-1)
-  out = jnp.take(x.reshape((b * t,) + x.shape[2:]), rows, axis=0).reshape(x.shape)
+def _uses_other(cands, opts) -> bool:
+  """Whether any candidate can read the other example (static)."""
+  return any(n == "swap" or (n == "replace" and float(opts[n]["other_prob"]) > 0) for n in cands)
+
+
+def _gather_batch(x: jax.Array, m: ops.TimeMap, fill: jax.Array | None, use_other: bool
+                  ) -> jax.Array:
+  """Batched time-map gather, other example = previous one. x: [B, T, ...] -> [B, T, ...].
+
+  The gather is per example (a gather whose batch dim is a batching dim), so on a mesh with the
+  batch sharded over 'data'/'fsdp' it stays local; the other example comes from `jnp.roll` over the
+  batch, a neighbour exchange (collective-permute) rather than an all-gather of the whole batch.
+  """
+  take = jax.vmap(lambda xi, si: jnp.take(xi, si, axis=0))
+  out = take(x, m.src)
+  bshape = m.src.shape + (1,) * (x.ndim - 2)
+  if use_other:
+    out = jnp.where(m.oth.reshape(bshape), take(jnp.roll(x, 1, axis=0), m.src), out)
   if fill is not None:
-    bshape = m.sil.shape + (1,) * (x.ndim - 2)
     out = jnp.where(m.sil.reshape(bshape), fill[:, None].astype(x.dtype), out)
   return out
 
@@ -145,6 +156,7 @@ def make_negatives(key: jax.Array, video_b: jax.Array, audio_b: jax.Array,
 
   map_v, map_a, info = jax.vmap(one)(keys, strength_b, video_b, audio_b)
   fv, fa = _fills(cands, opts)
-  video_l = _gather_batch(video_b, map_v, jnp.min(video_b, axis=1) if fv else None)
-  audio_l = _gather_batch(audio_b, map_a, jnp.min(audio_b, axis=1) if fa else None)
+  use_other = has_other and _uses_other(cands, opts)
+  video_l = _gather_batch(video_b, map_v, jnp.min(video_b, axis=1) if fv else None, use_other)
+  audio_l = _gather_batch(audio_b, map_a, jnp.min(audio_b, axis=1) if fa else None, use_other)
   return video_l, audio_l, info
