@@ -84,7 +84,8 @@ def test_jit_vmap_traced_strength_shapes_dtypes_determinism_and_never_identity(n
   # distort only unchanging frames and return the identity. They differ from each other, so that
   # Swap / cross-example Replace (other = previous example) really bring different content.
   dtype = jnp.bfloat16 if name == "scale" else jnp.float32
-  clips = [random_clip(i, dtype=dtype) for i in range(6)] + [structured_clip(dtype, d) for d in (0.0, 0.1, 0.2)]
+  clips = ([random_clip(i, dtype=dtype) for i in range(6)] +
+           [structured_clip(dtype, d) for d in (0.0, 0.1, 0.2)])
   b = len(clips)
   v = jnp.stack([c[0] for c in clips])
   a = jnp.stack([c[1] for c in clips])
@@ -245,8 +246,11 @@ def test_static_mix_only_samples_positive_probabilities():
   v = jnp.stack([random_clip(i)[0] for i in range(b)])
   a = jnp.stack([random_clip(i)[1] for i in range(b)])
   probs = {"replace": 0.5, "scale": 0.5, "swap": 0.0}
-  fn = jax.jit(lambda k: perturb.make_negatives(k, v, a, 0.2, FPS_V, FPS_A, probs))
-  kinds = np.concatenate([np.asarray(fn(jax.random.key(s))[2]["kind"]) for s in range(3)])
+  strength = jnp.linspace(0.0, 1.0, b)  # per-example strengths [B]
+  fn = jax.jit(lambda k: perturb.make_negatives(k, v, a, strength, FPS_V, FPS_A, probs))
+  infos = [fn(jax.random.key(s))[2] for s in range(3)]
+  np.testing.assert_allclose(infos[0]["strength"], strength)
+  kinds = np.concatenate([np.asarray(i["kind"]) for i in infos])
   assert set(kinds.tolist()) == {perturb.kind_index("replace"), perturb.kind_index("scale")}
 
 

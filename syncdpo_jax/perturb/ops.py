@@ -3,10 +3,15 @@
 Every perturbation here is a *time map*: for each output frame of the distorted modality it says which
 source frame to read (`src`), whether to read it from another example (`oth`, Swap / cross-example
 Replace) and whether to write "silence" instead (`sil`, Mute and the padded edge of Shift/Scale). A
-perturbation is therefore a cheap computation on `[T]` integer vectors, and the data is touched once by
-a single gather (`apply_maps`, or one batched gather in `registry.make_negatives`). Content is never
-blended across frames (nearest-frame resampling): a blended frame is a *quality* cue (ghosting) that DPO
-could learn to avoid instead of the *timing* cue we want it to learn.
+perturbation is therefore a cheap computation on `[T]` integer vectors (plus, for the rules that look
+for events, one change curve of the distorted modality), and the data is touched by a single gather
+per modality and source (`apply_map`; per-example gathers in `registry.make_negatives`). Content is
+never blended across frames (nearest-frame resampling): a blended frame is a *quality* cue (ghosting)
+that DPO could learn to avoid instead of the *timing* cue we want it to learn.
+
+Local rules (Replace, Reverse, Shuffle, Mute, Freeze, Repeat) centre their segment on a salient change
+of the distorted modality (`_salient_frame`): distorting unchanging background would give a loser
+identical to the winner. Shift and Scale act on the whole clip; Swap on the whole modality.
 
 Conventions (see DESIGN.md): one example, time first (`video [T_v, ...]`, `audio [T_a, ...]`, any
 trailing dims), `strength` in [0, 1] (1 = coarse/obvious, 0 = subtle, never the identity; may be traced),
