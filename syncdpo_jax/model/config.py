@@ -49,7 +49,7 @@ def _base() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = "base"
     # --- streams ---
-    c.depth = 2                   # joint blocks (each holds one video and one audio sub-block)
+    c.depth = 1                   # joint blocks (each holds one video and one audio sub-block)
     c.video_dim = 32
     c.video_heads = 2
     c.video_mlp_dim = 64

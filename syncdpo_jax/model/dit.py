@@ -90,6 +90,10 @@ class JointBlock(nnx.Module):
     """Video and audio sub-blocks plus the bidirectional local/global interaction."""
 
     def __init__(self, cfg: Any, *, rngs: nnx.Rngs):
+        with nnx.use_eager_sharding(False):  # metadata only; see JointDiT.__init__
+            self._build(cfg, rngs)
+
+    def _build(self, cfg: Any, rngs: nnx.Rngs) -> None:
         dtype = L.as_dtype(cfg.dtype)
         self.video = StreamBlock(cfg.video_dim, cfg.video_heads, cfg.video_mlp_dim,
                                  qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs)
