@@ -173,3 +173,43 @@ def test_frechet_distance_gaussians_and_proxies():
     vb = [np.clip(v.astype(np.int16) + 90, 0, 255).astype(np.uint8) for v in va]
     assert ev.fd_video_proxy(va, va) < 1e-6 < ev.fd_video_proxy(va, vb)
     assert ev.video_frame_features(va[0]).shape == (int(DUR * FPS), 3 * 16 + 3 * 8 + 1)
+
+
+def syncbench_shifted(family, seed, offset, duration=4.0, margin=0.6):
+    """A SyncBench-Synth window whose audio is late by `offset` s: the audio is cropped from a longer
+    clip `offset` s earlier than the video (no padding or wrap-around, which would add fake onsets)."""
+    from syncdpo_jax.data.synth import SynthSpec, generate_clip
+
+    c = generate_clip(family, seed, SynthSpec(duration_s=duration + 2 * margin, nuisance=True))
+    fps, sr = c["fps"], c["sr"]
+    i0, j0 = int(round(margin * fps)), int(round((margin - offset) * sr))
+    t, n = int(round(duration * fps)), int(round(duration * sr))
+    return c["video"][i0:i0 + t], fps, c["audio"][j0:j0 + n], sr
+
+
+# 'rhythm' is left out on purpose: its drum patterns repeat every one or two beats, so lags a pattern
+# period apart fit almost equally well (see estimate_offset's docstring; ~75% within a frame there).
+@pytest.mark.parametrize("family", ["impact", "speech"])
+def test_estimate_offset_recovers_shifts_on_syncbench_synth(family):
+    errors = []
+    for seed in range(3):
+        for offset in (-0.5, 0.0, 0.3):
+            frames, fps, audio, sr = syncbench_shifted(family, seed, offset)
+            errors.append((seed, offset, ev.estimate_offset(frames, fps, audio, sr) - offset))
+    assert all(abs(e) < 1.0 / fps for _, _, e in errors), errors
+
+
+def test_camera_shake_is_cancelled_in_motion_energy():
+    # A static textured scene shaken by whole pixels has no motion once the shake is compensated; a
+    # square that appears on top of it still registers.
+    rng = np.random.default_rng(0)
+    scene = np.repeat(rng.integers(0, 256, (40, 40, 1), dtype=np.uint8), 3, axis=2)
+    shifts = [(0, 0), (1, 0), (1, -1), (0, -1), (-1, 1), (0, 0)]
+    frames = np.stack([np.roll(scene, s, axis=(0, 1)) for s in shifts])[:, 4:36, 4:36]
+    assert np.max(ev.metrics.stabilized_motion_energy(frames)) == 0.0
+    with_square = scene.copy()
+    with_square[14:22, 14:22] = 255  # part of the scene: it shakes with it
+    frames = np.stack([np.roll(with_square if i >= 4 else scene, s, axis=(0, 1))
+                       for i, s in enumerate(shifts)])[:, 4:36, 4:36]
+    energy = ev.metrics.stabilized_motion_energy(frames)
+    assert np.argmax(energy) == 4 and energy[4] > 10 * max(energy[1:4].max(), energy[5], 1e-3)
