@@ -297,6 +297,19 @@ def _salient_frame(key: jax.Array, change: jax.Array) -> jax.Array:
 SALIENT_RULES = ("replace", "scale", "reverse", "shuffle", "mute", "freeze", "repeat")
 
 
+class Salient(NamedTuple):
+  """What the content-aware rules read of the distorted modality: `change` f32 [T] from
+  `change_curve` and `centre` int32 [] a salient frame drawn by `_salient_frame`."""
+  change: jax.Array
+  centre: jax.Array
+
+
+def salient(key: jax.Array, x: jax.Array) -> Salient:
+  """Change curve and a sampled salient frame of one modality x: [T, ...]."""
+  change = change_curve(x)
+  return Salient(change, _salient_frame(key, change))
+
+
 Maps = tuple[TimeMap, TimeMap, dict[str, jax.Array]]
 
 
@@ -308,15 +321,15 @@ def _place(clip: Clip, modality: str, m: TimeMap, info: dict) -> Maps:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Perturbation map builders: (key, strength, change, clip, opts) -> (map_v, map_a, info), where
-# `change` is the f32 [T] change curve of the distorted modality (None for rules not in
-# SALIENT_RULES, which do not look at the content).
+# Perturbation map builders: (key, strength, sal, clip, opts) -> (map_v, map_a, info), where
+# `sal` is the Salient of the distorted modality (None for rules not in SALIENT_RULES, which do not
+# look at the content).
 # ----------------------------------------------------------------------------------------------------
 def _no_flags(n_t: int) -> jax.Array:
   return jnp.zeros((n_t,), bool)
 
 
-def _shift(key, strength, change, clip: Clip, opts) -> Maps:
+def _shift(key, strength, sal, clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
@@ -330,14 +343,14 @@ def _shift(key, strength, change, clip: Clip, opts) -> Maps:
   return _place(clip, mod, m, info)
 
 
-def _replace(key, strength, change, clip: Clip, opts) -> Maps:
+def _replace(key, strength, sal, clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   n = _to_frames(magnitude("replace", strength, clip.clip_s), fps, k, n_t // 2)
   starts = n_t - n + 1                              # valid segment starts [0, starts)
-  k_dst, k_src, k_oth = jax.random.split(key, 3)
-  dst = jnp.clip(_salient_frame(k_dst, change) - n // 2, 0, starts - 1)
+  k_src, k_oth = jax.random.split(key)
+  dst = jnp.clip(sal.centre - n // 2, 0, starts - 1)
   # The source is displaced by the Shift offset at the same strength (>= one coarse frame), so a
   # subtle Replace is a locally mistimed segment, not a random chunk from seconds away. Direction:
   # random, flipped if it leaves the clip; if neither fits, the side with more room, shortened.
@@ -358,7 +371,7 @@ def _replace(key, strength, change, clip: Clip, opts) -> Maps:
   return _place(clip, mod, m, info)
 
 
-def _scale(key, strength, change, clip: Clip, opts) -> Maps:
+def _scale(key, strength, sal, clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   # Floor: the most displaced visible frame moves (T - 1) * (1 - 1/f) frames for both a = f
@@ -380,7 +393,7 @@ def _scale(key, strength, change, clip: Clip, opts) -> Maps:
   lo, hi = (t - 0.5) / a, (t + 0.5) / a
   inspan = (cand >= lo[:, None] - 1e-4) & (cand < hi[:, None] - 1e-4) | (cand == centre[:, None])
   cand_i = cand.astype(jnp.int32)
-  peak = change + jnp.concatenate([change[1:], jnp.zeros((1,), change.dtype)])
+  peak = sal.change + jnp.concatenate([sal.change[1:], jnp.zeros((1,), jnp.float32)])
   score = jnp.where(inspan & (cand_i >= 0) & (cand_i < n_t),
                     jnp.take(peak, jnp.clip(cand_i, 0, n_t - 1)), -1.0)
   score = jnp.where(cand == centre[:, None], score + 1e-6, score)  # ties -> nearest frame
@@ -398,25 +411,25 @@ def _reverse_map(start, n, n_t) -> TimeMap:
   return TimeMap(jnp.where(inseg, 2 * start + n - 1 - t, t), _no_flags(n_t), _no_flags(n_t))
 
 
-def _reverse(key, strength, change, clip: Clip, opts) -> Maps:
+def _reverse(key, strength, sal, clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   n = _to_frames(magnitude("reverse", strength, clip.clip_s), fps, min(2 * k, n_t), n_t)
   # Centred on a change at c: frames c-1 and c differ, so even the 2-frame reversal is not identity.
-  start = jnp.clip(_salient_frame(key, change) - n // 2, 0, n_t - n)
+  start = jnp.clip(sal.centre - n // 2, 0, n_t - n)
   info = _info("reverse", mod, strength, 0.0, n / fps, start / fps, n / fps)
   return _place(clip, mod, _reverse_map(start, n, n_t), info)
 
 
-def _shuffle(key, strength, change, clip: Clip, opts) -> Maps:
+def _shuffle(key, strength, sal, clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   s = opts["num_segments"]
   n = _to_frames(magnitude("shuffle", strength, clip.clip_s), fps, k, n_t // s)
-  k_start, k_perm = jax.random.split(key)
-  start = jnp.clip(_salient_frame(k_start, change) - (s * n) // 2, 0, n_t - s * n)
+  k_perm = key
+  start = jnp.clip(sal.centre - (s * n) // 2, 0, n_t - s * n)
   ident = jnp.arange(s, dtype=jnp.int32)
   # argsort of uniforms: one small sort (jax.random.permutation's multi-round shuffle compiles to
   # much more code, and under vmap every rule's code runs).
@@ -431,7 +444,7 @@ def _shuffle(key, strength, change, clip: Clip, opts) -> Maps:
   return _place(clip, mod, m, info)
 
 
-def _swap(key, strength, change, clip: Clip, opts) -> Maps:
+def _swap(key, strength, sal, clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   if not clip.has_other:
@@ -444,25 +457,25 @@ def _swap(key, strength, change, clip: Clip, opts) -> Maps:
   return _place(clip, mod, m, _info("swap", mod, strength, 0.0, n_t / fps, 0.0, n_t / fps))
 
 
-def _mute(key, strength, change, clip: Clip, opts) -> Maps:
+def _mute(key, strength, sal, clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   n = _to_frames(magnitude("mute", strength, clip.clip_s), fps, k, n_t)
-  start = jnp.clip(_salient_frame(key, change) - n // 2, 0, n_t - n)
+  start = jnp.clip(sal.centre - n // 2, 0, n_t - n)
   t = jnp.arange(n_t, dtype=jnp.int32)
   m = TimeMap(t, _no_flags(n_t), (t >= start) & (t < start + n))
   info = _info("mute", mod, strength, 0.0, n / fps, start / fps, n / fps)
   return _place(clip, mod, m, info)
 
 
-def _freeze(key, strength, change, clip: Clip, opts) -> Maps:
+def _freeze(key, strength, sal, clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   n = _to_frames(magnitude("freeze", strength, clip.clip_s), fps, k, n_t - 1)
   # Hold frame `start` over (start, start + n], with the change at c inside the held span.
-  start = jnp.clip(_salient_frame(key, change) - 1 - (n - 1) // 2, 0, n_t - 1 - n)
+  start = jnp.clip(sal.centre - 1 - (n - 1) // 2, 0, n_t - 1 - n)
   t = jnp.arange(n_t, dtype=jnp.int32)
   held = (t > start) & (t <= start + n)
   m = TimeMap(jnp.where(held, start, t), _no_flags(n_t), _no_flags(n_t))
@@ -470,13 +483,13 @@ def _freeze(key, strength, change, clip: Clip, opts) -> Maps:
   return _place(clip, mod, m, info)
 
 
-def _repeat(key, strength, change, clip: Clip, opts) -> Maps:
+def _repeat(key, strength, sal, clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   n = _to_frames(magnitude("repeat", strength, clip.clip_s), fps, k, n_t // 2)
   # Segment [start, start + n) is replayed over [start + n, start + 2n), which covers the change c.
-  start = jnp.clip(_salient_frame(key, change) - n, 0, n_t - 2 * n)
+  start = jnp.clip(sal.centre - n, 0, n_t - 2 * n)
   t = jnp.arange(n_t, dtype=jnp.int32)
   replay = (t >= start + n) & (t < start + 2 * n)
   m = TimeMap(jnp.where(replay, t - n, t), _no_flags(n_t), _no_flags(n_t))
@@ -511,24 +524,26 @@ def check_clip(clip: Clip) -> None:
 def build_maps(name: str, key: jax.Array, video: jax.Array, audio: jax.Array,
                strength: jax.Array | float, fps_v: float, fps_a: float, has_other: bool,
                options: Mapping[str, Any] | None = None,
-               changes: tuple[jax.Array | None, jax.Array | None] | None = None) -> Maps:
+               saliency: tuple[Salient | None, Salient | None] | None = None) -> Maps:
   """Time maps and info of perturbation `name` for one example (no data gathered yet).
 
-  video: [T_v, ...], audio: [T_a, ...]; only their shapes and, for SALIENT_RULES, the change curve
-  of the distorted modality are used (`changes` = precomputed (change_v [T_v], change_a [T_a])).
+  video: [T_v, ...], audio: [T_a, ...]; only their shapes and, for SALIENT_RULES, the `Salient` of
+  the distorted modality are used (`saliency` = precomputed (video, audio) Salients, as the
+  registry shares one draw among all candidate rules; computed here from `key` otherwise).
   Returns (map_v: TimeMap of [T_v], map_a: TimeMap of [T_a], info: INFO_SCHEMA dict).
   """
   clip = Clip(int(video.shape[0]), int(audio.shape[0]), float(fps_v), float(fps_a), bool(has_other))
   check_clip(clip)
   opts = resolve_options(name, options)
   strength = jnp.clip(jnp.asarray(strength, jnp.float32), 0.0, 1.0)
-  change = None
+  k_sal, k_rule = jax.random.split(key)
+  sal = None
   if name in SALIENT_RULES:
     i = MODALITY_IDS[opts["modality"]]
-    change = changes[i] if changes is not None and changes[i] is not None else None
-    if change is None:
-      change = change_curve((video, audio)[i])
-  return BUILDERS[name](key, strength, change, clip, opts)
+    sal = saliency[i] if saliency is not None else None
+    if sal is None:
+      sal = salient(k_sal, (video, audio)[i])
+  return BUILDERS[name](k_rule, strength, sal, clip, opts)
 
 
 def apply(name: str, key: jax.Array, video: jax.Array, audio: jax.Array,

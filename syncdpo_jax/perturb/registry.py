@@ -59,14 +59,17 @@ def _resolve_all(cands: tuple[str, ...], options: Options) -> dict[str, dict[str
 
 def _sample_maps(key, video, audio, strength, fps_v, fps_a, cands, p, has_other, opts):
   """Picks a rule from `cands` with probabilities `p` and builds its maps for one example."""
-  k_pick, k_apply = jax.random.split(key)
-  # Change curves are computed once, outside the switch, and only for modalities a candidate
-  # rule looks at (under vmap the switch runs every branch, so this avoids repeated passes).
+  k_pick, k_sal, k_apply = jax.random.split(key, 3)
+  # The change curve and salient frame are computed once, outside the switch, and only for the
+  # modalities a candidate rule looks at: under vmap the switch runs every branch, and only one
+  # rule is applied per example, so the candidates can share one draw.
   need = {ops.MODALITY_IDS[opts[n]["modality"]] for n in cands if n in ops.SALIENT_RULES}
-  changes = tuple(ops.change_curve(x) if i in need else None for i, x in enumerate((video, audio)))
+  k_sal_v, k_sal_a = jax.random.split(k_sal)
+  saliency = (ops.salient(k_sal_v, video) if ops.VIDEO in need else None,
+              ops.salient(k_sal_a, audio) if ops.AUDIO in need else None)
   branches = [
       (lambda k, s, n=n: ops.build_maps(n, k, video, audio, s, fps_v, fps_a, has_other, opts[n],
-                                        changes))
+                                        saliency))
       for n in cands]
   if len(branches) == 1:
     return branches[0](k_apply, strength)
