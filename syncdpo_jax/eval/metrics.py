@@ -30,6 +30,7 @@ import librosa
 import numpy as np
 import scipy.ndimage
 import scipy.optimize
+import scipy.signal
 import scipy.stats
 
 MIN_DURATION_S = 1.0
@@ -179,6 +180,27 @@ def detect_audio_events(audio: Any, sr: int, *, hop_s: float = 0.005) -> np.ndar
     env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=hop, n_fft=n_fft, n_mels=64)
     frames = librosa.onset.onset_detect(onset_envelope=env, sr=sr, hop_length=hop)
     return librosa.frames_to_time(frames, sr=sr, hop_length=hop).astype(np.float64)
+
+
+def detect_video_events(frames: Any, fps: float, *, rel_height: float = 0.25) -> np.ndarray:
+    """Video event times (s): peaks of the detrended, camera-stabilised motion energy.
+
+    The video counterpart of :func:`detect_audio_events`, used to score generated VIDEO (audio->video
+    mode) against ground-truth event times. A frame is an event when its detrended energy
+    (:func:`motion_event_envelope` at the frame rate) is a local maximum above `rel_height` times the
+    clip's largest burst; the time is that of the first frame showing the change (i / fps).
+
+    Returns:
+      float64 [K] ascending event times; empty for a static video.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[0] < 3:
+        return np.zeros((0,), np.float64)
+    env = motion_event_envelope(frames, fps, rate=fps)
+    if env.size == 0 or env.max() <= 0:
+        return np.zeros((0,), np.float64)
+    peaks, _ = scipy.signal.find_peaks(env, height=rel_height * env.max())
+    return (peaks / fps).astype(np.float64)
 
 
 def _pow2_at_least(x: float) -> int:
@@ -455,7 +477,7 @@ def frechet_distance(x: Any, y: Any) -> float:
     Args:
       x: float [N, D] samples; y: float [M, D] samples, N, M >= 2.
     Returns:
-      The distance (>= 0 up to round-off).
+      The distance, >= 0 (round-off below zero, e.g. for identical sets, is clipped to 0).
     """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(x.shape[0], y.shape[0]) < 2:
@@ -466,7 +488,7 @@ def frechet_distance(x: Any, y: Any) -> float:
     sqrt_s1 = (q * np.sqrt(np.clip(w, 0.0, None))) @ q.T
     m = sqrt_s1 @ s2 @ sqrt_s1
     tr_covmean = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None))))
-    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+    return max(0.0, float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean))
 
 
 def fd_logmel_proxy(generated: Sequence[Any], real: Sequence[Any]) -> float:
@@ -544,7 +566,7 @@ ClipLike = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
 
 def evaluate_clips(clips: Iterable[ClipLike], gt_events: Sequence[Any] | None = None, *,
                    event_tol_s: float = 0.1, max_offset: float = 2.0,
-                   duration_tol_s: float = 0.1) -> dict[str, Any]:
+                   duration_tol_s: float = 0.1, event_stream: str = "audio") -> dict[str, Any]:
     """Scores a set of clips; returns per-metric (mean, ci95) and the skipped-clip count with reasons.
 
     Args:
@@ -556,12 +578,17 @@ def evaluate_clips(clips: Iterable[ClipLike], gt_events: Sequence[Any] | None = 
       event_tol_s: event matching tolerance in seconds (configs hold it in ms: pass ms / 1000).
       max_offset: estimate_offset search range (s).
       duration_tol_s: see :func:`check_clip`.
+      event_stream: which stream's detected events are scored against `gt_events`: 'audio'
+        (:func:`detect_audio_events`; video->audio generation) or 'video' (:func:`detect_video_events`;
+        audio->video generation).
     Returns:
       {'desync': (mean |offset| s, ci95), 'offset': (mean signed offset s, ci95), 'av_align': (..),
        and with gt_events 'event_precision', 'event_recall', 'event_f1', 'event_timing_error_s': (..),
        'num_clips': int, 'num_evaluated': int, 'num_skipped': int, 'skipped': {reason: count}}.
       A clip with any ClipError is skipped as a whole, so every metric averages the same clips.
     """
+    if event_stream not in ("audio", "video"):
+        raise ValueError(f"event_stream={event_stream!r}; expected 'audio' or 'video'")
     per_metric: dict[str, list[float]] = collections.defaultdict(list)
     skipped: collections.Counter[str] = collections.Counter()
     num = 0
@@ -587,7 +614,9 @@ def evaluate_clips(clips: Iterable[ClipLike], gt_events: Sequence[Any] | None = 
             if i >= len(gt_events):
                 raise ValueError(f"gt_events has {len(gt_events)} entries but clip {i} needs one; pass one "
                                  "array per clip, in the same order")
-            ev = event_metrics(detect_audio_events(audio, c["sr"]), gt_events[i], event_tol_s)
+            detected = (detect_video_events(frames, c["fps"]) if event_stream == "video"
+                        else detect_audio_events(audio, c["sr"]))
+            ev = event_metrics(detected, gt_events[i], event_tol_s)
             per_metric["event_precision"].append(ev["precision"])
             per_metric["event_recall"].append(ev["recall"])
             per_metric["event_f1"].append(ev["f1"])

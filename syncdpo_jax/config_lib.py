@@ -1,0 +1,178 @@
+"""Building blocks of run configs (`configs/*.py` compose these) and the checks every run makes.
+
+A run config has these sections (each a ConfigDict; every field documented where it is defined):
+  mode, seed, init_from             what to run, the global seed, where to start from
+  data                              syncdpo_jax.data.config.get_data_config
+  codec                             latent codec (embedded: pixel space-to-depth + log-mel)
+  model                             syncdpo_jax.model.config.get_model_config (incl. mesh and rules)
+  objective                         flow matching + SFT cross-task synergy
+  dpo                               flow-DPO (beta, modality weights, optional SFT term)
+  perturb, curriculum               syncdpo_jax.perturb
+  optim, train                      optimizer and loop
+  sample, eval                      sampling and evaluation
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from syncdpo_jax.data.config import audio_frame_rate, frames_per_window, get_data_config
+from syncdpo_jax.model.config import get_model_config
+from syncdpo_jax.perturb import get_curriculum_config, get_perturb_config
+from syncdpo_jax.sample import get_sample_config
+
+MODES = ("sft", "dpo", "eval", "sample")
+
+
+def objective_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.t_sampling = "logit_normal"   # 'uniform' | 'logit_normal' | 'shifted'
+  c.t_logit_mean = 0.0
+  c.t_logit_std = 1.0
+  c.t_shift = 1.0                 # timestep shift applied after sampling (1 = none)
+  c.p_uncond = 0.1                # label dropout that trains the unconditional (CFG) branch
+  # Harmony's cross-task synergy: L = L_joint + lambda_v L_audio-driven + lambda_a L_video-driven.
+  c.lambda_v = 0.1
+  c.lambda_a = 0.3
+  # Probability that an example trains (joint, audio-driven, video-driven); see objectives/sft.py.
+  c.task_probs = (0.6, 0.2, 0.2)
+  c.video_weight = 1.0
+  c.audio_weight = 1.0
+  return c
+
+
+def dpo_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.beta = 5000.0        # Diffusion-DPO's value for mean-reduced errors; > 0
+  c.video_weight = 1.0   # per-sample error e = w_v * mse_video + w_a * mse_audio
+  c.audio_weight = 1.0
+  c.sft_weight = 0.0     # optional + sft_weight * e_theta(winner)
+  return c
+
+
+def optim_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.lr = 3e-4
+  c.schedule = "cosine"  # 'cosine' | 'constant' (after linear warm-up)
+  c.warmup_steps = 50
+  c.end_lr_frac = 0.1
+  c.b1 = 0.9
+  c.b2 = 0.99
+  c.weight_decay = 0.0
+  c.grad_clip = 1.0      # global-norm clipping; 0 disables
+  c.grad_accum_steps = 1  # > 1 wraps the optimizer in optax.MultiSteps
+  return c
+
+
+def train_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.num_steps = 100
+  c.log_every = 10
+  c.checkpoint_every = 50
+  c.keep_checkpoints = 3
+  c.async_checkpoint = True
+  c.ema_decay = 0.0       # > 0 keeps EMA params in the TrainState
+  c.eval_every = 0        # > 0 runs the periodic eval hook
+  c.profile_step = -1     # >= 0: write a profiler trace of steps [s, s+2) to WORKDIR/profile
+  return c
+
+
+def eval_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.checkpoints = ""       # 'name=workdir,...' to compare (mode='eval'); bare paths are named by basename
+  c.split = "test"         # 'test' (in distribution) or 'ood' (held-out kinds/speeds/timbres)
+  c.num_clips = 16
+  c.batch_size = 8
+  c.modes = ("joint", "v2a", "a2v")
+  c.event_tol_ms = 100.0   # event matching tolerance (one video frame at 10 fps)
+  c.num_samples_to_write = 3
+  return c
+
+
+def sample_run_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.checkpoint = ""        # workdir or checkpoint to sample from (mode='sample')
+  c.input = ""             # v2a: an mp4 whose video is given; a2v: a wav/mp3/flac (or mp4's audio)
+  c.label = 0              # class to condition on (data.num_classes = unconditional)
+  c.num_samples = 2
+  return c
+
+
+def codec_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.name = "pixel_mel"
+  c.patch = 4             # video space-to-depth factor (32x32 px -> 8x8x48 latents)
+  return c
+
+
+def base_config(*, data: str = "demo", model: str = "demo", mode: str = "sft") -> ml_collections.ConfigDict:
+  """A complete run config; model latent shapes/rates are derived from the data config."""
+  c = ml_collections.ConfigDict()
+  c.mode = mode
+  c.seed = 0
+  c.init_from = ""        # workdir or checkpoint dir to start from (DPO: also the reference)
+  c.data = get_data_config(data)
+  c.codec = codec_config()
+  c.model = get_model_config(model)
+  c.objective = objective_config()
+  c.dpo = dpo_config()
+  c.perturb = get_perturb_config()
+  c.curriculum = get_curriculum_config()
+  c.optim = optim_config()
+  c.train = train_config()
+  c.sample = get_sample_config()
+  c.eval = eval_config()
+  c.sample_run = sample_run_config()
+  tie_model_to_data(c)
+  return c
+
+
+def tie_model_to_data(c: ml_collections.ConfigDict) -> None:
+  """Derives the model's input channels, rates and class count from data + codec (call after edits)."""
+  p = c.codec.patch
+  c.model.video_channels = 3 * p * p
+  c.model.audio_channels = c.data.n_mels
+  c.model.video_fps = c.data.fps
+  c.model.audio_fps = audio_frame_rate(c.data)
+  c.model.num_classes = c.data.num_classes
+  # The embedded datasets carry class labels, not caption embeddings (precomputed-latent datasets
+  # set text_dim to their encoder's width).
+  c.model.text_dim = 0
+  t_v, t_a = frames_per_window(c.data)
+  c.model.shapes.T_v, c.model.shapes.T_a = t_v, t_a
+  c.model.shapes.h = c.model.shapes.w = c.data.resolution // p
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Checks made before anything compiles; each error names the field and the fix."""
+  if c.mode not in MODES:
+    raise ValueError(f"config.mode={c.mode!r}; expected one of {MODES}.")
+  if c.mode == "dpo":
+    if not c.init_from:
+      raise ValueError("config.mode='dpo' needs a reference model: set --config.init_from=<SFT workdir or "
+                       "checkpoint>. DPO from a random reference has nothing to prefer against.")
+    if not c.dpo.beta > 0:
+      raise ValueError(f"config.dpo.beta={c.dpo.beta} must be > 0 (Diffusion-DPO uses 5000 with "
+                       "mean-reduced errors).")
+  if c.mode == "eval" and not c.eval.checkpoints:
+    raise ValueError("config.mode='eval' needs --config.eval.checkpoints='name=workdir,...'.")
+  if c.mode == "sample" and not c.sample_run.checkpoint:
+    raise ValueError("config.mode='sample' needs --config.sample_run.checkpoint=<workdir or checkpoint>.")
+  if int(c.train.num_steps) < 1:
+    raise ValueError(f"config.train.num_steps={c.train.num_steps} must be >= 1.")
+  probs = list(c.objective.task_probs)
+  if len(probs) != 3 or min(probs) < 0 or sum(probs) <= 0:
+    raise ValueError(f"config.objective.task_probs={probs}: need 3 non-negative probabilities "
+                     "(joint, audio-driven, video-driven).")
+  for i, (lam, name) in enumerate(((c.objective.lambda_v, "lambda_v"), (c.objective.lambda_a, "lambda_a"))):
+    if lam > 0 and probs[i + 1] == 0:
+      raise ValueError(f"config.objective.{name}={lam} > 0 but task_probs[{i + 1}] = 0: that task would "
+                       "never be sampled. Give it a probability or set the lambda to 0.")
+  if c.data.resolution % c.codec.patch:
+    raise ValueError(f"config.data.resolution={c.data.resolution} is not divisible by "
+                     f"config.codec.patch={c.codec.patch}.")
+  expect = dict(video_channels=3 * c.codec.patch ** 2, audio_channels=c.data.n_mels,
+                video_fps=c.data.fps, audio_fps=audio_frame_rate(c.data), num_classes=c.data.num_classes)
+  for k, v in expect.items():
+    if abs(float(c.model[k]) - float(v)) > 1e-9:
+      raise ValueError(f"config.model.{k}={c.model[k]} does not match the data/codec ({v}); call "
+                       "syncdpo_jax.config_lib.tie_model_to_data(config) after changing data or codec.")

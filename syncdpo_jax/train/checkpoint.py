@@ -1,0 +1,138 @@
+"""Orbax checkpoints of the TrainState and the grain iterator.
+
+Layout: WORKDIR/checkpoints/<step>/{params, train, data, meta}
+  params  the policy parameters (kept apart so `config.init_from` can load just them)
+  train   the rest of the TrainState: step, opt_state, rng, reference/EMA params, curriculum
+  data    the grain iterator state (one JSON file per process)
+  meta    JSON fingerprint of everything that fixes array shapes, checked on resume
+
+Orbax writes each checkpoint to a temporary directory and renames it when complete, so a run killed
+mid-save (even with SIGKILL) leaves the previous checkpoint as the latest restorable one.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+# Config fields whose values fix parameter/optimizer shapes: a checkpoint written under one value cannot
+# be restored under another.
+FINGERPRINT_FIELDS = ("model", "codec", "data.resolution", "data.fps", "data.window_s", "data.n_mels",
+                      "data.sr", "data.hop", "optim.grad_accum_steps", "train.ema_decay")
+# Model fields that change how, not what, is computed: a checkpoint moves freely across them (orbax
+# reshards onto whatever mesh the restoring run uses).
+MODEL_RUNTIME_FIELDS = ("mesh", "logical_axis_rules", "remat", "attention_impl", "dtype", "shapes")
+
+
+def _get(config, dotted: str):
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node.to_dict() if hasattr(node, "to_dict") else node
+
+
+def fingerprint(config) -> dict:
+  out = {f: _get(config, f) for f in FINGERPRINT_FIELDS}
+  out["model"] = {k: v for k, v in out["model"].items() if k not in MODEL_RUNTIME_FIELDS}
+  return out
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+  if isinstance(a, dict) and isinstance(b, dict):
+    out = []
+    for k in sorted(set(a) | set(b)):
+      out += _diff(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{prefix}.{k}" if prefix else k)
+    return out
+  return [] if a == b or (isinstance(a, (list, tuple)) and list(a) == list(b)) else [
+      f"config.{prefix}: checkpoint has {a!r}, config has {b!r}"]
+
+
+def check_compatible(saved: dict, config, where: str) -> None:
+  """Raises ValueError naming every shape-relevant config field that differs from the checkpoint's."""
+  diffs = _diff(saved, fingerprint(config))
+  if diffs:
+    raise ValueError(
+        f"The checkpoint in {where} was written with an incompatible config:\n  " + "\n  ".join(diffs)
+        + "\nFix: use the same values (e.g. --config.model.depth=...), or start in a fresh --workdir.")
+
+
+def make_manager(workdir: str, *, max_to_keep: int, save_every: int, async_save: bool
+                 ) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, save_interval_steps=save_every, create=True,
+      enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
+                               item_names=("params", "train", "data", "meta"))
+
+
+def save(mgr: ocp.CheckpointManager, step: int, state, data_iter, config, *, force: bool = False) -> bool:
+  """Saves (asynchronously where enabled). The iterator state is captured before returning."""
+  args = dict(
+      params=ocp.args.StandardSave(state.params),
+      train=ocp.args.StandardSave(state.replace(params=None)),
+      meta=ocp.args.JsonSave(fingerprint(config)),
+  )
+  if data_iter is not None:
+    args["data"] = grain.checkpoint.CheckpointSave(data_iter)
+  return mgr.save(step, args=ocp.args.Composite(**args), force=force)
+
+
+def _abstract(tree):
+  """ShapeDtypeStructs carrying the target sharding, so orbax restores straight onto the mesh."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+def restore(mgr: ocp.CheckpointManager, step: int, state_like, data_iter, config):
+  """Restores the full TrainState (and the iterator in place) at `step`.
+
+  `state_like`: a TrainState of arrays or ShapeDtypeStructs with shardings (the restore target).
+  """
+  meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  check_compatible(meta, config, mgr.directory)
+  args = dict(params=ocp.args.StandardRestore(_abstract(state_like.params)),
+              train=ocp.args.StandardRestore(_abstract(state_like.replace(params=None))))
+  if data_iter is not None:
+    args["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+  out = mgr.restore(step, args=ocp.args.Composite(**args))
+  return out["train"].replace(params=out["params"])
+
+
+def resolve_init_from(path: str) -> tuple[str, int]:
+  """`config.init_from` -> (checkpoints directory, step).
+
+  Accepts a workdir (uses its latest checkpoint), its `checkpoints/` directory, or one step directory.
+  """
+  path = os.path.abspath(os.path.expanduser(path))
+  candidates = [os.path.join(path, "checkpoints"), path]
+  for root in candidates:
+    if os.path.isdir(root):
+      steps = [int(d) for d in os.listdir(root) if d.isdigit()
+               and os.path.isdir(os.path.join(root, d, "params"))]
+      if steps:
+        return root, max(steps)
+  base = os.path.basename(path.rstrip("/"))
+  if base.isdigit() and os.path.isdir(os.path.join(path, "params")):
+    return os.path.dirname(path), int(base)
+  raise FileNotFoundError(
+      f"config.init_from={path!r} holds no checkpoint (looked for <workdir>/checkpoints/<step>/params, "
+      "<dir>/<step>/params and <step-dir>/params). Point it at a finished run's workdir.")
+
+
+def restore_params(path: str, params_like, config):
+  """Loads only the policy parameters from `config.init_from` onto the shardings of `params_like`."""
+  root, step = resolve_init_from(path)
+  with ocp.CheckpointManager(root, item_names=("params", "meta"),
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as mgr:
+    meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    # Only the model and codec must agree; the data/optimizer may differ between SFT and DPO.
+    model_meta = {k: v for k, v in meta.items() if k in ("model", "codec")}
+    diffs = _diff(model_meta, {k: v for k, v in fingerprint(config).items() if k in model_meta})
+    if diffs:
+      raise ValueError(f"The checkpoint {path!r} was trained with a different model:\n  "
+                       + "\n  ".join(diffs) + "\nFix: use the same model config as that run.")
+    out = mgr.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(_abstract(params_like))))
+  return out["params"], os.path.join(root, str(step))

@@ -1,0 +1,266 @@
+"""Evaluation runs: sample from one or more checkpoints and score synchronisation (config.mode='eval').
+
+For each checkpoint and each generation mode in `config.eval.modes`:
+  joint  the model generates video and audio for the clip's label;
+  v2a    the clip's real video is given, the model generates its audio;
+  a2v    the clip's real audio is given, the model generates its video.
+The conditional modes isolate timing: the given stream carries the ground-truth event times, so event
+F1 is measured against them. Every clip is decoded to pixels and a waveform (codec + Griffin-Lim) and
+scored by syncdpo_jax.eval (desync = mean |estimated offset|, AV-Align, event P/R/F1, quality proxies).
+A `real` row scores the data itself through the same decode path: the ceiling any model can reach.
+
+Outputs in WORKDIR/eval/: report.json + report.md (rows `<name>/<mode>`), report.png, samples/*.mp4.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+from flax import nnx
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from syncdpo_jax import codec as codec_lib  # noqa: E402
+from syncdpo_jax import eval as eval_lib  # noqa: E402
+from syncdpo_jax import sample as sample_lib  # noqa: E402
+from syncdpo_jax.data import media, pipeline  # noqa: E402
+from syncdpo_jax.eval import report as report_lib  # noqa: E402
+from syncdpo_jax.model.dit import JointDiT  # noqa: E402
+from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
+
+HEADLINE = ("desync", "av_align", "event_f1", "event_timing_error_s", "fd_logmel_proxy", "fd_video_proxy")
+
+
+def parse_checkpoints(spec: str) -> list[tuple[str, str]]:
+  """'sft=workdirs/sft,dpo=workdirs/dpo' (or bare paths, named by their basename) -> [(name, path)]."""
+  out = []
+  for item in [s.strip() for s in spec.split(",") if s.strip()]:
+    name, _, path = item.rpartition("=")
+    path = path or item
+    out.append((name or os.path.basename(os.path.normpath(path)), path))
+  if not out:
+    raise ValueError("config.eval.checkpoints is empty: give 'name=workdir,...' of runs to evaluate.")
+  return out
+
+
+def load_eval_set(config, num_clips: int) -> dict:
+  """The first `num_clips` clips of config.eval.split (deterministic centre crops) as numpy arrays."""
+  ds = pipeline.make_dataset(config.data, config.eval.split, seed=0, train=False)
+  parts = {k: [] for k in ("video", "audio", "label", "events")}
+  n = 0
+  for b in ds:
+    for k in parts:
+      parts[k].append(np.asarray(b[k]))
+    n += len(b["label"])
+    if n >= num_clips:
+      break
+  if n == 0:
+    raise ValueError(f"config.eval.split={config.eval.split!r} holds no clips.")
+  return {k: np.concatenate(v)[:num_clips] for k, v in parts.items()}
+
+
+def to_uint8(video: np.ndarray) -> np.ndarray:
+  """[..., H, W, 3] in [-1, 1] -> uint8."""
+  return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def make_generate(graphdef, rest, codec, sample_cfg, null_label: int):
+  """Jitted (params, key, video_lat, audio_lat, label) -> (video_lat, audio_lat) for one mode.
+
+  Parameters are an argument (not closed over), so all checkpoints share one compilation per mode.
+  """
+
+  @functools.partial(jax.jit, static_argnames=("mode",))
+  def generate(params, key, video, audio, label, mode):
+    model_fn = lambda v, a, tv, ta, c: nnx.merge(graphdef, params, rest)(v, a, tv, ta, c)
+    cfg = sample_cfg.copy_and_resolve_references()
+    cfg.mode = mode
+    v0, a0 = sample_lib.initial_streams(key, mode, video=video, audio=audio)
+    return sample_lib.sample(model_fn, v0, a0, {"label": label}, cfg, null_label=null_label)
+
+  return generate
+
+
+def decode_clips(codec, data_cfg, video_lat, audio_lat) -> list[dict]:
+  """Latents -> [{'frames': uint8 [T, H, W, 3], 'fps', 'audio': float [N], 'sr'}]."""
+  frames = to_uint8(jax.device_get(codec.decode_video(video_lat)))
+  mels = np.asarray(jax.device_get(codec.decode_audio(audio_lat)))
+  return [{"frames": f, "fps": float(data_cfg.fps), "audio": media.mel_to_audio(m, data_cfg),
+           "sr": int(data_cfg.sr), "mel": m} for f, m in zip(frames, mels)]
+
+
+def score(clips: list[dict], real: list[dict], gt_events, tol_s: float, event_stream: str = "audio"
+          ) -> dict:
+  """Sync metrics of `clips` (events of `event_stream` vs ground truth) + quality proxies vs `real`."""
+  res = eval_lib.evaluate_clips(clips, gt_events, event_tol_s=tol_s, event_stream=event_stream)
+  res["fd_logmel_proxy"] = eval_lib.fd_logmel_proxy([c["mel"] for c in clips], [c["mel"] for c in real])
+  res["fd_video_proxy"] = eval_lib.fd_video_proxy([c["frames"] for c in clips], [c["frames"] for c in real])
+  return res
+
+
+def write_samples(clips: list[dict], out_dir: str, prefix: str, n: int) -> list[str]:
+  os.makedirs(out_dir, exist_ok=True)
+  paths = []
+  for i, c in enumerate(clips[:n]):
+    p = os.path.join(out_dir, f"{prefix}_{i}.mp4")
+    media.write_mp4(p, c["frames"], c["fps"], c["audio"], c["sr"])
+    paths.append(p)
+  return paths
+
+
+def plot_report(table: dict, path: str, metrics=("desync", "av_align", "event_f1")) -> None:
+  rows = list(table)
+  fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.45 * len(rows) + 1.5))
+  for ax, m in zip(np.atleast_1d(axes), metrics):
+    vals = [table[r].get(m) for r in rows]
+    cis = [table[r].get(m + report_lib.CI_SUFFIX) or 0.0 for r in rows]
+    ys = np.arange(len(rows))
+    ax.barh(ys, [v if v is not None else np.nan for v in vals], xerr=cis, color="tab:blue", alpha=0.7)
+    ax.set_yticks(ys, rows, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_title(m + (" (s, lower is better)" if m == "desync" else " (higher is better)"))
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = None) -> dict:
+  """Samples and scores every checkpoint in config.eval.checkpoints; writes WORKDIR/eval/. Returns the table."""
+  ec = config.eval
+  checkpoints = checkpoints or parse_checkpoints(ec.checkpoints)
+  out_dir = os.path.join(os.path.abspath(workdir), "eval")
+  codec = codec_lib.make_codec(config.codec, config.data)
+  data = load_eval_set(config, int(ec.num_clips))
+  gt = list(data["events"])
+  tol = float(ec.event_tol_ms) / 1000.0
+  video_lat = codec.encode_video(jnp.asarray(data["video"]))
+  audio_lat = codec.encode_audio(jnp.asarray(data["audio"]))
+  label = jnp.asarray(data["label"], jnp.int32)
+
+  real = decode_clips(codec, config.data, video_lat, audio_lat)
+  results = {"real": score(real, real, gt, tol)}
+  results["real/video_events"] = score(real, real, gt, tol, event_stream="video")
+  write_samples(real, os.path.join(out_dir, "samples", "real"), "real", int(ec.num_samples_to_write))
+
+  abstract = nnx.eval_shape(lambda: JointDiT(config.model, rngs=nnx.Rngs(0)))
+  graphdef, abs_params, rest = nnx.split(abstract, nnx.Param, ...)
+  generate = make_generate(graphdef, rest, codec, config.sample, int(config.model.num_classes))
+  params_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                            sharding=jax.sharding.SingleDeviceSharding(
+                                                                jax.devices()[0])), abs_params)
+  for name, path in checkpoints:
+    params, src = ckpt_lib.restore_params(path, params_like, config)
+    for mode in ec.modes:
+      t0 = time.time()
+      key = jax.random.fold_in(jax.random.key(int(config.seed)), list(sample_lib.config.MODES).index(mode))
+      gv, ga = [], []
+      bs = int(ec.batch_size)
+      for i in range(0, len(label), bs):
+        v, a = generate(params, jax.random.fold_in(key, i), video_lat[i:i + bs], audio_lat[i:i + bs],
+                        label[i:i + bs], mode=mode)
+        gv.append(v)
+        ga.append(a)
+      clips = decode_clips(codec, config.data, jnp.concatenate(gv), jnp.concatenate(ga))
+      # Joint generation invents its own events: only the conditional modes have ground truth, and
+      # there the GENERATED stream's events are scored (audio for v2a, video for a2v).
+      res = score(clips, real, gt if mode != "joint" else None, tol,
+                  event_stream="video" if mode == "a2v" else "audio")
+      res["sample_seconds"] = time.time() - t0
+      results[f"{name}/{mode}"] = res
+      write_samples(clips, os.path.join(out_dir, "samples", name), mode, int(ec.num_samples_to_write))
+      print(f"[eval] {name}/{mode} ({src}): desync={res['desync'][0]:.3f}s "
+            f"av_align={res['av_align'][0]:.3f} event_f1={res.get('event_f1', (float('nan'),))[0]:.3f} "
+            f"skipped={res['num_skipped']} ({time.time() - t0:.0f}s)", flush=True)
+
+  table = {run: {k: v for k, v in r.items() if k in HEADLINE or k in ("num_evaluated", "num_skipped")}
+           for run, r in results.items()}
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # joint rows have no event_f1 by design (no ground truth)
+    paths = report_lib.write_report(table, out_dir)
+    flat = report_lib.flatten_results(table)
+  plot_report(flat, os.path.join(out_dir, "report.png"))
+  with open(paths["markdown"]) as f:
+    print(f.read(), flush=True)
+  for run, r in results.items():
+    if r.get("skipped"):
+      print(f"[eval] {run}: skipped clips {r['skipped']}", flush=True)
+  return flat
+
+
+def load_user_media(path: str, data_cfg, mode: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+  """A user's file -> (video [T_v, H, W, 3] in [-1, 1], normalised log-mel [T_a, n_mels]) of one window.
+
+  v2a needs a video (mp4, any fps/size: converted to data.fps / data.resolution, first window_s
+  seconds); a2v needs audio (wav/flac/mp3 or an mp4's audio track, resampled to data.sr).
+  """
+  from syncdpo_jax.data import builders, features
+  from syncdpo_jax.data.config import frames_per_window
+  t_v, t_a = frames_per_window(data_cfg)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"config.sample_run.input={path!r} does not exist.")
+  video = mel = None
+  if mode == "v2a":
+    frames, fps, _, _ = media.read_mp4(path, require_audio=False)
+    idx = builders.convert_fps(frames.shape[0], fps, float(data_cfg.fps))
+    if len(idx) < t_v:
+      raise ValueError(f"{path}: {frames.shape[0] / fps:.2f} s of video is shorter than data.window_s="
+                       f"{data_cfg.window_s} s; give a longer clip or lower data.window_s.")
+    video = builders.square_resize(frames[idx[:t_v]], int(data_cfg.resolution))
+    video = video.astype(np.float32) / 127.5 - 1.0
+  else:
+    import librosa
+    try:
+      wav, _ = librosa.load(path, sr=int(data_cfg.sr), mono=True)
+    except Exception:  # noqa: BLE001 - not a plain audio file: try the audio track of a video container
+      _, _, wav, sr = media.read_mp4(path)
+      wav = media.resample_audio(wav, sr, int(data_cfg.sr))
+    n = int(round(data_cfg.window_s * data_cfg.sr))
+    if wav.shape[0] < n:
+      raise ValueError(f"{path}: {wav.shape[0] / data_cfg.sr:.2f} s of audio is shorter than "
+                       f"data.window_s={data_cfg.window_s} s.")
+    mel = features.log_mel(wav[:n], data_cfg, num_frames=t_a)
+  return video, mel
+
+
+def sample_run(config, workdir: str) -> list[str]:
+  """config.mode='sample': generate from a checkpoint, on the user's media for v2a / a2v.
+
+  Writes WORKDIR/samples/<mode>_<i>.mp4 (video with its soundtrack) and returns the paths.
+  """
+  sc, run = config.sample, config.sample_run
+  mode = sc.mode
+  codec = codec_lib.make_codec(config.codec, config.data)
+  from syncdpo_jax.data.config import frames_per_window
+  t_v, t_a = frames_per_window(config.data)
+  n = int(run.num_samples)
+  res = int(config.data.resolution)
+  video = np.zeros((n, t_v, res, res, 3), np.float32)
+  mel = np.full((n, t_a, int(config.data.n_mels)), -1.0, np.float32)
+  if mode in ("v2a", "a2v"):
+    if not run.input:
+      raise ValueError(f"config.sample.mode={mode!r} needs a file: set --config.sample_run.input=<mp4/wav>.")
+    v, m = load_user_media(run.input, config.data, mode)
+    if v is not None:
+      video[:] = v
+    if m is not None:
+      mel[:] = m
+  abstract = nnx.eval_shape(lambda: JointDiT(config.model, rngs=nnx.Rngs(0)))
+  graphdef, abs_params, rest = nnx.split(abstract, nnx.Param, ...)
+  params, src = ckpt_lib.restore_params(run.checkpoint, jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=jax.sharding.SingleDeviceSharding(
+          jax.devices()[0])), abs_params), config)
+  generate = make_generate(graphdef, rest, codec, sc, int(config.model.num_classes))
+  label = jnp.full((n,), int(run.label), jnp.int32)
+  v_lat, a_lat = generate(params, jax.random.key(int(config.seed)), codec.encode_video(jnp.asarray(video)),
+                          codec.encode_audio(jnp.asarray(mel)), label, mode=mode)
+  clips = decode_clips(codec, config.data, v_lat, a_lat)
+  paths = write_samples(clips, os.path.join(os.path.abspath(workdir), "samples"), mode, n)
+  print(f"[sample] {mode} from {src}: wrote " + ", ".join(paths), flush=True)
+  return paths

@@ -1,0 +1,273 @@
+"""The training loop: the only place in `train` with side effects (data, checkpoints, metrics, signals).
+
+Resume order (explicit, as in big_vision):
+  1. the latest checkpoint in WORKDIR/checkpoints (a preempted or finished run continues exactly:
+     parameters, optimizer, curriculum, rng and the grain iterator all come back);
+  2. else `config.init_from` (a workdir or checkpoint of another run): the policy parameters only; for
+     DPO the frozen reference is a copy of them;
+  3. else scratch (an SFT run; a DPO run without a reference is refused before anything compiles).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from syncdpo_jax import codec as codec_lib
+from syncdpo_jax import data as data_lib
+from syncdpo_jax.data import pipeline
+from syncdpo_jax.model import flops as flops_lib
+from syncdpo_jax.model import sharding as sharding_lib
+from syncdpo_jax.model.dit import JointDiT
+from syncdpo_jax.perturb import curriculum as curriculum_lib
+from syncdpo_jax.train import checkpoint as ckpt_lib
+from syncdpo_jax.train import optim, plots, steps, writers
+from syncdpo_jax.train.state import TrainState
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything `train` builds before the first step (also used by tests and benchmarks)."""
+  mesh: jax.sharding.Mesh
+  graphdef: Any
+  rest: Any
+  codec: codec_lib.PixelMelCodec
+  tx: Any
+  state: TrainState
+  state_shardings: Any
+  batch_sharding: NamedSharding
+  step_fn: Callable  # jitted (state, batch) -> (state, metrics)
+  flops_per_step: float
+
+
+def _replicated(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def state_shardings(abstract_state: TrainState, tx, mesh, rules) -> TrainState:
+  """NamedShardings for every TrainState leaf: params (and copies: ref, EMA, optimizer moments) by the
+  model's logical-axis rules, scalars and small pytrees replicated."""
+  param_sh = sharding_lib.state_shardings(abstract_state.params, mesh, rules)
+  rep = _replicated(mesh)
+  opt_sh = optax_tree_map_params(tx, abstract_state.opt_state, param_sh, rep)
+  return TrainState(
+      step=rep, params=param_sh, opt_state=opt_sh, rng=rep,
+      ref_params=None if abstract_state.ref_params is None else param_sh,
+      ema_params=None if abstract_state.ema_params is None else param_sh,
+      curriculum=None if abstract_state.curriculum is None else jax.tree.map(
+          lambda _: rep, abstract_state.curriculum))
+
+
+def optax_tree_map_params(tx, opt_state, param_sh, rep):
+  import optax
+  return optax.tree_map_params(tx, lambda _, s: s, opt_state, param_sh,
+                               transform_non_params=lambda _: rep)
+
+
+def check_mesh_divides(config, mesh) -> None:
+  """The global batch must split evenly over the batch axes; heads over the tensor axis."""
+  n = int(np.prod([mesh.shape[a] for a in ("data", "fsdp") if a in mesh.shape]))
+  if config.data.batch_size % n:
+    raise ValueError(
+        f"config.data.batch_size={config.data.batch_size} is not divisible by the mesh's batch axes "
+        f"data x fsdp = {n} (config.model.mesh={dict(mesh.shape)}). Use a batch size that is a "
+        f"multiple of {n}, or change config.model.mesh.")
+  sharding_lib.check_heads_divide(config.model, mesh, config.model.logical_axis_rules)
+
+
+def build(config, *, mesh=None) -> Setup:
+  """Builds mesh, model, optimizer, sharded initial TrainState and the jitted step (no data, no I/O)."""
+  from syncdpo_jax import config_lib
+  config_lib.validate(config)
+  mesh = mesh or sharding_lib.make_mesh(config.model.mesh)
+  rules = config.model.logical_axis_rules
+  check_mesh_divides(config, mesh)
+  codec = codec_lib.make_codec(config.codec, config.data)
+  tx = optim.make_optimizer(config.optim, int(config.train.num_steps))
+  is_dpo = config.mode == "dpo"
+
+  abstract_model = nnx.eval_shape(lambda: JointDiT(config.model, rngs=nnx.Rngs(0)))
+  graphdef, _, rest = nnx.split(abstract_model, nnx.Param, ...)
+
+  def init(rng):
+    model = JointDiT(config.model, rngs=nnx.Rngs(params=rng))
+    _, params, _ = nnx.split(model, nnx.Param, ...)
+    copy = lambda: jax.tree.map(jnp.copy, params)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+        rng=jax.random.key_data(jax.random.fold_in(rng, 1)),
+        ref_params=copy() if is_dpo else None,
+        ema_params=copy() if config.train.ema_decay > 0 else None,
+        curriculum=curriculum_lib.init(config.curriculum) if is_dpo else None)
+
+  rng = jax.random.key(int(config.seed))
+  with jax.set_mesh(mesh):
+    abstract_state = jax.eval_shape(init, rng)
+    sh = state_shardings(abstract_state, tx, mesh, rules)
+    # Sharded from the start: every parameter is created on its own shard, never whole on one host.
+    state = jax.jit(init, out_shardings=sh)(rng)
+
+  batch_sharding = NamedSharding(mesh, P(("data", "fsdp")))
+  make = steps.make_dpo_step if is_dpo else steps.make_sft_step
+  step = make(graphdef, rest, codec, tx, config)
+  step_fn = jax.jit(step, in_shardings=(sh, batch_sharding), out_shardings=(sh, _replicated(mesh)),
+                    donate_argnums=(0,))
+  t_v, t_a = data_lib.config.frames_per_window(config.data)
+  lat_shape = jax.eval_shape(codec.encode_video, jax.ShapeDtypeStruct(
+      (1, t_v, config.data.resolution, config.data.resolution, 3), jnp.float32)).shape
+  fwd = flops_lib.flops_per_example(config.model, t_v, lat_shape[2], lat_shape[3], t_a)
+  b = int(config.data.batch_size)
+  # SFT: forward + backward (2x) on B. DPO: policy fwd+bwd on 2B and the reference forward on 2B.
+  flops_per_step = fwd * b * (8.0 if is_dpo else 3.0)
+  return Setup(mesh, graphdef, rest, codec, tx, state, sh, batch_sharding, step_fn, flops_per_step)
+
+
+class _Preempted:
+  """SIGTERM flag: the loop saves a checkpoint at the next step boundary and exits cleanly."""
+
+  def __init__(self):
+    self.flag = False
+    self._prev = None
+
+  def __enter__(self):
+    try:
+      self._prev = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread (e.g. a notebook worker): no preemption handling
+      self._prev = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.flag = True
+
+  def __exit__(self, *exc):
+    if self._prev is not None:
+      signal.signal(signal.SIGTERM, self._prev)
+
+
+def _host_metrics(metrics: dict) -> dict:
+  return {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+
+
+def train(config, workdir: str, *, eval_fn: Callable | None = None, stop_after: int | None = None
+          ) -> TrainState:
+  """Trains as `config.mode` says ('sft' | 'dpo'), resuming as described in the module docstring.
+
+  `stop_after`: leave after this many steps of this call with a checkpoint, exactly as a preemption
+  would (for time-sliced schedulers, and for the exact-resume tests). `eval_fn(state, step, writer)`
+  runs every `config.train.eval_every` steps.
+
+  Writes WORKDIR/metrics.jsonl (one JSON object per logged step), WORKDIR/tensorboard/, WORKDIR/plots/,
+  WORKDIR/checkpoints/ and WORKDIR/config.json. Returns the final TrainState.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  setup = build(config)
+  mesh, state = setup.mesh, setup.state
+  if is_main:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=1))
+    print(sharding_lib.param_table(nnx.merge(setup.graphdef, state.params, setup.rest)), flush=True)
+
+  data_lib.build_dataset(config.data)
+  ds = pipeline.make_dataset(config.data, config.data.split_train, seed=int(config.seed), train=True)
+  data_iter = iter(ds)
+
+  tc = config.train
+  mgr = ckpt_lib.make_manager(workdir, max_to_keep=int(tc.keep_checkpoints),
+                              save_every=int(tc.checkpoint_every), async_save=bool(tc.async_checkpoint))
+  latest = mgr.latest_step()
+  if latest is not None:
+    state = ckpt_lib.restore(mgr, latest, state, data_iter, config)
+    print(f"Resumed from {mgr.directory}/{latest} (step {int(state.step)}).", flush=True)
+  elif config.init_from:
+    params, src = ckpt_lib.restore_params(config.init_from, state.params, config)
+    state = state.replace(params=params)
+    if state.ref_params is not None:
+      state = state.replace(ref_params=jax.tree.map(jnp.copy, params))
+    if state.ema_params is not None:
+      state = state.replace(ema_params=jax.tree.map(jnp.copy, params))
+    print(f"Initialised from {src}" + (" (also the DPO reference)." if config.mode == "dpo" else "."),
+          flush=True)
+  else:
+    print("Training from scratch.", flush=True)
+
+  writer = writers.create_writer(workdir, just_logging=not is_main)
+  num_steps = int(tc.num_steps)
+  first = int(jax.device_get(state.step))
+  log_every = max(int(tc.log_every), 1)
+  profile_at = int(tc.profile_step) if tc.profile_step >= 0 else None
+  pending = None  # (step, device metrics) read one step late: the host never waits on the device
+  last_log_t, last_log_step = time.time(), first
+  t0 = time.time()
+
+  def log(step_done: int, metrics: dict):
+    nonlocal last_log_t, last_log_step
+    m = _host_metrics(metrics)
+    if not math.isfinite(m["loss"]):
+      mgr.wait_until_finished()
+      raise FloatingPointError(
+          f"loss is {m['loss']} at step {step_done}. Last good checkpoint: "
+          f"{mgr.latest_step()} in {mgr.directory} (resume from it with a lower config.optim.lr, "
+          "or a larger config.optim.warmup_steps / smaller config.optim.grad_clip).")
+    now = time.time()
+    sps = (step_done - last_log_step) / max(now - last_log_t, 1e-9)
+    last_log_t, last_log_step = now, step_done
+    m["steps_per_sec"] = sps
+    m["tflops_per_device"] = setup.flops_per_step * sps / jax.device_count() / 1e12
+    writer.write_scalars(step_done, m)
+    eta = (num_steps - step_done) / max(sps, 1e-9)
+    extra = "".join(f" {k}={m[k]:.3f}" for k in ("reward_accuracy", "reward_margin", "difficulty")
+                    if k in m)
+    print(f"[{config.mode}] step {step_done}/{num_steps} loss={m['loss']:.4f}{extra} "
+          f"{sps:.2f} steps/s ETA {eta:.0f}s", flush=True)
+
+  # The mesh context makes the model's activation constraints (sharding.constrain) bind to this mesh.
+  with _Preempted() as preempted, jax.set_mesh(mesh):
+    step_done = first
+    for step_done in range(first + 1, num_steps + 1):
+      if profile_at is not None and step_done == profile_at:
+        jax.profiler.start_trace(os.path.join(workdir, "profile"))
+      np_batch = next(data_iter)
+      batch = pipeline.make_global_batch(np_batch, mesh)
+      batch = {k: batch[k] for k in ("video", "audio", "label")}
+      state, metrics = setup.step_fn(state, batch)
+      if profile_at is not None and step_done == profile_at + 2:
+        jax.profiler.stop_trace()
+      if pending is not None:
+        log(*pending)
+        pending = None
+      if step_done % log_every == 0 or step_done == num_steps:
+        pending = (step_done, metrics)
+      # A preemption (SIGTERM) or the caller's stop_after ends this call with a checkpoint.
+      stop_now = preempted.flag or (stop_after is not None and step_done - first >= stop_after)
+      ckpt_lib.save(mgr, step_done, state, data_iter, config, force=stop_now or step_done == num_steps)
+      if eval_fn is not None and tc.eval_every > 0 and step_done % int(tc.eval_every) == 0:
+        eval_fn(state, step_done, writer)
+      if stop_now:
+        mgr.wait_until_finished()
+        why = "SIGTERM" if preempted.flag else f"stop_after={stop_after}"
+        print(f"{why}: saved checkpoint {step_done} in {mgr.directory}; exiting cleanly.", flush=True)
+        break
+    if pending is not None:
+      log(*pending)
+  mgr.wait_until_finished()
+  mgr.close()
+  writer.flush()
+  writer.close()
+  if is_main:
+    plots.plot_metrics(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "plots"))
+    print(f"Done: {step_done - first} steps in {time.time() - t0:.1f}s; workdir {workdir}", flush=True)
+  return state
