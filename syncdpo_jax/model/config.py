@@ -111,7 +111,7 @@ def get_model_config(size: str) -> ml_collections.ConfigDict:
         c.time_embed_dim = 128
         c.shapes = ml_collections.ConfigDict({"T_v": 20, "h": 8, "w": 8, "T_a": 100, "text_len": 0})
     elif size == "1b":
-        c.depth = 20
+        c.depth = 16
         c.video_dim, c.video_heads, c.video_mlp_dim = 1536, 12, 6144
         c.audio_dim, c.audio_heads, c.audio_mlp_dim = 1024, 8, 4096
         c.interaction_heads = 8
