@@ -60,16 +60,16 @@ def test_sft_loss_decreases_on_syncbench_synth(tmp_path):
   assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
 
 
-def _init_sft_checkpoint(tmp_path):
-  """A real SFT checkpoint to start DPO from (DPO refuses to run without a reference)."""
-  sft_dir = tmp_path / "sft"
-  c = _config(tmp_path, num_steps=2)
-  loop.train(c, str(sft_dir))
-  return str(sft_dir)
+@pytest.fixture(scope="module")
+def sft_dir(tmp_path_factory):
+  """A real SFT checkpoint to start DPO from (DPO refuses to run without a reference); built once."""
+  tmp = tmp_path_factory.mktemp("sft_init")
+  c = _config(tmp, num_steps=2)
+  loop.train(c, str(tmp / "sft"))
+  return str(tmp / "sft")
 
 
-def test_dpo_step_decreases_loss_on_fixed_batch(tmp_path):
-  sft_dir = _init_sft_checkpoint(tmp_path)
+def test_dpo_step_decreases_loss_on_fixed_batch(tmp_path, sft_dir):
   c = _config(tmp_path, "dpo")
   c.init_from = sft_dir
   c.optim.warmup_steps = 1
@@ -82,9 +82,8 @@ def test_dpo_step_decreases_loss_on_fixed_batch(tmp_path):
   assert int(state.curriculum.step) == 6
 
 
-def test_resume_is_exact(tmp_path):
+def test_resume_is_exact(tmp_path, sft_dir):
   """N steps straight == N/2 steps, stop (as a preemption would), fresh build, resume N/2 more."""
-  sft_dir = _init_sft_checkpoint(tmp_path)
   c = _config(tmp_path, "dpo", num_steps=6, checkpoint_every=100)
   c.init_from = sft_dir
   straight = loop.train(c, str(tmp_path / "straight"))
