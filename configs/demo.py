@@ -13,16 +13,22 @@ def get_config(arg: str = "sft"):
   mode = arg or "sft"
   c = config_lib.base_config(data="demo", model="demo", mode=mode)
   c.data.data_dir = "workdirs/tfds"
+  # 16 clips a step: on 2 CPU cores batch 16 runs faster per example than 8 (XLA's CPU kernels).
+  c.data.batch_size = 16
   c.train.log_every = 10
   c.train.checkpoint_every = 100
+  # Eval: 16 test clips, every generation mode, 10 Euler steps with SyncCFG.
+  c.eval.num_clips = 16
+  c.eval.batch_size = 16
+  c.sample.num_steps = 10
   if mode == "dpo":
-    c.train.num_steps = 80
+    c.train.num_steps = 40
     c.optim.lr = 5e-5
     c.optim.warmup_steps = 10
     c.optim.schedule = "constant"
     c.dpo.beta = 2000.0
   else:
-    c.train.num_steps = 300
+    c.train.num_steps = 200
     c.optim.lr = 1e-3
     c.optim.warmup_steps = 30
   return c
