@@ -27,6 +27,9 @@ def get_config(arg: str = "sft"):
     c.optim.warmup_steps = 10
     c.optim.schedule = "constant"
     c.dpo.beta = 2000.0
+    # Coarse -> medium -> subtle negatives over the run's thirds.
+    n = c.train.num_steps
+    c.curriculum.stage_boundaries = (n // 3, 2 * n // 3)
   else:
     c.train.num_steps = 200
     c.optim.lr = 1e-3

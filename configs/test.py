@@ -17,4 +17,5 @@ def get_config(arg: str = "sft"):
   c.optim.warmup_steps = 2
   c.optim.lr = 1e-3
   c.dpo.beta = 500.0
+  c.curriculum.stage_boundaries = (2, 4)  # all three curriculum stages within the 6 steps
   return c
