@@ -43,8 +43,10 @@ def _loss_fn(graphdef, video, audio, t_v, t_a, cond):
     return loss
 
 
-def test_sharded_forward_and_grad_match_single_device():
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_sharded_forward_and_grad_match_single_device(scan_layers):
     cfg = get_model_config("tiny")
+    cfg.scan_layers = scan_layers
     mesh = make_mesh(MESH)
     rules = cfg.logical_axis_rules
     # Weights of std 0.05 keep activations O(1), so 1e-5 is a statement about f32 reduction order
@@ -72,8 +74,12 @@ def test_sharded_forward_and_grad_match_single_device():
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, rtol=1e-5)
     assert float(jnp.abs(ref[1][0]).max()) > 1e-2 and float(jnp.abs(ref[1][1]).max()) > 1e-2
     # The gradient comes back with the parameter shardings (what an optimizer update needs).
-    g_q = got[2]["blocks"][0]["video"]["self_attn"]["q"]["kernel"]
-    assert g_q.get_value().sharding.spec == P("fsdp", "tensor")
+    if scan_layers:   # stacked [depth, D, D]: the 'layers' axis is replicated
+        g_q = got[2]["blocks"]["video"]["self_attn"]["q"]["kernel"]
+        assert g_q.get_value().sharding.spec == P(None, "fsdp", "tensor")
+    else:
+        g_q = got[2]["blocks"][0]["video"]["self_attn"]["q"]["kernel"]
+        assert g_q.get_value().sharding.spec == P("fsdp", "tensor")
 
 
 def test_create_sharded_model_inits_in_shards_and_large_weights_are_sharded():
@@ -84,15 +90,18 @@ def test_create_sharded_model_inits_in_shards_and_large_weights_are_sharded():
     for (p, a), (_, b) in zip(nnx.to_flat_state(nnx.state(model)), nnx.to_flat_state(nnx.state(ref))):
         np.testing.assert_allclose(np.asarray(a.get_value()), np.asarray(b.get_value()), atol=1e-6,
                                    err_msg=str(p))
-    q = model.blocks[0].video.self_attn.q.kernel.get_value()
-    assert q.sharding.spec == P("fsdp", "tensor")
-    assert q.addressable_shards[0].data.shape == (cfg.video_dim // 2, cfg.video_dim // 2)
-    fc1 = model.blocks[0].audio.fc1.kernel.get_value()
-    assert fc1.sharding.spec == P("fsdp", "tensor")
+    # Blocks are stacked on a leading, replicated 'layers' axis (cfg.scan_layers).
+    q = model.blocks.video.self_attn.q.kernel
+    assert q.get_metadata()["out_sharding"] == ("layers", "embed", "heads")
+    q = q.get_value()
+    assert q.sharding.spec == P(None, "fsdp", "tensor")
+    assert q.addressable_shards[0].data.shape == (cfg.depth, cfg.video_dim // 2, cfg.video_dim // 2)
+    fc1 = model.blocks.audio.fc1.kernel.get_value()
+    assert fc1.sharding.spec == P(None, "fsdp", "tensor")
     # Every weight of >= 1024 elements (all matmul kernels of the tiny model) is sharded.
     assert replicated_large_params(model, large=1024) == []
     table = param_table(model, large=1024)
-    assert "blocks/0/video/self_attn/q/kernel" in table and "('embed', 'heads')" in table
+    assert "blocks/video/self_attn/q/kernel" in table and "('layers', 'embed', 'heads')" in table
     assert "REPLICATED" not in table
 
 
@@ -102,7 +111,7 @@ def test_param_table_warns_on_replicated_large_weights():
     model = create_sharded_model(cfg, make_mesh(MESH), rules, seed=0)
     table = param_table(model, large=1024)
     assert "WARNING" in table and "REPLICATED" in table
-    assert "blocks/0/video/self_attn/q/kernel" in replicated_large_params(model, large=1024)
+    assert "blocks/video/self_attn/q/kernel" in replicated_large_params(model, large=1024)
 
 
 def test_mesh_must_divide_batch_and_heads():

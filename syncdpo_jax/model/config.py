@@ -25,7 +25,10 @@ import ml_collections
 #   batch    activation batch (data parallel over data *and* fsdp: FSDP is data parallel too)
 #   length / act_embed   activation sequence / width (replicated; room for a 'context' axis)
 #   vocab, patch, mod, norm, global  small tables and vectors: replicated
+#   layers   leading axis of the stacked block parameters (scan_layers): replicated, every device
+#            holds its shards of every layer (pipeline parallelism would map it to a 'stage' axis)
 DEFAULT_RULES = (
+    ("layers", None),
     ("batch", ("data", "fsdp")),
     ("embed", "fsdp"),
     ("heads", "tensor"),
@@ -78,6 +81,11 @@ def _base() -> ml_collections.ConfigDict:
     c.dtype = "float32"           # compute dtype: 'float32' | 'bfloat16'
     c.param_dtype = "float32"
     c.remat = "none"              # one of REMAT_POLICIES, applied per joint block
+    # Stack the blocks' parameters on a leading 'layers' axis and run them with one scan: XLA
+    # compiles one block instead of `depth` copies (compile time flat in depth). False keeps a
+    # Python loop over separate blocks (params at blocks/<i>/...); the two layouts' checkpoints
+    # are not interchangeable.
+    c.scan_layers = True
     c.attention_impl = "xla"      # one of ATTENTION_IMPLS
     # --- default latent shapes (eval_shape / FLOPs reports); one example, no batch ---
     c.shapes = ml_collections.ConfigDict(

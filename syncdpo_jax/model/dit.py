@@ -25,7 +25,7 @@ from flax import nnx
 
 from syncdpo_jax.model import layers as L
 from syncdpo_jax.model.config import validate_config
-from syncdpo_jax.model.sharding import check_batch_divides, constrain
+from syncdpo_jax.model.sharding import check_batch_divides, constrain, gather_data_parallel
 
 N_MOD = 12  # (shift, scale, gate) x (self-attn, cond cross-attn, interaction, MLP)
 ACT = ("batch", "length", "act_embed")
@@ -228,6 +228,21 @@ class StreamEmbed(nnx.Module):
         return self.head(L.modulate(L.layer_norm(x), shift, scale)).astype(jnp.float32)
 
 
+def _stacked_blocks(cfg: Any, rngs: nnx.Rngs) -> JointBlock:
+    """`depth` JointBlocks as one module whose parameters have a leading [depth] axis.
+
+    Each layer draws its own init keys (split_rngs); the logical axes of every parameter gain a
+    leading 'layers' name, e.g. a q kernel is ('layers', 'embed', 'heads') of shape [depth, D, D].
+    """
+    @nnx.split_rngs(splits=cfg.depth)
+    @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=cfg.depth,
+              transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def make(r: nnx.Rngs) -> JointBlock:
+        return JointBlock(cfg, rngs=r)
+
+    return make(rngs)
+
+
 _POLICIES = {
     "full": None,  # save nothing: recompute the whole block in the backward pass
     "dots": jax.checkpoint_policies.checkpoint_dots,
@@ -252,7 +267,10 @@ class JointDiT(nnx.Module):
             self.global_tokens = nnx.Param(
                 0.02 * jax.random.normal(rngs.params(), (max(G, 1), cfg.audio_dim)),
                 out_sharding=("global", "embed")) if G else None
-            self.blocks = nnx.List([JointBlock(cfg, rngs=rngs) for _ in range(cfg.depth)])
+            if cfg.scan_layers:
+                self.blocks = _stacked_blocks(cfg, rngs)
+            else:
+                self.blocks = nnx.List([JointBlock(cfg, rngs=rngs) for _ in range(cfg.depth)])
 
     # ------------------------------------------------------------------ validation
     def _check_inputs(self, video: jax.Array, audio: jax.Array, t_v: jax.Array, t_a: jax.Array,
@@ -351,13 +369,26 @@ class JointDiT(nnx.Module):
         rope_vfa = (L.rope_angles(np.arange(T), hdi_v, theta), L.rope_angles(pos_t, hdi_v, theta))
         rope_afv = (L.rope_angles(np.arange(T), hdi_a, theta), L.rope_angles(pos_t, hdi_a, theta))
 
-        def run(block, xv, xa):
+        def run(carry, block):
+            if c.scan_layers:
+                # FSDP: this layer's weights are gathered over the data-parallel mesh axes right
+                # here, one layer at a time. Left implicit, XLA's partitioner mis-slices stacked
+                # weights sharded over both 'fsdp' and 'tensor' when the batch is split over
+                # 'data' and 'fsdp' (wrong values for some examples, jax 0.10 / 2x2x2 mesh).
+                block = gather_data_parallel(block, rules)
+            xv, xa = carry
             return block(xv, xa, ev, ea, cv, ca, cmask, rope_v, rope_a, rope_vfa, rope_afv, T, S)
 
         if c.remat != "none":
-            run = nnx.remat(run, policy=_POLICIES[c.remat])
-        for block in self.blocks:
-            xv, xa = run(block, xv, xa)
+            # Inside a scan the loop boundary already stops XLA from CSE-ing the recomputation
+            # into the forward pass, so prevent_cse (extra barriers) is only needed unrolled.
+            run = nnx.remat(run, policy=_POLICIES[c.remat], prevent_cse=not c.scan_layers)
+        if c.scan_layers:
+            xv, xa = nnx.scan(run, in_axes=(nnx.Carry, 0), out_axes=nnx.Carry,
+                              transform_metadata={nnx.PARTITION_NAME: "layers"})((xv, xa), self.blocks)
+        else:
+            for block in self.blocks:
+                xv, xa = run((xv, xa), block)
 
         ov = self.v_embed.out(xv, tv_vec)                                  # [B, T*S, ph*pw*C]
         oa = self.a_embed.out(xa[:, G:], ta_vec)                           # [B, Tt, pa*C_a]

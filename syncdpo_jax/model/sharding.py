@@ -145,6 +145,32 @@ def constrain(x: jax.Array, logical_axes: Sequence[str | None], rules: Rules) ->
     return jax.lax.with_sharding_constraint(x, spec)
 
 
+def gather_data_parallel(module: nnx.Module, rules: Rules) -> nnx.Module:
+    """A copy of `module` whose weights are constrained to their compute sharding: every mesh axis
+    of the 'batch' rule (the data-parallel axes, e.g. 'data' and 'fsdp') is dropped from their
+    specs, so FSDP-sharded weights are all-gathered while tensor-parallel axes stay sharded.
+
+    Used on one layer inside the layer scan (ZeRO-3: gather a layer's weights just before it
+    runs). A no-op without an active mesh. Variables without logical axes are left alone.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return module
+    data_axes = set(_rules_dict(rules).get("batch", ()))
+    compute_rules = [(name, tuple(a for a in axes if a not in data_axes))
+                     for name, axes in _rules_dict(rules).items()]
+
+    def one(v):
+        axes = _var_logical_axes(v)
+        if not axes:
+            return v
+        return v.replace(constrain(v.get_value(), axes, compute_rules))
+
+    graphdef, state = nnx.split(module)
+    state = jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return nnx.merge(graphdef, state)
+
+
 def check_batch_divides(batch: int, rules: Rules) -> None:
     """Raises if the active mesh's batch axes do not divide `batch` (trace time)."""
     mesh = jax.sharding.get_abstract_mesh()
