@@ -384,8 +384,15 @@ class JointDiT(nnx.Module):
             # into the forward pass, so prevent_cse (extra barriers) is only needed unrolled.
             run = nnx.remat(run, policy=_POLICIES[c.remat], prevent_cse=not c.scan_layers)
         if c.scan_layers:
-            xv, xa = nnx.scan(run, in_axes=(nnx.Carry, 0), out_axes=nnx.Carry,
-                              transform_metadata={nnx.PARTITION_NAME: "layers"})((xv, xa), self.blocks)
+            # A plain lax.scan over the stacked layer state (rather than nnx.scan): the module is
+            # rebuilt from the per-layer slice inside the body, so the forward works at any trace
+            # level, e.g. inside a sampler's own lax.scan over ODE steps with closed-over params.
+            graphdef, stacked = nnx.split(self.blocks)
+
+            def body(carry, layer_state):
+                return run(carry, nnx.merge(graphdef, layer_state)), None
+
+            (xv, xa), _ = jax.lax.scan(body, (xv, xa), stacked)
         else:
             for block in self.blocks:
                 xv, xa = run((xv, xa), block)

@@ -164,7 +164,10 @@ def gather_data_parallel(module: nnx.Module, rules: Rules) -> nnx.Module:
         axes = _var_logical_axes(v)
         if not axes:
             return v
-        return v.replace(constrain(v.get_value(), axes, compute_rules))
+        value = v.get_value()
+        if len(axes) == value.ndim + 1 and axes[0] == "layers":
+            axes = axes[1:]  # one layer's slice of a stacked (scanned) weight
+        return v.replace(constrain(value, axes, compute_rules))
 
     graphdef, state = nnx.split(module)
     state = jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
