@@ -66,17 +66,18 @@ def main():
     return f
 
   # The negatives exactly as the DPO step builds them (same shapes, same curriculum-driven mix).
-  cur = states["dpo"].curriculum
+  # A copy: the DPO step donates its state, curriculum included.
+  cur = jax.tree.map(jnp.copy, states["dpo"].curriculum)
   mix = perturb.probs_from_config(c.perturb)
   opts = perturb.options_from_config(c.perturb)
 
   @jax.jit
-  def negatives(key, video, audio):
+  def negatives(key, video, audio, cur):
     v, a = codec.encode_video(video), codec.encode_audio(audio)
     p = curriculum.mix_probs(cur, c.curriculum, mix)
     return perturb.make_negatives(key, v, a, curriculum.strength(cur), codec.fps, codec.audio_fps, p, opts)
 
-  neg = lambda: jax.block_until_ready(negatives(jax.random.key(0), batch["video"], batch["audio"]))
+  neg = lambda: jax.block_until_ready(negatives(jax.random.key(0), batch["video"], batch["audio"], cur))
   n = 2048
   x = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
   mm = jax.jit(lambda a: a @ a)

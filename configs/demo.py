@@ -1,4 +1,4 @@
-"""The embedded demo: SFT then SyncDPO on SyncBench-Synth, on a 2-core CPU in minutes.
+"""The embedded demo: SFT (160 steps) then SyncDPO (30 steps) on SyncBench-Synth, on a 2-core CPU.
 
   python launch/main.py --config configs/demo.py:sft --workdir workdirs/demo/sft
   python launch/main.py --config configs/demo.py:dpo --workdir workdirs/demo/dpo \
@@ -22,7 +22,7 @@ def get_config(arg: str = "sft"):
   c.eval.batch_size = 16
   c.sample.num_steps = 10
   if mode == "dpo":
-    c.train.num_steps = 40
+    c.train.num_steps = 30
     c.optim.lr = 5e-5
     c.optim.warmup_steps = 10
     c.optim.schedule = "constant"
@@ -31,7 +31,7 @@ def get_config(arg: str = "sft"):
     n = c.train.num_steps
     c.curriculum.stage_boundaries = (n // 3, 2 * n // 3)
   else:
-    c.train.num_steps = 200
+    c.train.num_steps = 160
     c.optim.lr = 1e-3
     c.optim.warmup_steps = 30
   return c
