@@ -71,7 +71,8 @@ def train_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.async_checkpoint = True
   c.ema_decay = 0.0       # > 0 keeps EMA params in the TrainState
-  c.eval_every = 0        # > 0 runs the periodic eval hook
+  c.eval_every = 0        # > 0: sample + score config.train.eval_clips clips every that many steps
+  c.eval_clips = 8
   c.profile_step = -1     # >= 0: write a profiler trace of steps [s, s+2) to WORKDIR/profile
   return c
 

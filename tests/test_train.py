@@ -175,3 +175,15 @@ def test_sigterm_leaves_a_restorable_checkpoint(tmp_path):
   mgr = ckpt_lib.make_manager(str(workdir), max_to_keep=3, save_every=1, async_save=False)
   state = ckpt_lib.restore(mgr, step, setup.state, None, c)
   assert int(state.step) == step
+
+
+def test_periodic_eval_writes_scalars(tmp_path):
+  """The eval hook samples from the live (mesh-sharded) params and logs apart from metrics.jsonl."""
+  c = _config(tmp_path, num_steps=2, eval_every=2, eval_clips=2)
+  c.eval.modes = ("v2a",)
+  c.sample.num_steps = 2
+  loop.train(c, str(tmp_path / "run"))
+  rows = [json.loads(l) for l in open(tmp_path / "run" / "eval_metrics.jsonl")]
+  assert rows and rows[-1]["step"] == 2 and "eval/v2a/desync" in rows[-1]
+  train_rows = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl")]
+  assert all("loss" in r for r in train_rows)

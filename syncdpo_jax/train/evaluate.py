@@ -131,6 +131,49 @@ def plot_report(table: dict, path: str, metrics=("desync", "av_align", "event_f1
   plt.close(fig)
 
 
+def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
+  """The training loop's eval hook: `fn(state, step)` scores the current params on a few eval clips.
+
+  Same sampler and metrics as an eval run (config.eval: split, modes, event tolerance;
+  config.train.eval_clips clips), written to TensorBoard (WORKDIR/tensorboard/eval, tags
+  `eval/<mode>/<metric>`) and WORKDIR/eval_metrics.jsonl. Kept apart from metrics.jsonl, whose rows
+  are the training steps.
+  """
+  from syncdpo_jax.train import writers
+  ec = config.eval
+  codec = codec_lib.make_codec(config.codec, config.data)
+  data = load_eval_set(config, int(config.train.eval_clips))
+  gt = list(data["events"])
+  tol = float(ec.event_tol_ms) / 1000.0
+  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  # Replicated on the training mesh, so the sampler runs against the sharded params where they are
+  # (called outside the mesh context: a handful of eval clips need not divide the batch axes).
+  video_lat = jax.device_put(codec.encode_video(jnp.asarray(data["video"])), rep)
+  audio_lat = jax.device_put(codec.encode_audio(jnp.asarray(data["audio"])), rep)
+  label = jax.device_put(jnp.asarray(data["label"], jnp.int32), rep)
+  real = decode_clips(codec, config.data, video_lat, audio_lat)
+  generate = make_generate(graphdef, rest, codec, config.sample, int(config.model.num_classes))
+  writer = writers.create_writer(workdir, jsonl_name="eval_metrics.jsonl", tb_subdir="tensorboard/eval",
+                                 just_logging=jax.process_index() != 0)
+
+  def periodic_eval(state, step: int) -> dict:
+    scalars = {}
+    for mode in ec.modes:
+      key = jax.random.fold_in(jax.random.key(int(config.seed)), list(sample_lib.config.MODES).index(mode))
+      v, a = generate(state.params, key, video_lat, audio_lat, label, mode=mode)
+      res = score(decode_clips(codec, config.data, v, a), real, gt if mode != "joint" else None, tol,
+                  event_stream="video" if mode == "a2v" else "audio")
+      for k in ("desync", "av_align", "event_f1"):
+        if k in res and np.isfinite(res[k][0]):
+          scalars[f"eval/{mode}/{k}"] = res[k][0]
+    writer.write_scalars(step, scalars)
+    writer.flush()
+    print(f"[eval @ {step}] " + " ".join(f"{k}={v:.3f}" for k, v in scalars.items()), flush=True)
+    return scalars
+
+  return periodic_eval
+
+
 def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = None) -> dict:
   """Samples and scores every checkpoint in config.eval.checkpoints; writes WORKDIR/eval/. Returns the table."""
   ec = config.eval

@@ -160,13 +160,12 @@ def _host_metrics(metrics: dict) -> dict:
   return {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
 
 
-def train(config, workdir: str, *, eval_fn: Callable | None = None, stop_after: int | None = None
-          ) -> TrainState:
+def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
   """Trains as `config.mode` says ('sft' | 'dpo'), resuming as described in the module docstring.
 
   `stop_after`: leave after this many steps of this call with a checkpoint, exactly as a preemption
-  would (for time-sliced schedulers, and for the exact-resume tests). `eval_fn(state, step, writer)`
-  runs every `config.train.eval_every` steps.
+  would (for time-sliced schedulers, and for the exact-resume tests). With config.train.eval_every > 0
+  the current params are sampled and scored every that many steps (train/evaluate.make_periodic_eval).
 
   Writes WORKDIR/metrics.jsonl (one JSON object per logged step), WORKDIR/tensorboard/, WORKDIR/plots/,
   WORKDIR/checkpoints/ and WORKDIR/config.json. Returns the final TrainState.
@@ -205,6 +204,10 @@ def train(config, workdir: str, *, eval_fn: Callable | None = None, stop_after: 
     print("Training from scratch.", flush=True)
 
   writer = writers.create_writer(workdir, just_logging=not is_main)
+  eval_fn = None
+  if int(tc.eval_every) > 0:
+    from syncdpo_jax.train import evaluate
+    eval_fn = evaluate.make_periodic_eval(config, workdir, setup.graphdef, setup.rest, mesh)
   num_steps = int(tc.num_steps)
   first = int(jax.device_get(state.step))
   log_every = max(int(tc.log_every), 1)
@@ -234,8 +237,7 @@ def train(config, workdir: str, *, eval_fn: Callable | None = None, stop_after: 
     print(f"[{config.mode}] step {step_done}/{num_steps} loss={m['loss']:.4f}{extra} "
           f"{sps:.2f} steps/s ETA {eta:.0f}s", flush=True)
 
-  # The mesh context makes the model's activation constraints (sharding.constrain) bind to this mesh.
-  with _Preempted() as preempted, jax.set_mesh(mesh):
+  with _Preempted() as preempted:
     step_done = first
     for step_done in range(first + 1, num_steps + 1):
       if profile_at is not None and step_done == profile_at:
@@ -243,7 +245,9 @@ def train(config, workdir: str, *, eval_fn: Callable | None = None, stop_after: 
       np_batch = next(data_iter)
       batch = pipeline.make_global_batch(np_batch, mesh)
       batch = {k: batch[k] for k in ("video", "audio", "label")}
-      state, metrics = setup.step_fn(state, batch)
+      # The mesh context binds the model's activation constraints (sharding.constrain) to this mesh.
+      with jax.set_mesh(mesh):
+        state, metrics = setup.step_fn(state, batch)
       if profile_at is not None and step_done == profile_at + 2:
         jax.profiler.stop_trace()
       if pending is not None:
@@ -255,7 +259,7 @@ def train(config, workdir: str, *, eval_fn: Callable | None = None, stop_after: 
       stop_now = preempted.flag or (stop_after is not None and step_done - first >= stop_after)
       ckpt_lib.save(mgr, step_done, state, data_iter, config, force=stop_now or step_done == num_steps)
       if eval_fn is not None and tc.eval_every > 0 and step_done % int(tc.eval_every) == 0:
-        eval_fn(state, step_done, writer)
+        eval_fn(state, step_done)
       if stop_now:
         mgr.wait_until_finished()
         why = "SIGTERM" if preempted.flag else f"stop_after={stop_after}"
