@@ -23,6 +23,7 @@ def get_config(arg: str = "sft"):
   c.sample.num_steps = 10
   if mode == "dpo":
     c.train.num_steps = 30
+    c.train.log_every = 2  # a short run: log often enough that the curves have a shape
     c.optim.lr = 5e-5
     c.optim.warmup_steps = 10
     c.optim.schedule = "constant"
