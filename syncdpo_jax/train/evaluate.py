@@ -88,6 +88,15 @@ def make_generate(graphdef, rest, codec, sample_cfg, null_label: int):
   return generate
 
 
+def abstract_model_on_one_device(config):
+  """(graphdef, params restore target on device 0, rest) of config.model, without allocating."""
+  abstract = nnx.eval_shape(lambda: JointDiT(config.model, rngs=nnx.Rngs(0)))
+  graphdef, abs_params, rest = nnx.split(abstract, nnx.Param, ...)
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  params_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), abs_params)
+  return graphdef, params_like, rest
+
+
 def decode_clips(codec, data_cfg, video_lat, audio_lat) -> list[dict]:
   """Latents -> [{'frames': uint8 [T, H, W, 3], 'fps', 'audio': float [N], 'sr'}]."""
   frames = to_uint8(jax.device_get(codec.decode_video(video_lat)))
@@ -192,12 +201,8 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
   results["real/video_events"] = score(real, real, gt, tol, event_stream="video")
   write_samples(real, os.path.join(out_dir, "samples", "real"), "real", int(ec.num_samples_to_write))
 
-  abstract = nnx.eval_shape(lambda: JointDiT(config.model, rngs=nnx.Rngs(0)))
-  graphdef, abs_params, rest = nnx.split(abstract, nnx.Param, ...)
+  graphdef, params_like, rest = abstract_model_on_one_device(config)
   generate = make_generate(graphdef, rest, codec, config.sample, int(config.model.num_classes))
-  params_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                            sharding=jax.sharding.SingleDeviceSharding(
-                                                                jax.devices()[0])), abs_params)
   for name, path in checkpoints:
     params, src = ckpt_lib.restore_params(path, params_like, config)
     for mode in ec.modes:
@@ -294,11 +299,8 @@ def sample_run(config, workdir: str) -> list[str]:
       video[:] = v
     if m is not None:
       mel[:] = m
-  abstract = nnx.eval_shape(lambda: JointDiT(config.model, rngs=nnx.Rngs(0)))
-  graphdef, abs_params, rest = nnx.split(abstract, nnx.Param, ...)
-  params, src = ckpt_lib.restore_params(run.checkpoint, jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=jax.sharding.SingleDeviceSharding(
-          jax.devices()[0])), abs_params), config)
+  graphdef, params_like, rest = abstract_model_on_one_device(config)
+  params, src = ckpt_lib.restore_params(run.checkpoint, params_like, config)
   generate = make_generate(graphdef, rest, codec, sc, int(config.model.num_classes))
   label = jnp.full((n,), int(run.label), jnp.int32)
   v_lat, a_lat = generate(params, jax.random.key(int(config.seed)), codec.encode_video(jnp.asarray(video)),

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -60,19 +61,15 @@ def state_shardings(abstract_state: TrainState, tx, mesh, rules) -> TrainState:
   model's logical-axis rules, scalars and small pytrees replicated."""
   param_sh = sharding_lib.state_shardings(abstract_state.params, mesh, rules)
   rep = _replicated(mesh)
-  opt_sh = optax_tree_map_params(tx, abstract_state.opt_state, param_sh, rep)
+  # Optimizer moments mirror the params' structure and take their shardings; counts are replicated.
+  opt_sh = optax.tree_map_params(tx, lambda _, s: s, abstract_state.opt_state, param_sh,
+                                 transform_non_params=lambda _: rep)
   return TrainState(
       step=rep, params=param_sh, opt_state=opt_sh, rng=rep,
       ref_params=None if abstract_state.ref_params is None else param_sh,
       ema_params=None if abstract_state.ema_params is None else param_sh,
       curriculum=None if abstract_state.curriculum is None else jax.tree.map(
           lambda _: rep, abstract_state.curriculum))
-
-
-def optax_tree_map_params(tx, opt_state, param_sh, rep):
-  import optax
-  return optax.tree_map_params(tx, lambda _, s: s, opt_state, param_sh,
-                               transform_non_params=lambda _: rep)
 
 
 def check_mesh_divides(config, mesh) -> None:
