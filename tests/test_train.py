@@ -143,15 +143,29 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
     loop.train(c, str(tmp_path / "run"))
 
 
+def _launch_test_run(workdir, data_dir, *overrides, **popen_kw):
+  """`launch/main.py` on configs/test.py in a subprocess (the CLI a preempted pod job runs)."""
+  cmd = [sys.executable, os.path.join(REPO, "launch", "main.py"), "--config",
+         os.path.join(REPO, "configs", "test.py"), "--workdir", str(workdir),
+         f"--config.data.data_dir={data_dir}", *overrides]
+  return subprocess.Popen(cmd, env=dict(os.environ, JAX_PLATFORMS="cpu"), **popen_kw)
+
+
+def _restore_checkpoint(tmp_path, workdir, data_dir, step):
+  """Restores checkpoint `step` of `workdir` into a freshly built test-config state."""
+  c = _config(tmp_path)
+  c.data.data_dir = str(data_dir)
+  setup = loop.build(c, mesh=_one_device_mesh(c))
+  mgr = ckpt_lib.make_manager(str(workdir), max_to_keep=100, save_every=1, async_save=False)
+  return ckpt_lib.restore(mgr, step, setup.state, None, c)
+
+
 def test_sigterm_leaves_a_restorable_checkpoint(tmp_path):
   workdir = tmp_path / "run"
   data_dir = tmp_path.parent / "tfds_shared"
-  cmd = [sys.executable, os.path.join(REPO, "launch", "main.py"), "--config",
-         os.path.join(REPO, "configs", "test.py"), "--workdir", str(workdir),
-         "--config.train.num_steps=100000", "--config.train.checkpoint_every=100000",
-         "--config.train.log_every=1", f"--config.data.data_dir={data_dir}"]
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+  proc = _launch_test_run(workdir, data_dir, "--config.train.num_steps=100000",
+                          "--config.train.checkpoint_every=100000", "--config.train.log_every=1",
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -169,11 +183,7 @@ def test_sigterm_leaves_a_restorable_checkpoint(tmp_path):
   assert "SIGTERM: saved checkpoint" in out, out
   root, step = ckpt_lib.resolve_init_from(str(workdir))
   assert step >= 2
-  c = _config(tmp_path)
-  c.data.data_dir = str(data_dir)
-  setup = loop.build(c, mesh=_one_device_mesh(c))
-  mgr = ckpt_lib.make_manager(str(workdir), max_to_keep=3, save_every=1, async_save=False)
-  state = ckpt_lib.restore(mgr, step, setup.state, None, c)
+  state = _restore_checkpoint(tmp_path, workdir, data_dir, step)
   assert int(state.step) == step
 
 
@@ -193,13 +203,10 @@ def test_kill_9_during_saves_leaves_the_last_complete_checkpoint_restorable(tmp_
   """SIGKILL while asynchronous saves run every step: no half-written checkpoint is ever 'latest'."""
   workdir = tmp_path / "run"
   data_dir = tmp_path.parent / "tfds_shared"
-  cmd = [sys.executable, os.path.join(REPO, "launch", "main.py"), "--config",
-         os.path.join(REPO, "configs", "test.py"), "--workdir", str(workdir),
-         "--config.train.num_steps=100000", "--config.train.checkpoint_every=1",
-         "--config.train.keep_checkpoints=100", "--config.train.log_every=1",
-         f"--config.data.data_dir={data_dir}"]
-  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  proc = _launch_test_run(workdir, data_dir, "--config.train.num_steps=100000",
+                          "--config.train.checkpoint_every=1", "--config.train.keep_checkpoints=100",
+                          "--config.train.log_every=1",
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
     deadline = time.time() + 300
     ckpts = workdir / "checkpoints"
@@ -215,12 +222,8 @@ def test_kill_9_during_saves_leaves_the_last_complete_checkpoint_restorable(tmp_
   finally:
     if proc.poll() is None:
       proc.kill()
-  c = _config(tmp_path)
-  c.data.data_dir = str(data_dir)
-  c.train.num_steps = 100000
-  setup = loop.build(c, mesh=_one_device_mesh(c))
-  mgr = ckpt_lib.make_manager(str(workdir), max_to_keep=100, save_every=1, async_save=False)
-  latest = mgr.latest_step()
+  latest = ckpt_lib.make_manager(str(workdir), max_to_keep=100, save_every=1,
+                                 async_save=False).latest_step()
   assert latest is not None and latest >= 3
-  state = ckpt_lib.restore(mgr, latest, setup.state, None, c)
+  state = _restore_checkpoint(tmp_path, workdir, data_dir, latest)
   assert int(state.step) == latest
