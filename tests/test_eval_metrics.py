@@ -151,6 +151,31 @@ def test_evaluate_clips_means_ci_and_skips():
     # aligned one scores F1 1.
     assert out["event_f1"][0] == pytest.approx(1.0 / 3.0)
     assert 0.0 <= out["av_align"][0] <= 1.0
+    # Per-clip values line up with the clips (NaN where skipped) and average to the reported means.
+    per = out["per_clip"]
+    assert len(per["desync"]) == 5 and np.isnan(per["desync"][3:]).all()
+    assert np.mean(per["desync"][:3]) == pytest.approx(mean)
+    assert per["event_f1"][:3] == [1.0, 0.0, 0.0]
+
+
+def test_mel_events_are_the_audio_events_when_a_clip_carries_its_mel():
+    """Onsets found on the log-mel frames themselves (no vocoder), at the mel's frame rate."""
+    from syncdpo_jax.data import features
+    import ml_collections
+    cfg = ml_collections.ConfigDict(dict(sr=SR, n_fft=512, hop=320, n_mels=40, fmin=0.0, fmax=SR / 2))
+    frames, audio, events = synth_clip(seed=21)
+    mel = features.log_mel(audio, cfg)                                        # [200, 40] at 50 fps
+    fps_a = SR / cfg.hop
+    got = ev.event_metrics(ev.detect_mel_events(mel, fps_a), events, tol_s=0.03)
+    assert got["f1"] == 1.0 and got["mean_timing_error_s"] <= 1.0 / fps_a
+    _, late, _ = synth_clip(seed=21, offset=0.1)
+    late_mel = features.log_mel(late, cfg)
+    assert ev.event_metrics(ev.detect_mel_events(late_mel, fps_a), events, tol_s=0.03)["f1"] < 0.5
+    assert ev.detect_mel_events(np.full((200, 40), -1.0, np.float32), fps_a).size == 0
+    # evaluate_clips scores the mel's events, not the waveform's, when the clip carries one: a clip whose
+    # waveform is on time but whose mel is late scores F1 0.
+    clip = dict(frames=frames, fps=FPS, audio=audio, sr=SR, mel=late_mel, mel_fps=fps_a)
+    assert ev.evaluate_clips([clip], [events], event_tol_s=0.03)["event_f1"][0] == 0.0
 
 
 def test_mean_ci95():

@@ -9,6 +9,7 @@ from syncdpo_jax.eval.metrics import (
     av_align,
     check_clip,
     detect_audio_events,
+    detect_mel_events,
     detect_video_events,
     estimate_offset,
     evaluate_clips,
@@ -22,7 +23,8 @@ from syncdpo_jax.eval.metrics import (
 from syncdpo_jax.eval.report import write_report
 
 __all__ = [
-    "ClipError", "av_align", "check_clip", "detect_audio_events", "detect_video_events", "estimate_offset", "evaluate_clips",
+    "ClipError", "av_align", "check_clip", "detect_audio_events", "detect_mel_events", "detect_video_events",
+    "estimate_offset", "evaluate_clips",
     "event_metrics", "fd_logmel_proxy", "fd_video_proxy", "frechet_distance", "mean_ci95",
     "video_frame_features", "write_report",
 ]

@@ -9,11 +9,13 @@ F1 is measured against them. Every clip is decoded to pixels and a waveform (cod
 scored by syncdpo_jax.eval (desync = mean |estimated offset|, AV-Align, event P/R/F1, quality proxies).
 A `real` row scores the data itself through the same decode path: the ceiling any model can reach.
 
-Outputs in WORKDIR/eval/: report.json + report.md (rows `<name>/<mode>`), report.png, samples/*.mp4.
+Outputs in WORKDIR/eval/: report.json + report.md (rows `<name>/<mode>`), report.png, samples/*.mp4,
+per_clip.json ({row: {metric: [value per clip]}}, NaN where a clip was skipped).
 """
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 import warnings
@@ -98,11 +100,16 @@ def abstract_model_on_one_device(config):
 
 
 def decode_clips(codec, data_cfg, video_lat, audio_lat) -> list[dict]:
-  """Latents -> [{'frames': uint8 [T, H, W, 3], 'fps', 'audio': float [N], 'sr'}]."""
+  """Latents -> [{'frames': uint8 [T, H, W, 3], 'fps', 'audio': float [N], 'sr', 'mel', 'mel_fps'}].
+
+  The waveform (Griffin-Lim) feeds the offset and AV-Align metrics and the mp4s; audio events are
+  scored on the log-mel itself ('mel'), which the vocoder would smear.
+  """
   frames = to_uint8(jax.device_get(codec.decode_video(video_lat)))
   mels = np.asarray(jax.device_get(codec.decode_audio(audio_lat)))
+  mel_fps = float(data_cfg.sr) / float(data_cfg.hop)
   return [{"frames": f, "fps": float(data_cfg.fps), "audio": media.mel_to_audio(m, data_cfg),
-           "sr": int(data_cfg.sr), "mel": m} for f, m in zip(frames, mels)]
+           "sr": int(data_cfg.sr), "mel": m, "mel_fps": mel_fps} for f, m in zip(frames, mels)]
 
 
 def score(clips: list[dict], real: list[dict], gt_events, tol_s: float, event_stream: str = "audio"
@@ -229,6 +236,10 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
 
   table = {run: {k: v for k, v in r.items() if k in HEADLINE or k in ("num_evaluated", "num_skipped")}
            for run, r in results.items()}
+  # Per-clip values (same clip order in every row) for paired comparisons between runs.
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "per_clip.json"), "w") as f:
+    json.dump({run: r["per_clip"] for run, r in results.items()}, f, allow_nan=True)
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # joint rows have no event_f1 by design (no ground truth)
     paths = report_lib.write_report(table, out_dir)
@@ -303,8 +314,10 @@ def sample_run(config, workdir: str) -> list[str]:
   params, src = ckpt_lib.restore_params(run.checkpoint, params_like, config)
   generate = make_generate(graphdef, rest, codec, sc, int(config.model.num_classes))
   label = jnp.full((n,), int(run.label), jnp.int32)
-  v_lat, a_lat = generate(params, jax.random.key(int(config.seed)), codec.encode_video(jnp.asarray(video)),
-                          codec.encode_audio(jnp.asarray(mel)), label, mode=mode)
+  # The user's media are pixels and log-mel even when training read precomputed latents.
+  enc = codec_lib.media_codec(codec)
+  v_lat, a_lat = generate(params, jax.random.key(int(config.seed)), enc.encode_video(jnp.asarray(video)),
+                          enc.encode_audio(jnp.asarray(mel)), label, mode=mode)
   clips = decode_clips(codec, config.data, v_lat, a_lat)
   paths = write_samples(clips, os.path.join(os.path.abspath(workdir), "samples"), mode, n)
   print(f"[sample] {mode} from {src}: wrote " + ", ".join(paths), flush=True)
