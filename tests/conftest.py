@@ -7,6 +7,11 @@ This must run before any test imports jax, hence module level in conftest.
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The suite's programs are tiny and run a few steps: most of their time is XLA compiling them, and LLVM
+# at -O0 halves that (measured on the train steps: SFT 31 -> 16 s, DPO 42 -> 18 s of CPU). Set in the
+# environment so the CLI subprocesses and the notebook kernel that tests launch compile the same way.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
