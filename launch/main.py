@@ -10,7 +10,11 @@ Flags:
                overridden with --config.a.b=value (unknown fields are an error).
   --workdir    where checkpoints, metrics.jsonl, tensorboard/, plots/ (and eval/, samples/) go.
 Multi-host (TPU pods, multi-node GPU): set --distributed (or JAX_COORDINATOR_ADDRESS) so
-jax.distributed.initialize() runs before anything touches a device.
+jax.distributed.initialize() runs before anything touches a device. Cloud TPU, SLURM and Open MPI
+are detected; elsewhere give every process --coordinator_address=HOST:PORT (process 0's host),
+--num_processes=N and --process_id=I, e.g. two processes on one machine:
+  python launch/main.py --config configs/test.py --workdir workdirs/mh --distributed \
+      --coordinator_address=localhost:12345 --num_processes=2 --process_id=0   # and =1
 """
 import os
 import sys
@@ -25,7 +29,17 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file (get_
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", bool(os.environ.get("JAX_COORDINATOR_ADDRESS")),
-                                 "Call jax.distributed.initialize() (multi-host runs).")
+                                 "Call jax.distributed.initialize() (multi-host runs); implied "
+                                 "by --coordinator_address or --num_processes.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "--distributed: host:port of process 0 (default: "
+    "$JAX_COORDINATOR_ADDRESS, or auto-detected on Cloud TPU, SLURM and Open MPI).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "--distributed: number of processes (default: auto-detected).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "--distributed: this process's index (default: auto-detected).")
+_CONNECT_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout", 300, "--distributed: seconds to wait for every process to connect.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -35,10 +49,10 @@ def main(argv):
   # unless the user asks for more with --verbosity=0 (or higher).
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  import jax
-  if _DISTRIBUTED.value:
-    jax.distributed.initialize()
   from syncdpo_jax import launch_lib
+  if _DISTRIBUTED.value or _COORDINATOR.value or _NUM_PROCESSES.value is not None:
+    launch_lib.init_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                timeout_s=_CONNECT_TIMEOUT.value)
   launch_lib.run(_CONFIG.value, _WORKDIR.value)
 
 

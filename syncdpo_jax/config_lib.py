@@ -14,13 +14,17 @@ A run config has these sections (each a ConfigDict; every field documented where
 from __future__ import annotations
 
 import ml_collections
+from ml_collections import config_dict
 
-from syncdpo_jax.data.config import audio_frame_rate, frames_per_window, get_data_config
+from syncdpo_jax import codec as codec_lib
+from syncdpo_jax.data.config import get_data_config
 from syncdpo_jax.model.config import get_model_config
 from syncdpo_jax.perturb import get_curriculum_config, get_perturb_config
 from syncdpo_jax.sample import get_sample_config
+from syncdpo_jax.sample.config import MODES as SAMPLE_MODES
 
 MODES = ("sft", "dpo", "eval", "sample")
+DPO_PAIRS = ("rules", "sample_rank")
 
 
 def objective_config() -> ml_collections.ConfigDict:
@@ -46,6 +50,22 @@ def dpo_config() -> ml_collections.ConfigDict:
   c.video_weight = 1.0   # per-sample error e = w_v * mse_video + w_a * mse_audio
   c.audio_weight = 1.0
   c.sft_weight = 0.0     # optional + sft_weight * e_theta(winner)
+  # Cross-task DPO: probability that a pair is scored in (joint, audio-driven, video-driven) generation;
+  # the given stream is clean and carries no error (train/steps.dpo_task_times). (1, 0, 0) = joint only.
+  c.task_probs = (1.0, 0.0, 0.0)
+  # Where the (winner, loser) pairs come from:
+  #   'rules'        SyncDPO: the real pair wins, a rule-based temporal perturbation of it loses, built
+  #                  inside the jitted step (perturb, curriculum);
+  #   'sample_rank'  conventional DPO baseline: before step 1, sample num_candidates candidates per
+  #                  condition from the reference model, rank them by the sync metrics and keep the best
+  #                  as winner and the worst as loser (train/pairs.py; saved in WORKDIR/pairs.npz).
+  c.pairs = "rules"
+  c.rank = ml_collections.ConfigDict()
+  c.rank.num_candidates = 4   # K samples per condition (>= 2)
+  c.rank.num_pairs = 64       # conditions drawn from data.split_train = pairs built; steps cycle over them
+  c.rank.mode = "joint"       # which streams are sampled: 'joint' | 'v2a' (real video given, audios
+                              # sampled) | 'a2v' (real audio given, videos sampled)
+  c.rank.sample_steps = config_dict.placeholder(int)  # ODE steps per candidate; None = sample.num_steps
   return c
 
 
@@ -99,9 +119,19 @@ def sample_run_config() -> ml_collections.ConfigDict:
 
 
 def codec_config() -> ml_collections.ConfigDict:
+  """What the model sees (syncdpo_jax.codec): 'pixel_mel' | 'flax_vae' | 'precomputed'."""
   c = ml_collections.ConfigDict()
   c.name = "pixel_mel"
-  c.patch = 4             # video space-to-depth factor (32x32 px -> 8x8x48 latents)
+  c.patch = 4             # pixel_mel: video space-to-depth factor (32x32 px -> 8x8x48 latents)
+  c.factory = ""          # flax_vae: 'package.module:function' (codec_cfg, data_cfg) -> dict of NNX modules
+  # Latent layout of a flax_vae codec, or of precomputed latents not made by pixel_mel (0 = unset).
+  c.video_channels = 0
+  c.audio_channels = 0
+  c.spatial_downsample = 0
+  c.temporal_downsample = 1         # pixel frames per video latent frame
+  c.audio_temporal_downsample = 1   # log-mel frames per audio latent frame
+  # precomputed: the codec that made the latents, used to decode them (eval, sample); '' = none.
+  c.decoder = ""          # '' | 'pixel_mel' | 'flax_vae'
   return c
 
 
@@ -129,18 +159,16 @@ def base_config(*, data: str = "demo", model: str = "demo", mode: str = "sft") -
 
 def tie_model_to_data(c: ml_collections.ConfigDict) -> None:
   """Derives the model's input channels, rates and class count from data + codec (call after edits)."""
-  p = c.codec.patch
-  c.model.video_channels = 3 * p * p
-  c.model.audio_channels = c.data.n_mels
-  c.model.video_fps = c.data.fps
-  c.model.audio_fps = audio_frame_rate(c.data)
+  layout = codec_lib.latent_layout(c.codec, c.data)
+  (t_v, h, w, c_v), (t_a, c_a) = layout.window_shapes(c.data)
+  c.model.video_channels, c.model.audio_channels = c_v, c_a
+  c.model.video_fps, c.model.audio_fps = layout.fps, layout.audio_fps
   c.model.num_classes = c.data.num_classes
   # The embedded datasets carry class labels, not caption embeddings (precomputed-latent datasets
   # set text_dim to their encoder's width).
   c.model.text_dim = 0
-  t_v, t_a = frames_per_window(c.data)
   c.model.shapes.T_v, c.model.shapes.T_a = t_v, t_a
-  c.model.shapes.h = c.model.shapes.w = c.data.resolution // p
+  c.model.shapes.h, c.model.shapes.w = h, w
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
@@ -154,26 +182,54 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if not c.dpo.beta > 0:
       raise ValueError(f"config.dpo.beta={c.dpo.beta} must be > 0 (Diffusion-DPO uses 5000 with "
                        "mean-reduced errors).")
+    validate_dpo_pairs(c)
   if c.mode == "eval" and not c.eval.checkpoints:
     raise ValueError("config.mode='eval' needs --config.eval.checkpoints='name=workdir,...'.")
   if c.mode == "sample" and not c.sample_run.checkpoint:
     raise ValueError("config.mode='sample' needs --config.sample_run.checkpoint=<workdir or checkpoint>.")
   if int(c.train.num_steps) < 1:
     raise ValueError(f"config.train.num_steps={c.train.num_steps} must be >= 1.")
+  for field in ("objective.task_probs", "dpo.task_probs"):
+    section, name = field.split(".")
+    p = list(c[section][name])
+    if len(p) != 3 or min(p) < 0 or sum(p) <= 0:
+      raise ValueError(f"config.{field}={p}: need 3 non-negative probabilities "
+                       "(joint, audio-driven, video-driven).")
   probs = list(c.objective.task_probs)
-  if len(probs) != 3 or min(probs) < 0 or sum(probs) <= 0:
-    raise ValueError(f"config.objective.task_probs={probs}: need 3 non-negative probabilities "
-                     "(joint, audio-driven, video-driven).")
   for i, (lam, name) in enumerate(((c.objective.lambda_v, "lambda_v"), (c.objective.lambda_a, "lambda_a"))):
     if lam > 0 and probs[i + 1] == 0:
       raise ValueError(f"config.objective.{name}={lam} > 0 but task_probs[{i + 1}] = 0: that task would "
                        "never be sampled. Give it a probability or set the lambda to 0.")
-  if c.data.resolution % c.codec.patch:
-    raise ValueError(f"config.data.resolution={c.data.resolution} is not divisible by "
-                     f"config.codec.patch={c.codec.patch}.")
-  expect = dict(video_channels=3 * c.codec.patch ** 2, audio_channels=c.data.n_mels,
-                video_fps=c.data.fps, audio_fps=audio_frame_rate(c.data), num_classes=c.data.num_classes)
+  if (c.codec.name == "precomputed") != (c.data.name == "precomputed_latents"):
+    raise ValueError(f"config.codec.name={c.codec.name!r} with config.data.name={c.data.name!r}: latents "
+                     "stored by syncdpo_jax.data.precompute are read with data.name='precomputed_latents' "
+                     "and codec.name='precomputed' together (the command prints both flags).")
+  layout = codec_lib.latent_layout(c.codec, c.data)
+  layout.window_shapes(c.data)
+  expect = dict(video_channels=layout.video_channels, audio_channels=layout.audio_channels,
+                video_fps=layout.fps, audio_fps=layout.audio_fps, num_classes=c.data.num_classes)
   for k, v in expect.items():
     if abs(float(c.model[k]) - float(v)) > 1e-9:
       raise ValueError(f"config.model.{k}={c.model[k]} does not match the data/codec ({v}); call "
                        "syncdpo_jax.config_lib.tie_model_to_data(config) after changing data or codec.")
+
+
+def validate_dpo_pairs(c: ml_collections.ConfigDict) -> None:
+  """Checks config.dpo.pairs and, for 'sample_rank', config.dpo.rank (see dpo_config)."""
+  if c.dpo.pairs not in DPO_PAIRS:
+    raise ValueError(f"config.dpo.pairs={c.dpo.pairs!r}; expected one of {DPO_PAIRS} ('rules' = SyncDPO's "
+                     "perturbed negatives, 'sample_rank' = conventional DPO on sampled, ranked pairs).")
+  if c.dpo.pairs != "sample_rank":
+    return
+  r = c.dpo.rank
+  if int(r.num_candidates) < 2:
+    raise ValueError(f"config.dpo.rank.num_candidates={r.num_candidates}: ranking needs at least 2 "
+                     "candidates per condition (a best and a worst); use 2 or more.")
+  if int(r.num_pairs) < 1:
+    raise ValueError(f"config.dpo.rank.num_pairs={r.num_pairs} must be >= 1.")
+  if r.mode not in SAMPLE_MODES:
+    raise ValueError(f"config.dpo.rank.mode={r.mode!r}; expected one of {SAMPLE_MODES} (which streams "
+                     "the candidates are sampled for).")
+  if r.sample_steps is not None and int(r.sample_steps) < 1:
+    raise ValueError(f"config.dpo.rank.sample_steps={r.sample_steps} must be >= 1, or None to use "
+                     f"config.sample.num_steps={c.sample.num_steps}.")

@@ -1,7 +1,63 @@
-"""What `launch/main.py` runs: print the resolved config and mesh, then dispatch on config.mode."""
+"""What `launch/main.py` runs: join the other processes (--distributed), print the resolved config and
+mesh, then dispatch on config.mode."""
 from __future__ import annotations
 
+import os
+import socket
+import time
+
 import jax
+
+
+def _wait_for_coordinator(address: str, timeout_s: float) -> bool:
+  """True once a TCP connection to `address` ("host:port") succeeds, False after `timeout_s`."""
+  host, port = address.rsplit(":", 1)
+  deadline = time.monotonic() + timeout_s
+  while True:
+    try:
+      with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+        return True
+    except OSError:
+      if time.monotonic() >= deadline:
+        return False
+      time.sleep(0.5)
+
+
+def init_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                     process_id: int | None = None, *, timeout_s: int = 300) -> None:
+  """`jax.distributed.initialize` for `launch/main.py --distributed`, with errors a user can act on.
+
+  Arguments left None are auto-detected by JAX (Cloud TPU, SLURM, Open MPI; the coordinator also from
+  $JAX_COORDINATOR_ADDRESS). Must run before anything touches a device.
+
+  JAX aborts the whole process (a C++ CHECK, no Python exception) when a worker cannot reach the
+  coordinator, so a worker that knows the address first waits for the port itself and raises a clear
+  error instead.
+  """
+  address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+  where = (f"process {process_id} of {num_processes}" if process_id is not None
+           else "this process")
+  if address and process_id not in (None, 0) and not _wait_for_coordinator(address, timeout_s):
+    raise ConnectionError(
+        f"--distributed: {where} could not reach the coordinator at {address} within {timeout_s} s "
+        "(--distributed_timeout). Process 0 must be running and listen there: check "
+        "--coordinator_address / $JAX_COORDINATOR_ADDRESS (process 0's host and a free port), that "
+        "process 0 started, and that no firewall blocks the port.")
+  print(f"jax.distributed: {where} connecting to {address or '(auto-detected)'}; waiting up to "
+        f"{timeout_s} s for all processes.", flush=True)
+  try:
+    jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                               initialization_timeout=timeout_s)
+  except ValueError as e:
+    hint = (" No cluster environment (Cloud TPU, SLURM, Open MPI) was detected: pass "
+            "--coordinator_address=HOST:PORT (process 0's host), --num_processes and --process_id to "
+            "every process." if None in (address, num_processes, process_id) else "")
+    raise ValueError(f"--distributed: {e}{hint}") from e
+  except jax.errors.JaxRuntimeError as e:
+    raise RuntimeError(
+        f"--distributed: {where} could not start the JAX distributed runtime at {address}: {e}. "
+        "If process 0 could not start its RPC server, the port is in use: pick another in "
+        "--coordinator_address.") from e
 
 
 def run(config, workdir: str):

@@ -98,3 +98,18 @@ def test_sft_given_stream_is_clean_and_has_no_loss():
   sft.sft_loss(apply_fn, jax.random.key(3), jnp.zeros((64, 2, 1, 1, 1)), jnp.zeros((64, 3, 1)), {},
                task_probs=(0.0, 1.0, 0.0), lambda_v=1.0, lambda_a=0.0)
   assert np.all(np.asarray(seen["t_a"]) == 0.0) and np.all(np.asarray(seen["t_v"]) > 0.0)
+
+
+def test_cross_task_dpo_times_and_weights():
+  """Cross-task DPO: the given stream is clean (t = 0) and carries no error; joint pairs share one t."""
+  from syncdpo_jax.train.steps import dpo_task_times
+  t = jnp.linspace(0.1, 0.9, 64)
+  tv, ta, wv, wa = dpo_task_times(jax.random.key(0), t, (1.0, 0.0, 0.0), 1.0, 2.0)
+  assert (tv == t).all() and (ta == t).all() and (wv == 1.0).all() and (wa == 2.0).all()
+  tv, ta, wv, wa = dpo_task_times(jax.random.key(0), t, (0.0, 0.0, 1.0), 1.0, 2.0)  # video-driven only
+  assert (tv == 0).all() and (ta == t).all() and (wv == 0).all() and (wa == 2.0).all()
+  tv, ta, wv, wa = dpo_task_times(jax.random.key(1), t, (1.0, 1.0, 1.0), 1.0, 1.0)
+  joint, audio_given, video_given = (tv == ta), (ta == 0), (tv == 0)
+  assert joint.any() and audio_given.any() and video_given.any()
+  np.testing.assert_array_equal(np.asarray(wv == 0), np.asarray(video_given))
+  np.testing.assert_array_equal(np.asarray(wa == 0), np.asarray(audio_given))

@@ -255,7 +255,11 @@ def make_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilde
                             resolution=int(data_cfg.resolution), min_duration_s=float(data_cfg.window_s),
                             min_audio_rms=float(data_cfg.get("min_audio_rms", 1e-4)))
         return AvFolder(config=bc, data_dir=data_dir, file_format=FILE_FORMAT, on_bad_input=data_cfg.on_bad_input)
-    raise ValueError(f"data.name={data_cfg.name!r}; expected 'syncbench_synth' or 'av_folder'")
+    if data_cfg.name == "precomputed_latents":
+        from syncdpo_jax.data import latents  # local: latents subclasses this module's _LocalBuilder
+        return latents.make_builder(data_cfg)
+    raise ValueError(f"data.name={data_cfg.name!r}; expected 'syncbench_synth', 'av_folder' or "
+                     "'precomputed_latents'")
 
 
 def build_dataset(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:

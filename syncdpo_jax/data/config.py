@@ -17,12 +17,15 @@ from __future__ import annotations
 import ml_collections
 
 VARIANTS = ("test", "demo")
+# tfds builders the pipeline reads; 'precomputed_latents' holds codec latents written by
+# `python -m syncdpo_jax.data.precompute` (train with config.codec.name='precomputed').
+NAMES = ("syncbench_synth", "av_folder", "precomputed_latents")
 
 
 def _base() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     # Which tfds builder feeds the pipeline: the procedural benchmark or a folder of user mp4s.
-    c.name = "syncbench_synth"  # 'syncbench_synth' | 'av_folder'
+    c.name = "syncbench_synth"  # 'syncbench_synth' | 'av_folder' | 'precomputed_latents' (see NAMES)
     c.builder_config = "demo"  # tfds builder config ('test' | 'demo' for syncbench_synth; 'default' for av_folder)
     c.data_dir = "~/tensorflow_datasets"
     c.manual_dir = ""  # av_folder only: folder holding the user's *.mp4 files (+ optional captions)
@@ -92,8 +95,8 @@ def audio_frame_rate(cfg: ml_collections.ConfigDict) -> float:
 def validate(cfg: ml_collections.ConfigDict) -> None:
     """Raises ValueError with the field to fix when `cfg` is inconsistent."""
     frames_per_window(cfg)
-    if cfg.name not in ("syncbench_synth", "av_folder"):
-        raise ValueError(f"data.name={cfg.name!r}; expected 'syncbench_synth' or 'av_folder'")
+    if cfg.name not in NAMES:
+        raise ValueError(f"data.name={cfg.name!r}; expected one of {NAMES}")
     if cfg.on_bad_input not in ("skip", "fail"):
         raise ValueError(f"data.on_bad_input={cfg.on_bad_input!r}; expected 'skip' or 'fail'")
     if cfg.short_clip not in ("pad", "skip", "fail"):

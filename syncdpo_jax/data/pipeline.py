@@ -1,13 +1,17 @@
 """grain input pipeline: tfds ArrayRecord source -> numpy batch dicts -> global jax.Arrays.
 
-    source (this process's shard) -> seeded shuffle, reshuffled every epoch (train) -> decode
+    source -> seeded shuffle, reshuffled every epoch (train) -> decode
     -> temporal crop of window_s seconds, the SAME window for both modalities (random in train,
        centred in eval) -> video fps/resolution conversion -> float [-1, 1] -> log-mel
-    -> events shifted into the window, -1 padded to max_events -> batch
+    -> events shifted into the window, -1 padded to max_events
+    -> this process's rows of each global batch (see make_dataset) -> batch
 
 Batches (per process; global batch = batch_size):
   'video' float32 [B, T_v, H, W, 3] in [-1, 1], 'audio' float32 [B, T_a, n_mels] in [-1, 1],
   'label' int32 [B], 'events' float32 [B, max_events] (s, -1 pad), 'event_kinds' int32 [B, max_events].
+With data.name='precomputed_latents', 'video' / 'audio' hold codec latents [B, T_v', h, w, C_v] /
+[B, T_a', C_a] of the same window instead (syncdpo_jax.data.latents), plus 'text' / 'text_mask' when
+the dataset stores caption embeddings.
 
 Determinism: shuffling and crops are functions of (seed, element index) only, so a seed fixes the
 stream, and the iterator's `get_state()` / `set_state()` (grain checkpointing, saved by orbax with
@@ -32,6 +36,22 @@ log = logging.getLogger(__name__)
 
 def _text(x) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def window_events(event_times, event_kinds, t0: float, window_s: float, max_events: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Events of a clip -> those in [t0, t0 + window_s), in window time, -1 padded to `max_events`.
+
+    Returns (times f32 [max_events] in s, kinds i32 [max_events]).
+    """
+    ev = np.asarray(event_times, np.float32) - np.float32(t0)
+    kinds = np.asarray(event_kinds, np.int32)
+    keep = (ev >= -1e-6) & (ev < window_s - 1e-6)
+    ev, kinds = np.maximum(ev[keep], 0)[:max_events], kinds[keep][:max_events]
+    events = np.full(max_events, -1.0, np.float32)
+    ekinds = np.full(max_events, -1, np.int32)
+    events[: ev.shape[0]], ekinds[: kinds.shape[0]] = ev, kinds
+    return events, ekinds
 
 
 def crop_window(ex: dict, cfg: ml_collections.ConfigDict, start_frame: int | None,
@@ -76,13 +96,7 @@ def crop_window(ex: dict, cfg: ml_collections.ConfigDict, start_frame: int | Non
         a = media.resample_audio(a, sr_c, cfg.sr)
     n = int(round(cfg.window_s * cfg.sr))
     a = np.pad(a, (0, max(0, n - a.shape[0])))[:n]
-    ev = np.asarray(ex["event_times"], np.float32) - np.float32(t0)
-    kinds = np.asarray(ex["event_kinds"], np.int32)
-    keep = (ev >= -1e-6) & (ev < cfg.window_s - 1e-6)
-    ev, kinds = np.maximum(ev[keep], 0)[: cfg.max_events], kinds[keep][: cfg.max_events]
-    events = np.full(cfg.max_events, -1.0, np.float32)
-    ekinds = np.full(cfg.max_events, -1, np.int32)
-    events[: ev.shape[0]], ekinds[: kinds.shape[0]] = ev, kinds
+    events, ekinds = window_events(ex["event_times"], ex["event_kinds"], t0, cfg.window_s, cfg.max_events)
     return dict(video=(v.astype(np.float32) / 127.5 - 1.0),
                 audio=features.log_mel(a, cfg, num_frames=t_a),
                 label=np.int32(ex["label"]), events=events, event_kinds=ekinds)
@@ -101,15 +115,57 @@ class _Prepare(grain.transforms.RandomMap):
         return crop_window(ex, self.cfg, max(0, (ex["video"].shape[0] - win) // 2), None)
 
 
-def make_dataset(data_cfg: ml_collections.ConfigDict, split: str, *, seed: int, train: bool) -> grain.IterDataset:
+def global_batch_index(local_index: int, per_process: int, process_count: int, process_index: int) -> int:
+    """Index in the global example stream of this process's `local_index`-th example.
+
+    Global batch k is stream[k * B : (k + 1) * B] with B = per_process * process_count (exactly what
+    one process reading everything would batch); process p takes rows [p * per_process, (p + 1) *
+    per_process) of it: where `make_global_batch` puts process p's rows when the mesh's batch axis lists
+    the devices process by process, as `jax.make_mesh` does (another order only permutes rows within
+    the global batch).
+    """
+    k, r = divmod(local_index, per_process)
+    return k * per_process * process_count + process_index * per_process + r
+
+
+class _ProcessSlice(grain.MapDataset):
+    """This process's rows of every global batch of an (infinite) MapDataset; see global_batch_index."""
+
+    _MUTATES_ELEMENT_SPEC = False
+
+    def __init__(self, parent: grain.MapDataset, per_process: int, process_count: int, process_index: int):
+        super().__init__(parent)
+        self._b, self._n, self._p = per_process, process_count, process_index
+        self._length = len(parent) // process_count
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        return self._parent[global_batch_index(index, self._b, self._n, self._p)]
+
+    def __str__(self) -> str:
+        return f"ProcessSlice(rows {self._p * self._b}:{(self._p + 1) * self._b} of each global batch)"
+
+
+def make_dataset(data_cfg: ml_collections.ConfigDict, split: str, *, seed: int, train: bool,
+                 process_index: int | None = None, process_count: int | None = None) -> grain.IterDataset:
     """The grain dataset of numpy batches for `split` (see module docstring).
 
     Builds the tfds dataset first if missing. `iter(ds)` gives a `grain.DatasetIterator` whose
-    get_state()/set_state() checkpoint the position. Each process reads the shard
-    `process_index::process_count` and yields batch_size / process_count examples per batch.
+    get_state()/set_state() checkpoint the position. Each process yields batch_size / process_count
+    examples per batch. Train: every process shuffles the whole split with the same seed and reads
+    only its rows of each global batch (`global_batch_index`), so N processes see the same global
+    batches as one process would (and a resumed run as an uninterrupted one), while each decodes only
+    its own clips. (A clip skipped as too short, data.short_clip='skip', shifts only its own
+    process's stream.) Eval: each process reads the shard `process_index::process_count`.
+    `process_index` / `process_count` default to this JAX process's (tests pass others).
     """
     validate(data_cfg)
-    nproc, pidx = jax.process_count(), jax.process_index()
+    nproc = jax.process_count() if process_count is None else int(process_count)
+    pidx = jax.process_index() if process_index is None else int(process_index)
     if data_cfg.batch_size % nproc:
         raise ValueError(f"data.batch_size={data_cfg.batch_size} is not divisible by the {nproc} processes")
     builder = builders.build_dataset(data_cfg)
@@ -118,10 +174,19 @@ def make_dataset(data_cfg: ml_collections.ConfigDict, split: str, *, seed: int, 
                          f"{list(builder.info.splits)} (data.split_train / data.split_eval)")
     source = builder.as_data_source(split=split)
     ds = grain.MapDataset.source(source)
-    ds = ds[pidx::nproc]  # per-process shard before shuffling: processes never read the same clip
     if train:
         ds = ds.shuffle(seed=seed).repeat(None)  # grain draws a fresh permutation every epoch
-    ds = ds.random_map(_Prepare(data_cfg, train), seed=seed)
+    else:
+        ds = ds[pidx::nproc]  # per-process shard: processes never read the same clip
+    if data_cfg.name == "precomputed_latents":
+        from syncdpo_jax.data import latents  # local: latents builds on this module's helpers
+        prepare = latents.PrepareLatents(data_cfg, builder, train)
+    else:
+        prepare = _Prepare(data_cfg, train)
+    # Crops are seeded by the element's index in the global stream: the same for any process count.
+    ds = ds.random_map(prepare, seed=seed)
+    if train and nproc > 1:
+        ds = _ProcessSlice(ds, data_cfg.batch_size // nproc, nproc, pidx)
     it = ds.to_iter_dataset()  # drops None (clips skipped as too short)
     it = it.batch(data_cfg.batch_size // nproc, drop_remainder=train)
     if data_cfg.num_workers > 0:

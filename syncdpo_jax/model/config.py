@@ -44,7 +44,8 @@ DEFAULT_RULES = (
     ("text", None),
 )
 
-ATTENTION_IMPLS = ("xla", "dot_product_attention", "cudnn")
+# 'cudnn' needs an NVIDIA GPU and bf16/f16; 'splash' a TPU (layers.splash_attention).
+ATTENTION_IMPLS = ("xla", "dot_product_attention", "cudnn", "splash")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 
 
@@ -188,8 +189,7 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
     if (c.video_dim // c.video_heads) < 6:
         raise ValueError("video head dim (model.video_dim / model.video_heads) must be >= 6 for 3D RoPE")
     if c.attention_impl not in ATTENTION_IMPLS:
-        raise ValueError(f"model.attention_impl={c.attention_impl!r}; expected one of {ATTENTION_IMPLS} "
-                         "(a TPU splash-attention kernel would slot in beside them in layers.attention)")
+        raise ValueError(f"model.attention_impl={c.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
     if c.remat not in REMAT_POLICIES:
         raise ValueError(f"model.remat={c.remat!r}; expected one of {REMAT_POLICIES}")
     if c.dtype not in ("float32", "bfloat16"):

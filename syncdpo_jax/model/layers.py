@@ -112,9 +112,24 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
     [*batch, H, Lq, Lk] (True = attend) or None. Returns [*batch, Lq, H, D].
     impl: 'xla' (einsum reference, float32 softmax; any number of batch dims),
           'dot_product_attention' (jax.nn.dot_product_attention, XLA picks the kernel),
-          'cudnn' (jax.nn.dot_product_attention's cuDNN flash kernel; GPU, bf16/f16 only).
+          'cudnn' (jax.nn.dot_product_attention's cuDNN flash kernel; GPU, bf16/f16 only; unmasked
+            calls only: cuDNN turns a mask into a materialised bias, which in training needs even
+            lengths, and the label-token cross-attention has Lk = 1. Masked calls, all short here
+            (the caption cross-attention, the local band's blocks), take the 'xla' path),
+          'splash' (the Pallas TPU flash kernel, see `splash_attention`; TPU only). Splash takes
+            unmasked and key-padding-masked attention with one batch dim (self-attention, the
+            caption cross-attention, the global tokens); a query-dependent mask (the banded local
+            attention's blocks) runs on the 'xla' path: those blocks are small (a block of frames
+            against its 2n+1 neighbours), splash's win is on the long unmasked sequences.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
+    if impl == "splash":
+        key_mask = _key_padding_mask(mask, q, k)
+        if q.ndim == 4 and (mask is None or key_mask is not None):
+            return splash_attention(q, k, v, key_mask)
+        impl = "xla"
+    if impl == "cudnn" and mask is not None:
+        impl = "xla"
     if impl == "xla":
         logits = jnp.einsum("...qhd,...khd->...hqk", q, k,
                             preferred_element_type=jnp.float32) * scale
@@ -134,6 +149,87 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
             implementation="cudnn" if impl == "cudnn" else None)
         return out.reshape(q.shape)
     raise ValueError(f"unknown attention implementation {impl!r} (config field model.attention_impl)")
+
+
+def _key_padding_mask(mask: jax.Array | None, q: jax.Array, k: jax.Array) -> jax.Array | None:
+    """[*batch, Lk] when `mask` (broadcastable to [*batch, H, Lq, Lk]) varies only along keys, else None."""
+    if mask is None or mask.ndim != q.ndim or mask.shape[-3] != 1 or mask.shape[-2] != 1:
+        return None
+    return jnp.broadcast_to(mask[..., 0, 0, :], q.shape[:-3] + (k.shape[-3],))
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def _splash_block(n: int) -> int:
+    """Largest tile in (512, 256, 128) dividing a padded length n (a multiple of 128)."""
+    return next(b for b in (512, 256, 128) if n % b == 0)
+
+
+def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None = None, *,
+                     interpret: bool = False, rules=None) -> jax.Array:
+    """Flash attention with the Pallas TPU splash kernel (never materialises the [Lq, Lk] logits).
+
+    q: [B, Lq, H, D]; k, v: [B, Lk, H, D]; key_mask: bool [B, Lk] (True = attend; every row needs
+    one True, as the model's label token is) or None.
+    Returns [B, Lq, H, D] in q's dtype; same result as `attention(..., impl='xla')`.
+
+    The kernel wants lengths in whole 128-token tiles: both sequences are zero-padded; padded keys get
+    segment id 0 (never attended: real queries carry id 1), padded queries attend to the real keys
+    (their rows stay well defined) and are sliced off. A key mask becomes the keys' segment ids.
+    Under an active mesh the kernel runs per device in a `shard_map`: batch split over the mesh axes
+    of the logical 'batch' rule, heads over those of 'act_heads' (`rules`, default the model's
+    DEFAULT_RULES); an axis that does not divide its dimension is left out, as for the constraints.
+    `interpret=True` runs the kernel in the Pallas interpreter (any backend; tests on CPU).
+    """
+    try:
+        from jax.experimental.pallas.ops.tpu import splash_attention as splash
+    except ImportError as e:  # pragma: no cover - depends on the installed jax
+        raise ImportError("model.attention_impl='splash' needs jax.experimental.pallas.ops.tpu."
+                          f"splash_attention, which this jax ({jax.__version__}) cannot import ({e}); "
+                          "install jax[tpu] or use model.attention_impl='dot_product_attention'") from e
+    if not interpret and jax.default_backend() != "tpu":
+        raise ValueError(f"model.attention_impl='splash' runs a TPU kernel but this process' backend is "
+                         f"{jax.default_backend()!r}; use 'xla' or 'dot_product_attention' here ('cudnn' "
+                         "on NVIDIA GPUs), or run on a TPU")
+    B, Lq, H, D = q.shape
+    Lk = k.shape[1]
+    pq, pk = _round_up(Lq, 128), _round_up(Lk, 128)
+    bq, bk = _splash_block(pq), _splash_block(pk)
+    blocks = splash.BlockSizes(block_q=bq, block_kv=bk, block_kv_compute=bk, block_q_dkv=bq,
+                               block_kv_dkv=bk, block_kv_dkv_compute=bk, block_q_dq=bq,
+                               block_kv_dq=bk)
+    if key_mask is None:
+        key_mask = jnp.ones((B, Lk), bool)
+
+    def local(q, k, v, key_mask):
+        # Per device: [b, L, h, D] -> the kernel's [h, L, D] layout, vmapped over b.
+        def to_kernel(x, padded_len):
+            return jnp.pad(jnp.swapaxes(x, 1, 2), ((0, 0), (0, 0), (0, padded_len - x.shape[1]), (0, 0)))
+
+        h = q.shape[2]
+        qh = to_kernel(q * jnp.asarray(1.0 / math.sqrt(D), q.dtype), pq)   # the kernel does not scale
+        kh, vh = to_kernel(k, pk), to_kernel(v, pk)
+        kv_ids = jnp.pad(key_mask.astype(jnp.int32), ((0, 0), (0, pk - Lk)))
+        q_ids = jnp.ones((q.shape[0], pq), jnp.int32)
+        kernel = splash.make_splash_mha(
+            splash.MultiHeadMask([splash.FullMask((pq, pk))] * h), head_shards=1, q_seq_shards=1,
+            block_sizes=blocks, interpret=interpret)
+        one = lambda qh, kh, vh, qi, ki: kernel(qh, kh, vh, segment_ids=splash.SegmentIds(qi, ki))
+        out = jax.vmap(one)(qh, kh, vh, q_ids, kv_ids)                     # [b, h, pq, D]
+        return jnp.swapaxes(out[:, :, :Lq], 1, 2).astype(q.dtype)
+
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return local(q, k, v, key_mask)
+    from syncdpo_jax.model.config import DEFAULT_RULES  # local: config is a leaf, layers stays pure
+    from syncdpo_jax.model.sharding import logical_to_mesh
+    spec = logical_to_mesh(("batch", None, "act_heads", None), DEFAULT_RULES if rules is None else rules,
+                           dict(mesh.shape), q.shape)
+    P = jax.sharding.PartitionSpec
+    return jax.shard_map(local, mesh=mesh, in_specs=(spec, spec, spec, P(spec[0], None)),
+                         out_specs=spec, check_vma=False)(q, k, v, key_mask)
 
 
 # ----------------------------------------------------------------------------- local attention
@@ -277,6 +373,6 @@ def merge_heads(x: jax.Array) -> jax.Array:
 
 __all__: Sequence[str] = (
     "dense", "RMSNorm", "layer_norm", "timestep_features", "rope_angles", "apply_rope",
-    "rope_3d_angles", "attention", "local_cross_attention", "local_cross_attention_dense",
+    "rope_3d_angles", "attention", "splash_attention", "local_cross_attention", "local_cross_attention_dense",
     "band_plan", "check_local_window", "frame_times", "modulate", "positions_on_video_timeline",
 )

@@ -34,7 +34,17 @@ def make_mesh(mesh_cfg: Mapping[str, int], devices: Sequence[jax.Device] | None 
     propagation fills in everything between the explicit constraints.
     """
     devices = list(jax.devices() if devices is None else devices)
-    n = len(devices)
+    sizes = resolve_mesh_shape(mesh_cfg, len(devices))
+    shape = tuple(sizes[a] for a in MESH_AXES)
+    return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3,
+                         devices=devices)
+
+
+def resolve_mesh_shape(mesh_cfg: Mapping[str, int], n: int) -> dict[str, int]:
+    """`{'data': d, 'fsdp': f, 'tensor': t}` for `n` devices, with a -1 resolved to the rest.
+
+    Pure (no devices needed): the memory plan uses it for a pod this machine does not have.
+    """
     sizes = {a: int(mesh_cfg.get(a, 1)) for a in MESH_AXES}
     unknown = set(mesh_cfg.keys()) - set(MESH_AXES)
     if unknown:
@@ -54,9 +64,7 @@ def make_mesh(mesh_cfg: Mapping[str, int], devices: Sequence[jax.Device] | None 
     if math.prod(sizes.values()) != n:
         raise ValueError(f"mesh config {dict(sizes)} needs {math.prod(sizes.values())} devices but {n} "
                          "are available; change model.mesh (use -1 for 'the rest')")
-    shape = tuple(sizes[a] for a in MESH_AXES)
-    return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3,
-                         devices=devices)
+    return sizes
 
 
 def _rules_dict(rules: Rules) -> dict[str, tuple[str, ...]]:

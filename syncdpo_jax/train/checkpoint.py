@@ -11,16 +11,20 @@ mid-save (even with SIGKILL) leaves the previous checkpoint as the latest restor
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+from absl import flags
+
+from syncdpo_jax import codec as codec_lib
 
 # Config fields whose values fix parameter/optimizer shapes: a checkpoint written under one value cannot
 # be restored under another.
-FINGERPRINT_FIELDS = ("model", "codec", "data.resolution", "data.fps", "data.window_s", "data.n_mels",
+FINGERPRINT_FIELDS = ("model", "data.resolution", "data.fps", "data.window_s", "data.n_mels",
                       "data.sr", "data.hop", "optim.grad_accum_steps", "train.ema_decay")
 # Model fields that change how, not what, is computed: a checkpoint moves freely across them (orbax
 # reshards onto whatever mesh the restoring run uses).
@@ -37,6 +41,9 @@ def _get(config, dotted: str):
 def fingerprint(config) -> dict:
   out = {f: _get(config, f) for f in FINGERPRINT_FIELDS}
   out["model"] = {k: v for k, v in out["model"].items() if k not in MODEL_RUNTIME_FIELDS}
+  # The codec enters through the latents it makes, not its name: latents precomputed with pixel_mel
+  # train the same parameters as pixel_mel on the fly.
+  out["latent_layout"] = dataclasses.asdict(codec_lib.latent_layout(config.codec, config.data))
   return out
 
 
@@ -61,6 +68,12 @@ def check_compatible(saved: dict, config, where: str) -> None:
 
 def make_manager(workdir: str, *, max_to_keep: int, save_every: int, async_save: bool
                  ) -> ocp.CheckpointManager:
+  """Every process must create one (and take part in every save/restore): each writes its own shards
+  and process 0 commits the checkpoint (the rename) once all have finished."""
+  if jax.process_count() > 1:
+    # orbax's barriers default to device collectives, which on CPU (gloo) give up when a process is
+    # more than 30 s late; the coordination service's barriers wait as long as orbax asks.
+    flags.FLAGS.experimental_orbax_use_distributed_barrier = True
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, save_interval_steps=save_every, create=True,
       enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
@@ -85,6 +98,20 @@ def _abstract(tree):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
 
 
+def _check_data_process_count(data_dir) -> None:
+  """The iterator position is saved per process (grain writes process_<i>-of-<n>.json): a resume
+  must run as many processes as the run that saved it."""
+  want = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+  if not data_dir.exists() or (data_dir / want).exists():
+    return
+  have = sorted(p.name for p in data_dir.iterdir() if p.name.startswith("process_"))
+  raise ValueError(
+      f"{data_dir} holds the data iterator state of {have}, not {want}: that checkpoint was written "
+      f"by a run with another number of processes than this one ({jax.process_count()}). Fix: resume "
+      "with the same number of processes (hosts), or start a fresh --workdir with "
+      "--config.init_from=<that workdir> (parameters only).")
+
+
 def restore(mgr: ocp.CheckpointManager, step: int, state_like, data_iter, config):
   """Restores the full TrainState (and the iterator in place) at `step`.
 
@@ -95,6 +122,7 @@ def restore(mgr: ocp.CheckpointManager, step: int, state_like, data_iter, config
   args = dict(params=ocp.args.StandardRestore(_abstract(state_like.params)),
               train=ocp.args.StandardRestore(_abstract(state_like.replace(params=None))))
   if data_iter is not None:
+    _check_data_process_count(mgr.directory / str(step) / "data")
     args["data"] = grain.checkpoint.CheckpointRestore(data_iter)
   out = mgr.restore(step, args=ocp.args.Composite(**args))
   return out["train"].replace(params=out["params"])
@@ -127,8 +155,8 @@ def restore_params(path: str, params_like, config):
   with ocp.CheckpointManager(root, item_names=("params", "meta"),
                              options=ocp.CheckpointManagerOptions(read_only=True)) as mgr:
     meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    # Only the model and codec must agree; the data/optimizer may differ between SFT and DPO.
-    model_meta = {k: v for k, v in meta.items() if k in ("model", "codec")}
+    # Only the model and latent layout must agree; the data/optimizer may differ between SFT and DPO.
+    model_meta = {k: v for k, v in meta.items() if k in ("model", "latent_layout")}
     diffs = _diff(model_meta, {k: v for k, v in fingerprint(config).items() if k in model_meta})
     if diffs:
       raise ValueError(f"The checkpoint {path!r} was trained with a different model:\n  "

@@ -10,6 +10,7 @@ Resume order (explicit, as in big_vision):
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -21,8 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from syncdpo_jax import codec as codec_lib
@@ -33,7 +36,7 @@ from syncdpo_jax.model import sharding as sharding_lib
 from syncdpo_jax.model.dit import JointDiT
 from syncdpo_jax.perturb import curriculum as curriculum_lib
 from syncdpo_jax.train import checkpoint as ckpt_lib
-from syncdpo_jax.train import optim, plots, steps, writers
+from syncdpo_jax.train import optim, pairs as pairs_lib, plots, steps, writers
 from syncdpo_jax.train.state import TrainState
 
 
@@ -43,7 +46,7 @@ class Setup:
   mesh: jax.sharding.Mesh
   graphdef: Any
   rest: Any
-  codec: codec_lib.PixelMelCodec
+  codec: codec_lib.Codec
   tx: Any
   state: TrainState
   state_shardings: Any
@@ -83,6 +86,28 @@ def check_mesh_divides(config, mesh) -> None:
   sharding_lib.check_heads_divide(config.model, mesh, config.model.logical_axis_rules)
 
 
+def make_init_fn(config, tx) -> Callable[[jax.Array], TrainState]:
+  """`init(rng) -> TrainState` for `config` (jit it with out_shardings; `jax.eval_shape` it for a plan).
+
+  Holds what a TrainState is made of (policy params, optimizer moments, DPO reference, EMA,
+  curriculum), so the trainer and the memory plan (train/plan.py) always count the same arrays.
+  """
+  is_dpo = config.mode == "dpo"
+
+  def init(rng):
+    model = JointDiT(config.model, rngs=nnx.Rngs(params=rng))
+    _, params, _ = nnx.split(model, nnx.Param, ...)
+    copy = lambda: jax.tree.map(jnp.copy, params)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+        rng=jax.random.key_data(jax.random.fold_in(rng, 1)),
+        ref_params=copy() if is_dpo else None,
+        ema_params=copy() if config.train.ema_decay > 0 else None,
+        curriculum=curriculum_lib.init(config.curriculum) if is_dpo else None)
+
+  return init
+
+
 def build(config, *, mesh=None) -> Setup:
   """Builds mesh, model, optimizer, sharded initial TrainState and the jitted step (no data, no I/O)."""
   from syncdpo_jax import config_lib
@@ -96,18 +121,7 @@ def build(config, *, mesh=None) -> Setup:
 
   abstract_model = nnx.eval_shape(lambda: JointDiT(config.model, rngs=nnx.Rngs(0)))
   graphdef, _, rest = nnx.split(abstract_model, nnx.Param, ...)
-
-  def init(rng):
-    model = JointDiT(config.model, rngs=nnx.Rngs(params=rng))
-    _, params, _ = nnx.split(model, nnx.Param, ...)
-    copy = lambda: jax.tree.map(jnp.copy, params)
-    return TrainState(
-        step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-        rng=jax.random.key_data(jax.random.fold_in(rng, 1)),
-        ref_params=copy() if is_dpo else None,
-        ema_params=copy() if config.train.ema_decay > 0 else None,
-        curriculum=curriculum_lib.init(config.curriculum) if is_dpo else None)
-
+  init = make_init_fn(config, tx)
   rng = jax.random.key(int(config.seed))
   with jax.set_mesh(mesh):
     abstract_state = jax.eval_shape(init, rng)
@@ -120,10 +134,8 @@ def build(config, *, mesh=None) -> Setup:
   step = make(graphdef, rest, codec, tx, config)
   step_fn = jax.jit(step, in_shardings=(sh, batch_sharding), out_shardings=(sh, _replicated(mesh)),
                     donate_argnums=(0,))
-  t_v, t_a = data_lib.config.frames_per_window(config.data)
-  lat_shape = jax.eval_shape(codec.encode_video, jax.ShapeDtypeStruct(
-      (1, t_v, config.data.resolution, config.data.resolution, 3), jnp.float32)).shape
-  fwd = flops_lib.flops_per_example(config.model, t_v, lat_shape[2], lat_shape[3], t_a)
+  (t_v, h, w, _), (t_a, _) = codec.layout.window_shapes(config.data)  # latent frames, not pixels
+  fwd = flops_lib.flops_per_example(config.model, t_v, h, w, t_a)
   b = int(config.data.batch_size)
   # SFT: forward + backward (2x) on B. DPO: policy fwd+bwd on 2B and the reference forward on 2B.
   flops_per_step = fwd * b * (8.0 if is_dpo else 3.0)
@@ -131,13 +143,28 @@ def build(config, *, mesh=None) -> Setup:
 
 
 class _Preempted:
-  """SIGTERM flag: the loop saves a checkpoint at the next step boundary and exits cleanly."""
+  """SIGTERM flag: the loop saves a checkpoint at the next step boundary and exits cleanly.
+
+  With several processes the stop must happen at the same step on all of them (a process that stops
+  alone leaves the others waiting in the next collective), and a pod's SIGTERM reaches the hosts at
+  different steps: JAX's preemption service (started by jax.distributed.initialize) catches SIGTERM
+  on any process and agrees on a step, so no Python handler is installed there (it would replace
+  the service's).
+  """
 
   def __init__(self):
     self.flag = False
     self._prev = None
 
+  def reached(self, step: int) -> bool:
+    """True at the step where this run (all its processes) saves and stops for a SIGTERM."""
+    if jax.process_count() > 1:
+      self.flag = self.flag or multihost_utils.reached_preemption_sync_point(step)
+    return self.flag
+
   def __enter__(self):
+    if jax.process_count() > 1:
+      return self
     try:
       self._prev = signal.signal(signal.SIGTERM, self._handle)
     except ValueError:  # not the main thread (e.g. a notebook worker): no preemption handling
@@ -153,6 +180,21 @@ class _Preempted:
       signal.signal(signal.SIGTERM, self._prev)
 
 
+_BARRIER_IDS = itertools.count()
+
+
+def _wait_for_all_processes(name: str, timeout_s: int = 3600) -> None:
+  """Barrier over JAX's coordination service; a no-op with one process.
+
+  Not `multihost_utils.sync_global_devices`: that is a device collective, which on CPU runs through
+  gloo, whose rendezvous gives up after 30 s (shorter than building a dataset). Every process calls
+  the same barriers in the same order, so the counter makes each name unique, as the service needs.
+  """
+  if jax.process_count() > 1:
+    key = f"{name}_{next(_BARRIER_IDS)}"
+    ocp.multihost.get_barrier_sync_fn()(key=key, timeout_ms=timeout_s * 1000)
+
+
 def _host_metrics(metrics: dict) -> dict:
   return {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
 
@@ -165,7 +207,8 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
   the current params are sampled and scored every that many steps (train/evaluate.make_periodic_eval).
 
   Writes WORKDIR/metrics.jsonl (one JSON object per logged step), WORKDIR/tensorboard/, WORKDIR/plots/,
-  WORKDIR/checkpoints/ and WORKDIR/config.json. Returns the final TrainState.
+  WORKDIR/checkpoints/ and WORKDIR/config.json; DPO with config.dpo.pairs='sample_rank' also
+  WORKDIR/pairs.npz and WORKDIR/pairs_cost.json (train/pairs.py). Returns the final TrainState.
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   os.makedirs(workdir, exist_ok=True)
@@ -177,7 +220,11 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
       f.write(config.to_json_best_effort(indent=1))
     print(sharding_lib.param_table(nnx.merge(setup.graphdef, state.params, setup.rest)), flush=True)
 
-  data_lib.build_dataset(config.data)
+  # On shared storage (a pod's bucket) N processes must not build one dataset at once: process 0
+  # builds it (a no-op when present) while the others wait; they only open it in make_dataset.
+  if is_main:
+    data_lib.build_dataset(config.data)
+  _wait_for_all_processes("syncdpo_jax_dataset_built")
   ds = pipeline.make_dataset(config.data, config.data.split_train, seed=int(config.seed), train=True)
   data_iter = iter(ds)
 
@@ -199,6 +246,12 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
           flush=True)
   else:
     print("Training from scratch.", flush=True)
+
+  ranked = None
+  if config.mode == "dpo" and config.dpo.pairs == "sample_rank":
+    # Conventional DPO baseline: pairs sampled from the reference (= init_from; after a resume the
+    # restored reference is that same model) before step 1, or loaded from WORKDIR/pairs.npz.
+    ranked = pairs_lib.prepare(config, workdir, setup.graphdef, setup.rest, setup.codec, state.ref_params)
 
   writer = writers.create_writer(workdir, just_logging=not is_main)
   eval_fn = None
@@ -239,11 +292,21 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
     for step_done in range(first + 1, num_steps + 1):
       if profile_at is not None and step_done == profile_at:
         jax.profiler.start_trace(os.path.join(workdir, "profile"))
-      np_batch = next(data_iter)
-      batch = pipeline.make_global_batch(np_batch, mesh)
-      batch = {k: batch[k] for k in ("video", "audio", "label")}
+      if ranked is not None:  # indexed by the step: resume needs no iterator state for this branch
+        np_batch = pairs_lib.step_batch(ranked, step_done, int(config.data.batch_size), int(config.seed))
+        batch = pipeline.make_global_batch(np_batch, mesh)
+      else:
+        np_batch = next(data_iter)
+        batch = pipeline.make_global_batch(np_batch, mesh)
+        batch = {k: batch[k] for k in ("video", "audio", "label")}
       # The mesh context binds the model's activation constraints (sharding.constrain) to this mesh.
       with jax.set_mesh(mesh):
+        if step_done == first + 1 and jax.process_count() > 1:
+          # Compile (jit reuses it), then start together: a compile can take minutes longer on one
+          # process (JAX's persistent cache serves process 0 only), and CPU collectives (gloo) give
+          # up when a peer is more than 30 s late to the first step.
+          setup.step_fn.lower(state, batch).compile()
+          _wait_for_all_processes("syncdpo_jax_step_compiled")
         state, metrics = setup.step_fn(state, batch)
       if profile_at is not None and step_done == profile_at + 2:
         jax.profiler.stop_trace()
@@ -253,7 +316,8 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
       if step_done % log_every == 0 or step_done == num_steps:
         pending = (step_done, metrics)
       # A preemption (SIGTERM) or the caller's stop_after ends this call with a checkpoint.
-      stop_now = preempted.flag or (stop_after is not None and step_done - first >= stop_after)
+      stop_now = (preempted.reached(step_done)
+                  or (stop_after is not None and step_done - first >= stop_after))
       ckpt_lib.save(mgr, step_done, state, data_iter, config, force=stop_now or step_done == num_steps)
       if eval_fn is not None and tc.eval_every > 0 and step_done % int(tc.eval_every) == 0:
         eval_fn(state, step_done)

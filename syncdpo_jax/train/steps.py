@@ -6,6 +6,8 @@ donated. Nothing here touches the host: metrics come back as device scalars, rea
 
 Batch (global jax.Arrays, see syncdpo_jax.data):
   video [B, T_v, H, W, 3] in [-1, 1], audio [B, T_a, n_mels] normalised log-mel, label int32 [B].
+  DPO on sampled pairs (train/pairs.py) instead holds LATENTS: video / audio (winner) and loser_video /
+  loser_audio, [B, T_v', h, w, C_v] / [B, T_a', C_a], and label (see make_dpo_step).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from flax import nnx
 
 from syncdpo_jax import objectives, perturb
 from syncdpo_jax.objectives import flow
+from syncdpo_jax.objectives import sft as sft_lib
 from syncdpo_jax.perturb import curriculum as curriculum_lib
 from syncdpo_jax.train.state import TrainState
 
@@ -84,58 +87,116 @@ def make_sft_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
   return sft_step
 
 
-def per_sample_error(pred_v, pred_a, target_v, target_a, video_weight: float, audio_weight: float):
-  """Weighted per-sample velocity error e = w_v * mse_v + w_a * mse_a: [B]."""
+def per_sample_error(pred_v, pred_a, target_v, target_a, video_weight, audio_weight):
+  """Weighted per-sample velocity error e = w_v * mse_v + w_a * mse_a: [B] (weights scalars or [B])."""
   return (video_weight * flow.per_sample_mse(pred_v, target_v)
           + audio_weight * flow.per_sample_mse(pred_a, target_a))
 
 
+def dpo_task_times(key: jax.Array, t: jax.Array, task_probs, w_v: float, w_a: float):
+  """Per-pair timesteps and error weights of cross-task DPO: (t_v, t_a, weight_v, weight_a), each [B].
+
+  Each pair draws a task (joint, audio-driven, video-driven) with `task_probs` (config.dpo.task_probs),
+  like SFT's cross-task synergy (objectives/sft.py): the given stream is clean (t = 0) and carries no
+  error, so a video-driven pair asks "which audio fits this video": the video->audio preference the
+  conditional modes are evaluated on. Joint pairs keep one t for both streams. With task_probs
+  (1, 0, 0) (the default) this is plain joint DPO and draws no random numbers.
+  """
+  b = t.shape[0]
+  ones = jnp.ones((b,), jnp.float32)
+  if task_probs[1] == 0 and task_probs[2] == 0:
+    return t, t, w_v * ones, w_a * ones
+  probs = jnp.asarray(task_probs, jnp.float32)
+  task = jax.random.choice(key, 3, (b,), p=probs / probs.sum())
+  video_given, audio_given = task == sft_lib.TASK_VIDEO_DRIVEN, task == sft_lib.TASK_AUDIO_DRIVEN
+  return (jnp.where(video_given, 0.0, t), jnp.where(audio_given, 0.0, t),
+          jnp.where(video_given, 0.0, w_v), jnp.where(audio_given, 0.0, w_a))
+
+
+def dpo_step_keys(state: TrainState) -> tuple[jax.Array, ...]:
+  """The DPO step's keys (negatives, t, video noise, audio noise, label drop), from (rng, step)."""
+  return tuple(jax.random.split(jax.random.fold_in(state.rng, state.step), 5))
+
+
+def make_rule_negatives(codec, config) -> Callable:
+  """SyncDPO's losers: fn(key, curriculum_state, video_w, audio_w) -> (video_l, audio_l, info).
+
+  Latents in and out ([B, T_v, h, w, C_v], [B, T_a, C_a]); the perturbation strength and mix come from
+  the curriculum state (config.curriculum, config.perturb). Pure and jit-able.
+  """
+  cur_cfg, pert_cfg = config.curriculum, config.perturb
+  fps_v, fps_a = float(codec.fps), float(codec.audio_fps)
+  default_mix = perturb.probs_from_config(pert_cfg)
+  pert_options = perturb.options_from_config(pert_cfg)
+
+  def negatives(key, curriculum, video_w, audio_w):
+    strength = curriculum_lib.strength(curriculum)
+    probs = curriculum_lib.mix_probs(curriculum, cur_cfg, default_mix)
+    return perturb.make_negatives(key, video_w, audio_w, strength, fps_v, fps_a, probs, pert_options)
+
+  return negatives
+
+
 def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, config) -> Callable:
-  """SyncDPO: negatives built in-step by temporal perturbation, curriculum updated in-step.
+  """Flow-DPO on (winner, loser) pairs; the loser comes from one of two places.
+
+  - The batch holds only the real pair (config.dpo.pairs='rules', SyncDPO): the loser is built in-step
+    by temporal perturbation (make_rule_negatives) and the curriculum is updated in-step.
+  - The batch also holds 'loser_video' / 'loser_audio' (config.dpo.pairs='sample_rank', see
+    train/pairs.py): 'video' / 'audio' are the winner and those the loser, all four as latents: the
+    pairs were sampled in latent space, and a decode -> encode round trip would cost a VAE pass per
+    step and change what was ranked. The curriculum state is carried through untouched: its
+    difficulty does not describe sampled pairs.
+  The branch is on the batch's keys, fixed at trace time; the noise, t and loss are shared.
 
   Cost: the policy runs forward+backward and the frozen reference forward on [winner; loser] stacked
   along the batch (2B each), i.e. (2*3 + 2*1) / 3 = 2.67x the FLOPs of an SFT step on B.
   """
   apply = make_apply(graphdef, rest)
   obj, dpo = config.objective, config.dpo
-  cur_cfg, pert_cfg = config.curriculum, config.perturb
+  cur_cfg = config.curriculum
   null_label = int(config.model.num_classes)
-  fps_v, fps_a = float(codec.fps), float(codec.audio_fps)
-  default_mix = perturb.probs_from_config(pert_cfg)
-  pert_options = perturb.options_from_config(pert_cfg)
+  rule_negatives = make_rule_negatives(codec, config)
   beta = float(dpo.beta)
   w_v, w_a = float(dpo.video_weight), float(dpo.audio_weight)
+  task_probs = tuple(float(p) for p in dpo.task_probs)
+  needs_losers = dpo.pairs == "sample_rank"
 
   def dpo_step(state: TrainState, batch: dict):
-    key = jax.random.fold_in(state.rng, state.step)
-    k_neg, k_t, k_ev, k_ea, k_drop = jax.random.split(key, 5)
-    video_w, audio_w = encode(codec, batch)
+    k_neg, k_t, k_ev, k_ea, k_drop = dpo_step_keys(state)
+    explicit = "loser_video" in batch
+    if needs_losers and not explicit:
+      raise ValueError("config.dpo.pairs='sample_rank' but the batch has no 'loser_video' / 'loser_audio': "
+                       "feed the ranked pairs (train/pairs.py), or set config.dpo.pairs='rules'.")
+    if explicit:
+      video_w, audio_w = batch["video"], batch["audio"]
+      video_l, audio_l = batch["loser_video"], batch["loser_audio"]
+    else:
+      video_w, audio_w = encode(codec, batch)
+      video_l, audio_l, info = rule_negatives(k_neg, state.curriculum, video_w, audio_w)
     b = video_w.shape[0]
 
-    strength = curriculum_lib.strength(state.curriculum)
-    probs = curriculum_lib.mix_probs(state.curriculum, cur_cfg, default_mix)
-    video_l, audio_l, info = perturb.make_negatives(
-        k_neg, video_w, audio_w, strength, fps_v, fps_a, probs, pert_options)
-
-    # Same t and the same noise for winner and loser: the only difference the loss sees is the
-    # temporal structure the perturbation destroyed.
+    # Same t and the same noise for winner and loser: the only difference the loss sees is the content
+    # (for rule-based losers, the temporal structure the perturbation destroyed).
     t = flow.sample_t(k_t, (b,), **t_kwargs(obj))
+    t_v, t_a, err_w_v, err_w_a = dpo_task_times(jax.random.fold_in(k_t, 1), t, task_probs, w_v, w_a)
     eps_v = jax.random.normal(k_ev, video_w.shape, video_w.dtype)
     eps_a = jax.random.normal(k_ea, audio_w.shape, audio_w.dtype)
     stack = lambda w, l: jnp.concatenate([w, l], axis=0)
     x0_v, x0_a = stack(video_w, video_l), stack(audio_w, audio_l)
-    e_v, e_a, t2 = stack(eps_v, eps_v), stack(eps_a, eps_a), stack(t, t)
-    xt_v, xt_a = flow.noisy(x0_v, e_v, t2), flow.noisy(x0_a, e_a, t2)
+    e_v, e_a = stack(eps_v, eps_v), stack(eps_a, eps_a)
+    t2_v, t2_a, ew_v, ew_a = stack(t_v, t_v), stack(t_a, t_a), stack(err_w_v, err_w_v), stack(err_w_a, err_w_a)
+    xt_v, xt_a = flow.noisy(x0_v, e_v, t2_v), flow.noisy(x0_a, e_a, t2_a)
     tgt_v, tgt_a = flow.velocity_target(x0_v, e_v), flow.velocity_target(x0_a, e_a)
     label = drop_labels(k_drop, batch["label"], float(obj.p_uncond), null_label)
     cond = {"label": stack(label, label)}
 
-    ref_pv, ref_pa = apply(jax.lax.stop_gradient(state.ref_params), xt_v, xt_a, t2, t2, cond)
-    ref_err = per_sample_error(ref_pv, ref_pa, tgt_v, tgt_a, w_v, w_a)
+    ref_pv, ref_pa = apply(jax.lax.stop_gradient(state.ref_params), xt_v, xt_a, t2_v, t2_a, cond)
+    ref_err = per_sample_error(ref_pv, ref_pa, tgt_v, tgt_a, ew_v, ew_a)
 
     def loss_fn(params):
-      pv, pa = apply(params, xt_v, xt_a, t2, t2, cond)
-      err = per_sample_error(pv, pa, tgt_v, tgt_a, w_v, w_a)
+      pv, pa = apply(params, xt_v, xt_a, t2_v, t2_a, cond)
+      err = per_sample_error(pv, pa, tgt_v, tgt_a, ew_v, ew_a)
       loss, m = objectives.flow_dpo_loss(err[:b], err[b:], ref_err[:b], ref_err[b:], beta)
       m = dict(m, dpo_loss=loss)
       if dpo.sft_weight > 0:
@@ -144,11 +205,12 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     new_state = _apply_update(state, grads, tx, float(config.train.ema_decay))
-    cur = curriculum_lib.update(state.curriculum, cur_cfg, metrics["reward_accuracy"])
-    new_state = new_state.replace(curriculum=cur)
     metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
-                   neg_abs_offset_s=jnp.abs(info["offset_s"]).mean(),
                    **curriculum_lib.log_metrics(state.curriculum))
+    if not explicit:
+      cur = curriculum_lib.update(state.curriculum, cur_cfg, metrics["reward_accuracy"])
+      new_state = new_state.replace(curriculum=cur)
+      metrics["neg_abs_offset_s"] = jnp.abs(info["offset_s"]).mean()
     return new_state, metrics
 
   return dpo_step
