@@ -15,6 +15,7 @@ most of it is the non-zero process compiling the step from scratch at each launc
 The 4-process test costs as much again and is marked slow.
 """
 import os
+import pathlib
 import signal
 import socket
 import subprocess
@@ -23,7 +24,6 @@ import time
 
 import numpy as np
 import pytest
-from etils import epath
 
 from syncdpo_jax import data as data_lib
 from syncdpo_jax import launch_lib
@@ -224,7 +224,7 @@ def test_two_processes_killed_mid_run_resume_to_the_single_process_losses(tmp_pa
   _assert_losses_equal(_losses(workdir), reference.losses(last + 2))
   # This pytest process is 1 process: it must refuse the 2 processes' data positions, clearly.
   with pytest.raises(ValueError, match="resume with the same number of processes"):
-    ckpt_lib._check_data_process_count(epath.Path(workdir) / "checkpoints" / str(last) / "data")
+    ckpt_lib._check_data_process_count(pathlib.Path(workdir) / "checkpoints" / str(last) / "data")
 
 
 @pytest.mark.slow  # ~130 CPU-s: three of the four processes compile the step from scratch (above)
