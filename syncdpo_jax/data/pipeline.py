@@ -194,6 +194,24 @@ def make_dataset(data_cfg: ml_collections.ConfigDict, split: str, *, seed: int, 
     return it
 
 
+def first_examples(cfg, split: str, num: int, keys, *, seed: int = 0, train: bool = False
+                   ) -> dict[str, np.ndarray]:
+  """The first `num` examples of `split` through this pipeline, as numpy {key: [n, ...]} (n <= num).
+
+  train=False: deterministic centre crops in file order (eval sets); train=True: the seeded shuffle and
+  random crops of a training run (conditions to sample from).
+  """
+  parts = {k: [] for k in keys}
+  n = 0
+  for batch in make_dataset(cfg, split, seed=int(seed), train=train):
+    for k in parts:
+      parts[k].append(np.asarray(batch[k]))
+    n += len(batch[keys[0]])
+    if n >= num:
+      break
+  return {k: np.concatenate(v)[:num] if v else np.zeros((0,)) for k, v in parts.items()}
+
+
 def make_global_batch(np_batch: dict, mesh: jax.sharding.Mesh,
                       data_axes: tuple[str, ...] = ("data", "fsdp")) -> dict:
     """Process-local numpy batch -> dict of global jax.Arrays, batch dim sharded over `data_axes`.

@@ -54,18 +54,10 @@ def parse_checkpoints(spec: str) -> list[tuple[str, str]]:
 
 def load_eval_set(config, num_clips: int) -> dict:
   """The first `num_clips` clips of config.eval.split (deterministic centre crops) as numpy arrays."""
-  ds = pipeline.make_dataset(config.data, config.eval.split, seed=0, train=False)
-  parts = {k: [] for k in ("video", "audio", "label", "events")}
-  n = 0
-  for b in ds:
-    for k in parts:
-      parts[k].append(np.asarray(b[k]))
-    n += len(b["label"])
-    if n >= num_clips:
-      break
-  if n == 0:
+  out = pipeline.first_examples(config.data, config.eval.split, num_clips, ("label", "video", "audio", "events"))
+  if len(out["label"]) == 0:
     raise ValueError(f"config.eval.split={config.eval.split!r} holds no clips.")
-  return {k: np.concatenate(v)[:num_clips] for k, v in parts.items()}
+  return out
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:

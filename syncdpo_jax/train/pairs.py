@@ -133,16 +133,8 @@ def load_conditions(config: ml_collections.ConfigDict, num: int, seed: int) -> d
 
   Returns numpy {'video': [num, T_v, H, W, 3], 'audio': [num, T_a, n_mels], 'label': int32 [num]}.
   """
-  ds = pipeline.make_dataset(config.data, config.data.split_train, seed=int(seed), train=True)
-  parts = {k: [] for k in ("video", "audio", "label")}
-  n = 0
-  for batch in ds:
-    for k in parts:
-      parts[k].append(np.asarray(batch[k]))
-    n += len(batch["label"])
-    if n >= num:
-      break
-  return {k: np.concatenate(v)[:num] for k, v in parts.items()}
+  return pipeline.first_examples(config.data, config.data.split_train, num, ("label", "video", "audio"),
+                                 seed=seed, train=True)
 
 
 def _check_single_host() -> None:
