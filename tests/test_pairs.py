@@ -1,8 +1,6 @@
 """Conventional DPO baseline (train/pairs.py): ranking, the pairs builder and its cost, the DPO step on
 explicit losers, and a sample_rank DPO run through the loop."""
 import json
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -19,17 +17,8 @@ from syncdpo_jax.sample import guided_velocity
 from syncdpo_jax.train import checkpoint as ckpt_lib
 from syncdpo_jax.train import loop, pairs as pairs_lib, steps
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from configs import test as test_config  # noqa: E402
-
-
-def _config(tmp_path, mode="sft", **train):
-  c = test_config.get_config(mode)
-  c.data.data_dir = str(tmp_path.parent / "tfds_shared")  # built once per test session directory
-  for k, v in train.items():
-    c.train[k] = v
-  return c
+# The test config on the session's shared SyncBench-Synth build, exactly as the training tests use it.
+from test_train import _config  # noqa: E402
 
 
 def _sample_rank(c, num_pairs, mode="joint"):
