@@ -58,6 +58,40 @@ def init_distributed(coordinator_address: str | None = None, num_processes: int 
         f"--distributed: {where} could not start the JAX distributed runtime at {address}: {e}. "
         "If process 0 could not start its RPC server, the port is in use: pick another in "
         "--coordinator_address.") from e
+  _process_independent_cpu_cache_keys()
+
+
+def _process_independent_cpu_cache_keys() -> bool:
+  """Lets the processes of a multi-process CPU run share compiled programs instead of each compiling.
+
+  JAX keys its persistent compilation cache partly by the devices' topology, and on CPU that
+  fingerprint differs per process (each describes its own host), so the same program gets another key
+  in every process. Only process 0 writes the cache, so every other process compiled every program
+  again on every launch: a resumed CPU run paid its full compile time each time. The program, its
+  global devices and its compile options are the same in every process, so hashing the global device
+  list (platform, kind, id, owning process) instead makes the keys equal across processes and the
+  cache serves them all. Accelerators are left alone (TPU topologies are global; JAX already makes GPU
+  keys process-independent). A no-op when the JAX internals it wraps are not there. Returns whether
+  it changed anything.
+  """
+  if jax.process_count() == 1 or jax.default_backend() != "cpu":
+    return False
+  try:
+    from jax._src import cache_key
+  except ImportError:
+    return False
+  if not callable(getattr(cache_key, "_hash_accelerator_config", None)):
+    return False
+
+  def hash_global_devices(hash_obj, devices) -> None:
+    for d in devices.flat:
+      hash_obj.update(f"{d.platform}/{d.device_kind}/{d.id}/{d.process_index};".encode())
+
+  cache_key._hash_accelerator_config = hash_global_devices
+  # With equal keys, a program missing from the cache is compiled by one process and handed to the
+  # others through the coordination service instead of compiled by every process at once.
+  jax.config.update("jax_share_binary_between_hosts", True)
+  return True
 
 
 def run(config, workdir: str):

@@ -10,9 +10,9 @@ data pipeline gives every process its rows of the same global batches (pipeline.
 only the order of the cross-process float reductions differs. RTOL is the tightest decade that
 holds: the largest difference measured is 7.7e-8 relative (a float32 ulp or so of the loss).
 
-Cost: the 2-process test launches the CLI twice (killed run, resume), ~170 CPU-s with the reference;
-most of it is the non-zero process compiling the step from scratch at each launch (see _launch).
-The 4-process test costs as much again and is marked slow.
+Cost: the 2-process test launches the CLI twice (killed run, resume): ~75 s from a cold compilation
+cache (one process compiles the step and hands it to the other; the resume reads it from the cache),
+most of the rest is each process tracing the step at each launch. The 4-process test is marked slow.
 """
 import os
 import pathlib
@@ -43,7 +43,7 @@ RTOL = 1e-6
 OVERRIDES = {"optim.schedule": "constant", "train.log_every": 1, "train.checkpoint_every": 1,
              "train.keep_checkpoints": 100}
 LONG = 100_000  # num_steps of a run that is stopped from outside
-TIMEOUT_S = 600  # per launch; a non-zero process compiles the step from scratch (see README)
+TIMEOUT_S = 600  # per launch
 
 
 def _config(data_dir, num_steps):
@@ -101,13 +101,10 @@ def _free_port() -> int:
 def _launch(workdir, data_dir, nproc: int, ndev: int, num_steps: int, tag: str) -> list:
   """`nproc` processes of `launch/main.py --distributed`, `ndev` CPU devices each; logs in workdir/../."""
   port = _free_port()
-  # JAX's persistent compilation cache serves only process 0 on CPU (the key holds the process's
-  # topology, and only process 0 writes), so every other process compiles the train step from
-  # scratch. Unoptimised LLVM codegen halves that compile (~30 -> ~13 CPU-s) and changes no result:
-  # without fast-math LLVM may not reorder float operations.
-  xla_flags = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+  # The processes inherit the conftest's compilation cache and XLA flags; cache misses are logged
+  # (JAX_EXPLAIN_CACHE_MISSES) so a test can check which programs a launch compiled.
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(ndev),
-             JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", XLA_FLAGS=xla_flags)
+             JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", JAX_EXPLAIN_CACHE_MISSES="1")
   cmd = [sys.executable, os.path.join(REPO, "launch", "main.py"), "--config",
          os.path.join(REPO, "configs", "test.py"), "--workdir", str(workdir),
          f"--config.data.data_dir={data_dir}", f"--config.train.num_steps={num_steps}",
@@ -221,13 +218,16 @@ def test_two_processes_killed_mid_run_resume_to_the_single_process_losses(tmp_pa
     _kill_all(procs)
   with open(_log(workdir, "resumed", 0)) as f:
     assert f"checkpoints/{last} (step {last})" in f.read(), _tail(workdir, "resumed", 2)
+  for i in range(2):  # the first launch cached the step for both processes (launch_lib.init_distributed)
+    with open(_log(workdir, "resumed", i)) as f:
+      assert "CACHE MISS for 'jit_sft_step'" not in f.read(), f"process {i} compiled the step again"
   _assert_losses_equal(_losses(workdir), reference.losses(last + 2))
   # This pytest process is 1 process: it must refuse the 2 processes' data positions, clearly.
   with pytest.raises(ValueError, match="resume with the same number of processes"):
     ckpt_lib._check_data_process_count(pathlib.Path(workdir) / "checkpoints" / str(last) / "data")
 
 
-@pytest.mark.slow  # ~130 CPU-s: three of the four processes compile the step from scratch (above)
+@pytest.mark.slow  # ~100 s
 def test_four_processes_stop_together_on_one_sigterm(tmp_path, data_dir, reference):
   """4 x 2 devices; a preemption notice (SIGTERM) reaches one process only: all four save the same
   step and exit cleanly, and the losses so far equal the single-process run's."""

@@ -302,7 +302,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
       with jax.set_mesh(mesh):
         if step_done == first + 1 and jax.process_count() > 1:
           # Compile (jit reuses it), then start together: a compile can take minutes longer on one
-          # process (JAX's persistent cache serves process 0 only), and CPU collectives (gloo) give
+          # process (a cache hit on one host, a compile on another), and CPU collectives (gloo) give
           # up when a peer is more than 30 s late to the first step.
           setup.step_fn.lower(state, batch).compile()
           _wait_for_all_processes("syncdpo_jax_step_compiled")
