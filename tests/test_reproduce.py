@@ -18,7 +18,7 @@ def test_every_run_is_a_valid_config_differing_only_where_the_ablation_says(vari
   c.lock()  # as launch/reproduce.py's config flag hands it over
   runs = rp.run_configs(c, "/w")
   seeds = tuple(c.reproduce.seeds)
-  assert len(runs) == 1 + len(seeds) * len(rp.post_run_names())
+  assert len(runs) == 1 + len(seeds) * len(rp.post_run_names(c))
   for name, rc in runs.items():
     config_lib.validate(rc)
     assert "reproduce" not in rc
@@ -31,7 +31,9 @@ def test_every_run_is_a_valid_config_differing_only_where_the_ablation_says(vari
   assert runs[s("sft_cont", seeds[0], seeds)].mode == "sft"
   fixed = runs[s("syncdpo_fixed", seeds[0], seeds)]
   assert fixed.curriculum.schedule == "fixed" and not fixed.curriculum.use_stage_mixes
-  for rule in perturb.names():
+  rules = rp.ablation_rules(c)
+  assert {"replace", "scale"} <= set(rules) and (variant == "quick" or rules == perturb.names())
+  for rule in rules:
     only = runs[s(f"only_{rule}", seeds[0], seeds)]
     assert {k for k, v in dict(only.perturb.mix).items() if v > 0} == {rule}
   rank = runs[s("dpo_rank", seeds[0], seeds)]
@@ -72,3 +74,14 @@ def test_compare_is_paired_over_clips_and_averages_seeds():
   assert by["desync"]["diff"] == pytest.approx(-0.1) and by["desync"]["verdict"] == "better"
   assert by["event_f1"]["diff"] == 0.0 and by["event_f1"]["verdict"] == "n.s."  # identical runs
   assert "av_align" not in by  # not recorded: skipped, not invented
+
+
+def test_claim3_reads_the_ranking_and_refuses_unknown_rules():
+  assert rp.claim3_status(["scale", "replace", "shift"]).startswith("holds")
+  s = rp.claim3_status(["shift", "replace", "swap", "scale"])
+  assert s.startswith("does not hold") and "replace ranks 2, scale ranks 4 of 4" in s
+  assert rp.claim3_status(["shift", "replace"]).startswith("not tested")
+  c = reproduce_config.get_config("quick")
+  c.reproduce.ablation_rules = ("replace", "warp")
+  with pytest.raises(ValueError, match="ablation_rules.*'warp'"):
+    rp.ablation_rules(c)

@@ -17,16 +17,16 @@ REQUIRED_METRICS = ("desync", "av_align", "event_f1")
 CI_SUFFIX = "_ci95"
 
 
-def _clean(x: Any) -> Any:
-    """JSON-safe scalar: NaN/inf -> None, numpy scalars -> Python."""
+def json_safe(x: Any) -> Any:
+    """JSON-safe copy of a (nested) value: NaN/inf -> None, numpy scalars -> Python, keys -> str."""
     if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", 0) == 0:
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, Mapping):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     return x
 
 
@@ -46,9 +46,9 @@ def flatten_results(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
                 if len(value) != 2:
                     raise ValueError(f"results[{run!r}][{name!r}] must be (mean, ci95) or one value, got "
                                      f"{len(value)} items")
-                row[name], row[name + CI_SUFFIX] = _clean(float(value[0])), _clean(float(value[1]))
+                row[name], row[name + CI_SUFFIX] = json_safe(float(value[0])), json_safe(float(value[1]))
             else:
-                row[name] = _clean(value)
+                row[name] = json_safe(value)
         for name in REQUIRED_METRICS:
             if name not in row:
                 warnings.warn(f"run {run!r} has no {name!r}; writing null. (event_f1 needs ground-truth event "

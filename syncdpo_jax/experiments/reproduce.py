@@ -39,9 +39,19 @@ QUALITY_METRICS = {"v2a": "fd_logmel_proxy", "a2v": "fd_video_proxy", "joint": "
 
 # ----------------------------------------------------------------------------- planning
 
-def post_run_names() -> list[str]:
+def ablation_rules(config: ml_collections.ConfigDict) -> list[str]:
+  """The perturbations trained alone (config.reproduce.ablation_rules; empty = all), in names() order."""
+  chosen = tuple(config.reproduce.ablation_rules) or tuple(perturb.names())
+  unknown = sorted(set(chosen) - set(perturb.names()))
+  if unknown:
+    raise ValueError(f"config.reproduce.ablation_rules: unknown perturbations {unknown}; expected names "
+                     f"from {perturb.names()} (or () for all).")
+  return [n for n in perturb.names() if n in chosen]
+
+
+def post_run_names(config: ml_collections.ConfigDict) -> list[str]:
   """Post-training runs, in training order (each from the same base, at the same number of steps)."""
-  return (["sft_cont", "syncdpo", "syncdpo_fixed"] + [f"only_{n}" for n in perturb.names()]
+  return (["sft_cont", "syncdpo", "syncdpo_fixed"] + [f"only_{n}" for n in ablation_rules(config)]
           + ["dpo_rank"])
 
 
@@ -66,7 +76,7 @@ def run_configs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, ml
   base_dir = os.path.join(workdir, "runs", "base")
 
   for seed in r.seeds:
-    for name in post_run_names():
+    for name in post_run_names(config):
       c = base.copy_and_resolve_references()
       c.seed = int(seed)
       c.init_from = base_dir
@@ -102,8 +112,8 @@ def run_configs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, ml
 def eval_groups(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
   """Eval calls: [{'name', 'split', 'modes', 'runs'}]; every group also scores the base model."""
   r = config.reproduce
-  main = [n for n in post_run_names() if n in r.main_runs]
-  ablations = [n for n in post_run_names() if n not in r.main_runs]
+  main = [n for n in post_run_names(config) if n in r.main_runs]
+  ablations = [n for n in post_run_names(config) if n not in r.main_runs]
   groups = []
   for split in r.splits:
     groups.append({"name": f"{split}_main", "split": split, "modes": tuple(r.modes), "runs": main})
@@ -173,12 +183,12 @@ def claim_status(rows: list[dict]) -> str:
   return "not shown (no significant difference)"
 
 
-def perturbation_ranking(per_clip: dict, tables: dict, modes, seeds) -> list[dict]:
-  """Each only_<rule> run vs continued SFT: sync gain = mean over modes and sync metrics of the paired
+def perturbation_ranking(per_clip: dict, tables: dict, modes, seeds, rules) -> list[dict]:
+  """Each only_<rule> run (rule in `rules`) vs continued SFT: sync gain = mean over modes and sync metrics of the paired
   difference signed so that + is better (desync in s, F1 and AV-Align in [0, 1]: comparable units), and
   the quality-proxy change (+ = further from the real data); sorted by sync gain."""
   out = []
-  for rule in perturb.names():
+  for rule in rules:
     run = f"only_{rule}"
     gains, quality = [], []
     for mode in modes:
@@ -230,6 +240,17 @@ def claims_markdown(claims: list[dict], cost: dict, ranking: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def claim3_status(order: list[str]) -> str:
+  """Claim 3 from the perturbations ranked by sync gain (best first)."""
+  if not {"replace", "scale"} <= set(order):
+    return "not tested: replace and scale must both be among config.reproduce.ablation_rules"
+  of = f"of {len(order)} ({', '.join(order)})"
+  if set(order[:2]) == {"replace", "scale"}:
+    return f"holds: replace and scale rank first and second {of}"
+  return (f"does not hold: the top two are {order[0]} and {order[1]}; replace ranks "
+          f"{order.index('replace') + 1}, scale ranks {order.index('scale') + 1} {of}")
+
+
 def analyse(config, per_clip: dict, tables: dict, cost: dict) -> tuple[list[dict], list[dict]]:
   """The five claims as comparison rows + a status each, and the perturbation ranking.
 
@@ -238,7 +259,7 @@ def analyse(config, per_clip: dict, tables: dict, cost: dict) -> tuple[list[dict
   r = config.reproduce
   seeds, modes, abl_modes = tuple(r.seeds), tuple(r.modes), tuple(r.ablation_modes)
   test = per_clip["test"]
-  ranking = perturbation_ranking(test, tables["test"], abl_modes, seeds)
+  ranking = perturbation_ranking(test, tables["test"], abl_modes, seeds, ablation_rules(config))
   claims = [
       {"id": 1, "text": "SyncDPO aligns better than continued SFT and than conventional DPO",
        "rows": (compare(test, "syncdpo", "sft_cont", modes, seeds)
@@ -257,10 +278,7 @@ def analyse(config, per_clip: dict, tables: dict, cost: dict) -> tuple[list[dict
     passes = cost["sample_rank"]["sampler_forward_passes_per_pair"]
     claims[1]["status"] = (f"holds: {ratio:.0f}x the seconds per pair, {passes} sampler forward passes per "
                            "pair against none" if ratio > 10 else f"not shown: ratio {ratio:.2f}x")
-  order = [d["rule"] for d in ranking]
-  claims[2]["status"] = ("holds: replace and scale rank first and second" if set(order[:2]) == {"replace", "scale"}
-                         else f"does not hold: the top two are {order[0]} and {order[1]}; replace ranks "
-                         f"{order.index('replace') + 1}, scale ranks {order.index('scale') + 1} of {len(order)}")
+  claims[2]["status"] = claim3_status([d["rule"] for d in ranking])
   return claims, ranking
 
 
@@ -371,7 +389,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     md += [f"## Eval: {name}", "", report_lib.to_markdown(table)]
   md += ["## Claims", "", claims_markdown(claims, cost, ranking)]
   _atomic_write(os.path.join(workdir, "results.json"),
-                json.dumps(report_lib._clean(results), indent=1, allow_nan=False) + "\n")
+                json.dumps(report_lib.json_safe(results), indent=1, allow_nan=False) + "\n")
   _atomic_write(os.path.join(workdir, "results.md"), "\n".join(md))
   print("\n".join(md), flush=True)
   return results
