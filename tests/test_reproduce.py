@@ -85,3 +85,36 @@ def test_claim3_reads_the_ranking_and_refuses_unknown_rules():
   c.reproduce.ablation_rules = ("replace", "warp")
   with pytest.raises(ValueError, match="ablation_rules.*'warp'"):
     rp.ablation_rules(c)
+
+
+def test_run_tasks_respects_dependencies_priority_and_the_worker_limit():
+  import concurrent.futures
+  import threading
+  import time
+  lock, state, log = threading.Lock(), {"running": 0, "peak": 0}, []
+
+  def work(name, secs):
+    with lock:
+      state["running"] += 1
+      state["peak"] = max(state["peak"], state["running"])
+      log.append(("start", name))
+    time.sleep(secs)
+    with lock:
+      state["running"] -= 1
+    return name
+
+  tasks = {"base": ((), work, ("base", 0.05)),
+           "a": (("base",), work, ("a", 0.2)), "b": (("base",), work, ("b", 0.05)),
+           "c": (("base",), work, ("c", 0.05)),
+           "eval_b": (("b",), work, ("eval_b", 0.01)), "eval_all": (("a", "b", "c"), work, ("eval_all", 0.01))}
+  finished = []
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    rp.run_tasks(pool, tasks, 2, lambda name, result: finished.append((name, result)))
+  starts = [n for kind, n in log if kind == "start"]
+  assert state["peak"] == 2 and sorted(starts) == sorted(tasks) and all(n == r for n, r in finished)
+  for name, (deps, _, _) in tasks.items():  # every dependency finished before its dependant started
+    assert all(finished.index((d, d)) < starts.index(name) for d in deps), name
+  # While `a` runs, the second slot takes b, c, then eval_b (ready) before eval_all (waits on a).
+  assert starts.index("eval_b") < starts.index("eval_all") and starts[-1] == "eval_all"
+  with pytest.raises(ValueError, match="not in the list"):
+    rp.run_tasks(pool, {"x": (("missing",), work, ("x", 0))}, 2, lambda *_: None)

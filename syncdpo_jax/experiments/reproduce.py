@@ -110,13 +110,13 @@ def run_configs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, ml
 
 
 def eval_groups(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
-  """Eval calls: [{'name', 'split', 'modes', 'runs'}]; every group also scores the base model."""
+  """Eval calls: [{'name', 'split', 'modes', 'runs'}]; the main groups also score the base model."""
   r = config.reproduce
   main = [n for n in post_run_names(config) if n in r.main_runs]
   ablations = [n for n in post_run_names(config) if n not in r.main_runs]
   groups = []
   for split in r.splits:
-    groups.append({"name": f"{split}_main", "split": split, "modes": tuple(r.modes), "runs": main})
+    groups.append({"name": f"{split}_main", "split": split, "modes": tuple(r.modes), "runs": ["base"] + main})
     if split in r.ablation_splits:
       groups.append({"name": f"{split}_ablations", "split": split, "modes": tuple(r.ablation_modes),
                      "runs": ablations})
@@ -318,6 +318,30 @@ def _pool(workers: int):
                                                 mp_context=multiprocessing.get_context("spawn"))
 
 
+def run_tasks(pool, tasks: dict[str, tuple], workers: int, on_done) -> None:
+  """Runs `tasks` ({name: (dependencies, fn, args)}, in priority order) on `pool`.
+
+  A task starts once every task it depends on has finished, at most `workers` at a time; when a slot
+  frees, the first ready task in order takes it. on_done(name, fn's result) is called as each finishes;
+  a task that raises stops the schedule (the exception propagates once the running tasks finish).
+  """
+  import concurrent.futures
+  pending, running, done = dict(tasks), {}, set()
+  while pending or running:
+    for name in list(pending):
+      deps, fn, args = pending[name]
+      if len(running) < workers and set(deps) <= done:
+        running[pool.submit(fn, *args)] = name
+        del pending[name]
+    if not running:
+      raise ValueError(f"tasks {sorted(pending)} depend on tasks that are not in the list")
+    finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+    for fut in finished:
+      name = running.pop(fut)
+      on_done(name, fut.result())
+      done.add(name)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains every run (resuming finished/partial ones), evaluates, and writes WORKDIR/results.{md,json}."""
   from syncdpo_jax import data as data_lib
@@ -338,39 +362,55 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     json.dump({n: json.loads(c.to_json_best_effort()) for n, c in runs.items()}, f, indent=1)
   run_dir = lambda name: os.path.join(workdir, "runs", name)
 
+  # One task list in priority order: the base, the post-training runs (the sampling-and-ranking run first:
+  # it samples its pairs before training, the longest), then the eval groups, each started as soon as
+  # the runs it scores are done, so they fill the cores the last training runs leave idle.
+  post = sorted((n for n in runs if n != "base"), key=lambda n: not n.startswith("dpo_rank"))
+  tasks: dict[str, tuple] = {"train/base": ((), _train_one, (runs["base"], run_dir("base")))}
+  tasks.update({f"train/{n}": (("train/base",), _train_one, (runs[n], run_dir(n))) for n in post})
+  groups = {}
+  for g in eval_groups(config):
+    ec = runs["base"].copy_and_resolve_references()
+    ec.mode = "eval"
+    ec.eval.split = g["split"]
+    ec.eval.modes = g["modes"]
+    names = [n if n == "base" else _seeded(n, s, seeds)
+             for n in g["runs"] for s in (seeds[:1] if n == "base" else seeds)]  # one base for all seeds
+    groups[f"eval/{g['name']}"] = g
+    tasks[f"eval/{g['name']}"] = (tuple(f"train/{n}" for n in names), _eval_one,
+                                  (ec, os.path.join(workdir, "eval", g["name"]), [(n, run_dir(n)) for n in names]))
+  # SyncDPO's cost per pair needs no trained model: measured while the base trains (on a shared core, so
+  # if anything an overestimate, as the sampling-and-ranking cost measured beside another run is).
+  tasks["cost/rules"] = ((), pairs.rule_pair_cost,
+                         (runs[_seeded("syncdpo", seeds[0], seeds)], int(r.post_batch_size), 20))
+  print(f"=== {elapsed()} {len(tasks)} tasks ({len(post)} post-training runs from one base, "
+        f"{len(groups)} eval groups), {r.workers} at a time", flush=True)
+
+  per_clip: dict[str, dict] = {}
+  tables: dict[str, dict] = {}
+  all_tables: dict[str, dict] = {}
+
+  cost: dict[str, Any] = {}
+
+  def on_done(name: str, result) -> None:
+    if name == "cost/rules":
+      cost["rules"] = result
+      print(f"=== {elapsed()} done {name}", flush=True)
+      return
+    if name.startswith("train/"):
+      timings[name] = result
+    else:
+      table, pc, timings[name] = result
+      split = groups[name]["split"]
+      per_clip.setdefault(split, {}).update(pc)
+      tables.setdefault(split, {}).update(table)
+      all_tables[name[len("eval/"):]] = table
+    print(f"=== {elapsed()} done {name} ({timings[name]:.0f}s)", flush=True)
+
   with _pool(int(r.workers)) as pool:
-    print(f"=== {elapsed()} train base ({runs['base'].train.num_steps} SFT steps)", flush=True)
-    timings["train/base"] = pool.submit(_train_one, runs["base"], run_dir("base")).result()
-    # The sampling-and-ranking run is the longest (it samples its pairs first): start it first.
-    post = sorted((n for n in runs if n != "base"), key=lambda n: not n.startswith("dpo_rank"))
-    print(f"=== {elapsed()} train {len(post)} post-training runs, {r.workers} at a time", flush=True)
-    futures = {n: pool.submit(_train_one, runs[n], run_dir(n)) for n in post}
-    for n, fut in futures.items():
-      timings[f"train/{n}"] = fut.result()
-      print(f"=== {elapsed()} done {n} ({timings[f'train/{n}']:.0f}s)", flush=True)
+    run_tasks(pool, tasks, int(r.workers), on_done)
+  all_tables = {g["name"]: all_tables[g["name"]] for g in groups.values()}  # report in a fixed order
 
-    per_clip: dict[str, dict] = {}
-    tables: dict[str, dict] = {}
-    all_tables: dict[str, dict] = {}
-    jobs = {}
-    for g in eval_groups(config):
-      ec = runs["base"].copy_and_resolve_references()
-      ec.mode = "eval"
-      ec.eval.split = g["split"]
-      ec.eval.modes = g["modes"]
-      names = ["base"] + [_seeded(n, s, seeds) for n in g["runs"] for s in seeds]
-      print(f"=== {elapsed()} eval {g['name']}: {len(names)} runs x {g['modes']}", flush=True)
-      jobs[g["name"]] = (g, pool.submit(_eval_one, ec, os.path.join(workdir, "eval", g["name"]),
-                                        [(n, run_dir(n)) for n in names]))
-    for name, (g, fut) in jobs.items():
-      table, pc, secs = fut.result()
-      per_clip.setdefault(g["split"], {}).update(pc)
-      tables.setdefault(g["split"], {}).update(table)
-      all_tables[name] = table
-      timings[f"eval/{name}"] = secs
-
-  cost = {"rules": pairs.rule_pair_cost(runs[_seeded("syncdpo", seeds[0], seeds)],
-                                        int(r.post_batch_size), repeats=20)}
   rank_cost = os.path.join(run_dir(_seeded("dpo_rank", seeds[0], seeds)), "pairs_cost.json")
   if os.path.exists(rank_cost):
     with open(rank_cost) as f:

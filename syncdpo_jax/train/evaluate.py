@@ -15,6 +15,7 @@ per_clip.json ({row: {metric: [value per clip]}}, NaN where a clip was skipped).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import time
@@ -100,8 +101,24 @@ def decode_clips(codec, data_cfg, video_lat, audio_lat) -> list[dict]:
   frames = to_uint8(jax.device_get(codec.decode_video(video_lat)))
   mels = np.asarray(jax.device_get(codec.decode_audio(audio_lat)))
   mel_fps = float(data_cfg.sr) / float(data_cfg.hop)
-  return [{"frames": f, "fps": float(data_cfg.fps), "audio": media.mel_to_audio(m, data_cfg),
+  return [{"frames": f, "fps": float(data_cfg.fps), "audio": _waveform(m, data_cfg),
            "sr": int(data_cfg.sr), "mel": m, "mel_fps": mel_fps} for f, m in zip(frames, mels)]
+
+
+_WAVEFORMS: dict[tuple, np.ndarray] = {}
+
+
+def _waveform(mel: np.ndarray, data_cfg) -> np.ndarray:
+  """media.mel_to_audio, remembered by the mel's bytes: audio-driven (a2v) generation returns the given
+  audio unchanged, so every a2v row would otherwise run Griffin-Lim again on the real clips' mels
+  (Griffin-Lim is deterministic: a fixed phase initialisation)."""
+  key = (hashlib.sha1(np.ascontiguousarray(mel).tobytes()).hexdigest(), mel.shape,
+         json.dumps(data_cfg.to_dict(), sort_keys=True, default=str))
+  if key not in _WAVEFORMS:
+    if len(_WAVEFORMS) >= 256:
+      _WAVEFORMS.pop(next(iter(_WAVEFORMS)))
+    _WAVEFORMS[key] = media.mel_to_audio(mel, data_cfg)
+  return _WAVEFORMS[key]
 
 
 def score(clips: list[dict], real: list[dict], gt_events, tol_s: float, event_stream: str = "audio"
