@@ -110,13 +110,15 @@ def run_configs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, ml
 
 
 def eval_groups(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
-  """Eval calls: [{'name', 'split', 'modes', 'runs'}]; the main groups also score the base model."""
+  """Eval calls: [{'name', 'split', 'modes', 'runs'}]; the first split's main group also scores the base."""
   r = config.reproduce
   main = [n for n in post_run_names(config) if n in r.main_runs]
   ablations = [n for n in post_run_names(config) if n not in r.main_runs]
   groups = []
-  for split in r.splits:
-    groups.append({"name": f"{split}_main", "split": split, "modes": tuple(r.modes), "runs": ["base"] + main})
+  for i, split in enumerate(r.splits):
+    # The base model is context (what post-training started from), scored on the first split only.
+    groups.append({"name": f"{split}_main", "split": split, "modes": tuple(r.modes),
+                   "runs": (["base"] if i == 0 else []) + main})
     if split in r.ablation_splits:
       groups.append({"name": f"{split}_ablations", "split": split, "modes": tuple(r.ablation_modes),
                      "runs": ablations})
@@ -299,6 +301,14 @@ def _train_one(config: ml_collections.ConfigDict, workdir: str) -> float:
   return time.time() - t0
 
 
+def _precompile_one(config: ml_collections.ConfigDict, workdir: str) -> float:
+  """Worker: compile a run's train step into the persistent cache, unless the run has started."""
+  from syncdpo_jax.train import loop
+  if os.path.exists(os.path.join(workdir, "config.json")):  # train() writes it first
+    return 0.0
+  return loop.precompile(config)
+
+
 def _eval_one(config: ml_collections.ConfigDict, out: str, checkpoints) -> tuple[dict, dict, float]:
   """Worker: one eval group. Returns (report table, per-clip values, wall seconds)."""
   from syncdpo_jax.train import evaluate
@@ -383,6 +393,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # if anything an overestimate, as the sampling-and-ranking cost measured beside another run is).
   tasks["cost/rules"] = ((), pairs.rule_pair_cost,
                          (runs[_seeded("syncdpo", seeds[0], seeds)], int(r.post_batch_size), 20))
+  # The post-training runs' steps do not depend on the base's weights: compile them into the shared
+  # cache while the base trains (a training process leaves part of a second core idle). Listed after the
+  # trains, so once the base is done a compile only runs when no training can; one whose run already
+  # started is skipped.
+  tasks.update({f"compile/{n}": ((), _precompile_one, (runs[n], run_dir(n))) for n in post})
   print(f"=== {elapsed()} {len(tasks)} tasks ({len(post)} post-training runs from one base, "
         f"{len(groups)} eval groups), {r.workers} at a time", flush=True)
 
@@ -393,6 +408,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   cost: dict[str, Any] = {}
 
   def on_done(name: str, result) -> None:
+    if name.startswith("compile/"):
+      if result:
+        print(f"=== {elapsed()} done {name} ({result:.0f}s)", flush=True)
+      return
     if name == "cost/rules":
       cost["rules"] = result
       print(f"=== {elapsed()} done {name}", flush=True)
