@@ -301,14 +301,6 @@ def _train_one(config: ml_collections.ConfigDict, workdir: str) -> float:
   return time.time() - t0
 
 
-def _precompile_one(config: ml_collections.ConfigDict, workdir: str) -> float:
-  """Worker: compile a run's train step into the persistent cache, unless the run has started."""
-  from syncdpo_jax.train import loop
-  if os.path.exists(os.path.join(workdir, "config.json")):  # train() writes it first
-    return 0.0
-  return loop.precompile(config)
-
-
 def _eval_one(config: ml_collections.ConfigDict, out: str, checkpoints) -> tuple[dict, dict, float]:
   """Worker: one eval group. Returns (report table, per-clip values, wall seconds)."""
   from syncdpo_jax.train import evaluate
@@ -393,11 +385,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # if anything an overestimate, as the sampling-and-ranking cost measured beside another run is).
   tasks["cost/rules"] = ((), pairs.rule_pair_cost,
                          (runs[_seeded("syncdpo", seeds[0], seeds)], int(r.post_batch_size), 20))
-  # The post-training runs' steps do not depend on the base's weights: compile them into the shared
-  # cache while the base trains (a training process leaves part of a second core idle). Listed after the
-  # trains, so once the base is done a compile only runs when no training can; one whose run already
-  # started is skipped.
-  tasks.update({f"compile/{n}": ((), _precompile_one, (runs[n], run_dir(n))) for n in post})
   print(f"=== {elapsed()} {len(tasks)} tasks ({len(post)} post-training runs from one base, "
         f"{len(groups)} eval groups), {r.workers} at a time", flush=True)
 
@@ -408,10 +395,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   cost: dict[str, Any] = {}
 
   def on_done(name: str, result) -> None:
-    if name.startswith("compile/"):
-      if result:
-        print(f"=== {elapsed()} done {name} ({result:.0f}s)", flush=True)
-      return
     if name == "cost/rules":
       cost["rules"] = result
       print(f"=== {elapsed()} done {name}", flush=True)

@@ -141,27 +141,6 @@ def build(config, *, mesh=None) -> Setup:
   return Setup(mesh, graphdef, rest, codec, tx, state, sh, batch_sharding, step_fn, flops_per_step)
 
 
-def precompile(config) -> float:
-  """Compiles `config`'s train step without training; returns the seconds it took.
-
-  With JAX's persistent compilation cache on (JAX_COMPILATION_CACHE_DIR), `train(config, ...)` later
-  reads the program instead of compiling it, so a driver can compile the next runs on a core the
-  current run leaves idle (experiments/reproduce.py). The step is lowered on the shapes and shardings
-  train() feeds it (a real batch of the train split), so the cache key is the same. Runs whose step
-  needs other inputs (config.dpo.pairs='sample_rank': ranked losers) are skipped (returns 0).
-  """
-  if config.mode == "dpo" and config.dpo.pairs == "sample_rank":
-    return 0.0
-  t0 = time.time()
-  setup = build(config)
-  ds = pipeline.make_dataset(config.data, config.data.split_train, seed=int(config.seed), train=True)
-  batch = pipeline.make_global_batch(next(iter(ds)), setup.mesh)
-  batch = {k: batch[k] for k in ("video", "audio", "label")}
-  with jax.set_mesh(setup.mesh):
-    setup.step_fn.lower(setup.state, batch).compile()
-  return time.time() - t0
-
-
 class _Preempted:
   """SIGTERM flag: the loop saves a checkpoint at the next step boundary and exits cleanly.
 
