@@ -186,9 +186,9 @@ def claim_status(rows: list[dict]) -> str:
 
 
 def perturbation_ranking(per_clip: dict, tables: dict, modes, seeds, rules) -> list[dict]:
-  """Each only_<rule> run (rule in `rules`) vs continued SFT: sync gain = mean over modes and sync metrics of the paired
-  difference signed so that + is better (desync in s, F1 and AV-Align in [0, 1]: comparable units), and
-  the quality-proxy change (+ = further from the real data); sorted by sync gain."""
+  """Each only_<rule> run (rule in `rules`) vs continued SFT: sync gain = mean over modes and sync
+  metrics of the paired difference signed so that + is better (desync in s, F1 and AV-Align in [0, 1]:
+  comparable units), and the quality-proxy change (+ = further from the real data); sorted by sync gain."""
   out = []
   for rule in rules:
     run = f"only_{rule}"
@@ -391,7 +391,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   per_clip: dict[str, dict] = {}
   tables: dict[str, dict] = {}
   all_tables: dict[str, dict] = {}
-
   cost: dict[str, Any] = {}
 
   def on_done(name: str, result) -> None:
