@@ -3,11 +3,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import librosa
 import numpy as np
 import pytest
 
 from syncdpo_jax import perturb
+from syncdpo_jax._librosa import librosa
 from syncdpo_jax.perturb import curriculum, ops
 
 FPS_V, SR, HOP = 10.0, 16000, 320

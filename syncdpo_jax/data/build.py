@@ -13,9 +13,9 @@ import collections
 import os
 import time
 
-import librosa
 import numpy as np
 
+from syncdpo_jax._librosa import librosa
 from syncdpo_jax.data import builders, media
 from syncdpo_jax.data.config import get_data_config
 

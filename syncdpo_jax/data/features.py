@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import functools
 
-import librosa
 import ml_collections
 import numpy as np
+
+from syncdpo_jax._librosa import librosa
 
 DB_MIN = -80.0
 DB_SCALE = 40.0

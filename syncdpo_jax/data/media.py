@@ -11,10 +11,10 @@ import functools
 import os
 
 import av
-import librosa
 import ml_collections
 import numpy as np
 
+from syncdpo_jax._librosa import librosa
 from syncdpo_jax.data import features
 
 

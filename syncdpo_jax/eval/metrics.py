@@ -26,12 +26,13 @@ import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import cv2
-import librosa
 import numpy as np
 import scipy.ndimage
 import scipy.optimize
 import scipy.signal
 import scipy.stats
+
+from syncdpo_jax._librosa import librosa
 
 MIN_DURATION_S = 1.0
 # A waveform whose peak is below 1e-4 (-80 dBFS) is treated as silence: that is the floor of the

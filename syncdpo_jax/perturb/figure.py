@@ -14,7 +14,6 @@ import argparse
 
 import jax
 import jax.numpy as jnp
-import librosa
 import matplotlib
 
 matplotlib.use("Agg")
@@ -22,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from syncdpo_jax import perturb  # noqa: E402
+from syncdpo_jax._librosa import librosa  # noqa: E402
 from syncdpo_jax.data import features, synth  # noqa: E402
 from syncdpo_jax.data.config import get_data_config  # noqa: E402
 

@@ -283,7 +283,7 @@ def load_user_media(path: str, data_cfg, mode: str) -> tuple[np.ndarray | None, 
     video = builders.square_resize(frames[idx[:t_v]], int(data_cfg.resolution))
     video = video.astype(np.float32) / 127.5 - 1.0
   else:
-    import librosa
+    from syncdpo_jax._librosa import librosa
     try:
       wav, _ = librosa.load(path, sr=int(data_cfg.sr), mono=True)
     except Exception:  # noqa: BLE001 - not a plain audio file: try the audio track of a video container

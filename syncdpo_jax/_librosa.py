@@ -1,0 +1,54 @@
+"""librosa, imported by one process of a machine at a time while numba fills its cache.
+
+Import ``librosa`` from here (``from syncdpo_jax._librosa import librosa``), never directly.
+
+Why: librosa compiles its numba gufuncs when its modules are imported and caches them on disk
+(``cache=True``, next to librosa's sources or under ``NUMBA_CACHE_DIR``). Each gufunc is cached as two
+files written separately; when two processes compile it at once, the two files can come from different
+processes, whose native symbol names differ, and every later process that loads that cache segfaults
+inside the gufunc (numba issue 10128). That happens on a fresh install whenever several processes
+import librosa first together: pytest-xdist workers, the reproduction's parallel runs, a demo beside the
+tests. We hold an exclusive file lock while importing the modules that define the gufuncs we reach
+(``librosa.onset`` pulls in ``util``, ``core.audio`` and ``core.pitch``), so the first process compiles
+and writes the cache and the others wait, then load a consistent one. Uncontended, the lock costs nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import tempfile
+
+try:
+  import fcntl
+except ImportError:  # Windows: no flock; the race stays possible there.
+  fcntl = None
+
+
+def lock_path() -> str:
+  """The lock file shared by every process that uses this librosa install and numba cache."""
+  spec = importlib.util.find_spec("librosa")
+  where = f"{spec.origin if spec else 'librosa'}|{os.environ.get('NUMBA_CACHE_DIR', '')}"
+  key = hashlib.sha256(where.encode()).hexdigest()[:16]
+  return os.path.join(tempfile.gettempdir(), f"syncdpo_jax-librosa-{key}.lock")
+
+
+@contextlib.contextmanager
+def _exclusive(path: str):
+  if fcntl is None:
+    yield
+    return
+  with open(path, "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+with _exclusive(lock_path()):
+  import librosa
+  import librosa.onset  # noqa: F401  (compiles and caches the gufuncs; see the module docstring)
+
+__all__ = ["librosa", "lock_path"]
