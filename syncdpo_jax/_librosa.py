@@ -1,6 +1,8 @@
-"""librosa, imported by one process of a machine at a time while numba fills its cache.
+"""librosa, imported on first use, by one process of a machine at a time (numba's cache race).
 
-Import ``librosa`` from here (``from syncdpo_jax._librosa import librosa``), never directly.
+Import ``librosa`` from here (``from syncdpo_jax._librosa import librosa``), never directly. The name
+stands in for the module: the first attribute access imports librosa, so processes that never touch
+audio features (a training run reads precomputed mels) skip its ~3-5 s import, numba cache loads included.
 
 Why: librosa compiles its numba gufuncs when its modules are imported and caches them on disk
 (``cache=True``, next to librosa's sources or under ``NUMBA_CACHE_DIR``). Each gufunc is cached as two
@@ -15,6 +17,7 @@ and writes the cache and the others wait, then load a consistent one. Uncontende
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import os
@@ -47,8 +50,24 @@ def _exclusive(path: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-with _exclusive(lock_path()):
-  import librosa
-  import librosa.onset  # noqa: F401  (compiles and caches the gufuncs; see the module docstring)
+@functools.cache
+def _import():
+  with _exclusive(lock_path()):
+    import librosa as module
+    import librosa.onset  # noqa: F401  (compiles and caches the gufuncs; see the module docstring)
+  return module
+
+
+class _Librosa:
+  """The librosa module, imported (under the lock) when an attribute is first asked for."""
+
+  def __getattr__(self, name: str):
+    return getattr(_import(), name)
+
+  def __repr__(self) -> str:
+    return "<librosa, imported on first use>"
+
+
+librosa = _Librosa()
 
 __all__ = ["librosa", "lock_path"]
