@@ -66,10 +66,33 @@ def check_compatible(saved: dict, config, where: str) -> None:
         + "\nFix: use the same values (e.g. --config.model.depth=...), or start in a fresh --workdir.")
 
 
+# Replica-parallel saving splits every replicated array into one share per replica, so that all hosts
+# write (a data-parallel pod's replicated weights are written by all hosts, not by host 0 alone). A
+# share costs a device slice program (compiled per shape, per process) and a write of its own; under
+# 1 MiB that costs more than splitting saves, so smaller shares are not split: replica 0 writes the
+# array whole. Large weights are still split. (Measured on the 2-process test: 2.5 s less per launch.)
+MIN_REPLICA_SLICE_BYTES = 1 << 20
+
+
+def _register_array_handler() -> None:
+  """Saves jax.Arrays with orbax's default ArrayHandler, less splitting below MIN_REPLICA_SLICE_BYTES.
+
+  StandardSave reads orbax's global type-handler registry, so this replaces its jax.Array entry with
+  the default handler (same array-metadata store) that has the threshold set.
+  """
+  from orbax.checkpoint._src.metadata import array_metadata_store
+  ocp.type_handlers.register_type_handler(
+      jax.Array, ocp.type_handlers.ArrayHandler(
+          array_metadata_store=array_metadata_store.Store(),
+          min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES),
+      override=True)
+
+
 def make_manager(workdir: str, *, max_to_keep: int, save_every: int, async_save: bool
                  ) -> ocp.CheckpointManager:
   """Every process must create one (and take part in every save/restore): each writes its own shards
   and process 0 commits the checkpoint (the rename) once all have finished."""
+  _register_array_handler()
   if jax.process_count() > 1:
     # orbax's barriers default to device collectives, which on CPU (gloo) give up when a process is
     # more than 30 s late; the coordination service's barriers wait as long as orbax asks.
