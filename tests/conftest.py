@@ -11,8 +11,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 #  - LLVM at -O0 halves that (measured on the train steps: SFT 31 -> 16 s, DPO 42 -> 18 s of CPU).
 #  - At -O0, XLA's older CPU fusion emitters compile a quarter faster than the default MLIR ones, with
 #    bit-equal losses and gradient norms after 6 SFT steps (SFT step compile 10.1 -> 7.1 s, means of 8;
-#    tests/test_train.py 302 -> 227 s of CPU from a cold cache; with the lazy librosa import and the checkpoint change
-#    made at the same time, the whole suite went from 570 to 340 s wall).
+#    tests/test_train.py 302 -> 227 s of CPU from a cold cache). With the lazy librosa import and the
+#    checkpoint change made the same day, the whole suite went from 570 to 340 s wall on 2 cores.
 #    Not for real runs: at the default -O2 they compile slower (SFT step 12.5 -> 17.8 s).
 # Set in the environment so the CLI subprocesses and the notebook kernel that tests launch compile the
 # same way (and share the compilation cache).

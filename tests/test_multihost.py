@@ -10,9 +10,9 @@ data pipeline gives every process its rows of the same global batches (pipeline.
 only the order of the cross-process float reductions differs. RTOL is the tightest decade that
 holds: the largest difference measured is 7.7e-8 relative (a float32 ulp or so of the loss).
 
-Cost (2 quiet cores): the 2-process test launches the CLI twice (killed run, resume): 60 s from a cold
+Cost (2 quiet cores): the 2-process test launches the CLI twice (killed run, resume): 52 s from a cold
 compilation cache (one process compiles the step and hands it to the other; the resume reads it from
-the cache), 47 s warm; plus 14-29 s for the single-process reference. Per launch and process, what is
+the cache), 47 s warm; plus 11-19 s for the single-process reference. Per launch and process, what is
 left is importing (~3.5 s), tracing the step (~4-5 s: ~5800 equations, half of them the per-leaf
 optimizer and EMA updates), building the state and the two saves. The 4-process test is marked slow.
 """
