@@ -39,10 +39,16 @@ def lock_path() -> str:
 
 @contextlib.contextmanager
 def _exclusive(path: str):
-  if fcntl is None:
+  """Holds an exclusive lock on `path`; without one (no flock, or another user's unwritable lock file)
+  it goes on unlocked: the race is rare, an import that fails on a lock file would not be."""
+  try:
+    f = open(path, "a") if fcntl is not None else None
+  except OSError:
+    f = None
+  if f is None:
     yield
     return
-  with open(path, "a") as f:
+  with f:
     fcntl.flock(f, fcntl.LOCK_EX)
     try:
       yield

@@ -32,3 +32,9 @@ def test_lock_is_per_numba_cache(monkeypatch, tmp_path):
 
 def test_module_exports_librosa_with_onset():
   assert callable(_librosa.librosa.onset.onset_detect)
+
+
+def test_an_unusable_lock_file_does_not_stop_the_import(tmp_path):
+  """Another user's lock file (or an unwritable temp dir) must not make librosa unimportable."""
+  with _librosa._exclusive(str(tmp_path / "missing_dir" / "librosa.lock")):
+    pass
