@@ -12,6 +12,7 @@ mid-save (even with SIGKILL) leaves the previous checkpoint as the latest restor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -74,18 +75,21 @@ def check_compatible(saved: dict, config, where: str) -> None:
 MIN_REPLICA_SLICE_BYTES = 1 << 20
 
 
+@functools.cache
 def _register_array_handler() -> None:
   """Saves jax.Arrays with orbax's default ArrayHandler, less splitting below MIN_REPLICA_SLICE_BYTES.
 
-  StandardSave reads orbax's global type-handler registry, so this replaces its jax.Array entry with
-  the default handler (same array-metadata store) that has the threshold set.
+  StandardSave reads orbax's global type-handler registry, so this replaces its jax.Array entry (once
+  per process, without orbax's override warning) with the default handler, same array-metadata store,
+  that has the threshold set.
   """
   from orbax.checkpoint._src.metadata import array_metadata_store
-  ocp.type_handlers.register_type_handler(
+  from orbax.checkpoint._src.serialization import type_handler_registry
+  type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
       jax.Array, ocp.type_handlers.ArrayHandler(
           array_metadata_store=array_metadata_store.Store(),
           min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES),
-      override=True)
+      override=True, ignore_warnings=True)
 
 
 def make_manager(workdir: str, *, max_to_keep: int, save_every: int, async_save: bool
