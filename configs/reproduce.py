@@ -6,10 +6,11 @@ distribution, in joint and conditional generation.
   python launch/reproduce.py --config configs/reproduce.py:quick --workdir workdirs/reproduce_quick
   python launch/reproduce.py --config configs/reproduce.py:full  --workdir gs://bucket/reproduce_full
 
-`quick` fits in 30 minutes on 2 CPU cores (29.6 min measured from a fresh clone): demo-size model and
-data, one post-training seed, 64 post-training steps, four single-perturbation ablations (shift,
-replace, scale, swap: the paper's two candidates for "best" against the coarsest audio and the
-commonest structural rule) scored in the conditional modes on the in-distribution split only. `full` is for a GPU/TPU host: more base and
+`quick` is sized for 30 minutes on 2 CPU cores (29.6 and 31.0 min measured from fresh clones on a
+shared machine): demo-size model and data, one post-training seed, 64 post-training steps, four
+single-perturbation ablations (shift, replace, scale, swap: the paper's two candidates for "best"
+against the coarsest audio and the commonest structural rule) scored in the conditional modes on the
+in-distribution split only. `full` is for a GPU/TPU host: more base and
 post-training steps, all nine perturbations alone, 3 seeds, 64 eval clips, every run on every split
 and mode.
 Every run is an ordinary run config (printed by the driver, re-runnable with launch/main.py).

@@ -33,6 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from syncdpo_jax import codec as codec_lib  # noqa: E402
 from syncdpo_jax import eval as eval_lib  # noqa: E402
 from syncdpo_jax import sample as sample_lib  # noqa: E402
+from syncdpo_jax._librosa import librosa  # noqa: E402  (imported on first use)
 from syncdpo_jax.data import media, pipeline  # noqa: E402
 from syncdpo_jax.eval import report as report_lib  # noqa: E402
 from syncdpo_jax.model.dit import JointDiT  # noqa: E402
@@ -283,7 +284,6 @@ def load_user_media(path: str, data_cfg, mode: str) -> tuple[np.ndarray | None, 
     video = builders.square_resize(frames[idx[:t_v]], int(data_cfg.resolution))
     video = video.astype(np.float32) / 127.5 - 1.0
   else:
-    from syncdpo_jax._librosa import librosa
     try:
       wav, _ = librosa.load(path, sr=int(data_cfg.sr), mono=True)
     except Exception:  # noqa: BLE001 - not a plain audio file: try the audio track of a video container
