@@ -29,6 +29,13 @@ DPO_PAIRS = ("rules", "sample_rank")
 
 def objective_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  # What the network outputs: 'x' (clean signal, JiT), 'v' (velocity) or 'eps' (noise); converted to
+  # the velocity for losses and samplers (objectives/flow.py). Raw pixel / log-mel tokens want 'x'; a
+  # ported model keeps the parametrization it was pretrained with.
+  c.prediction = "x"
+  # The per-sample error of SFT and DPO: the velocity MSE ('velocity') or the MSE of the implied clean
+  # estimate ('x0' = velocity MSE x max(t, 0.05)^2; objectives/flow.error_weight).
+  c.error_space = "velocity"
   c.t_sampling = "logit_normal"   # 'uniform' | 'logit_normal' | 'shifted'
   c.t_logit_mean = 0.0
   c.t_logit_std = 1.0

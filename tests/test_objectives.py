@@ -22,6 +22,55 @@ def test_noisy_endpoints_and_velocity():
   np.testing.assert_allclose(fd, flow.velocity_target(x0, eps), atol=1e-3)
 
 
+def _flow_sample(seed=0, shape=(4, 3, 5)):
+  k1, k2 = jax.random.split(jax.random.key(seed))
+  return jax.random.normal(k1, shape), jax.random.normal(k2, shape)
+
+
+@pytest.mark.parametrize("prediction", flow.PREDICTIONS)
+def test_exact_outputs_convert_to_the_flow_velocity(prediction):
+  # The ideal network output (x0, eps or eps - x0) converts to exactly eps - x0 away from the clamps.
+  x0, eps = _flow_sample()
+  t = jnp.array([0.05, 0.3, 0.7, 0.95])
+  xt = flow.noisy(x0, eps, t)
+  ideal = {"x": x0, "eps": eps, "v": eps - x0}[prediction]
+  v = flow.to_velocity(ideal, xt, t, prediction)
+  np.testing.assert_allclose(v, flow.velocity_target(x0, eps), atol=2e-5)
+  np.testing.assert_allclose(flow.velocity_error_target(x0, eps, xt, t, prediction), v, atol=1e-6)
+  # One Euler step from t with that velocity lands on x0 (the clean end of the straight path).
+  np.testing.assert_allclose(xt - flow.broadcast_t(t, xt) * v, x0, atol=2e-5)
+
+
+def test_x_prediction_error_is_x0_error_over_t_squared():
+  # JiT's x-prediction with v-loss: |v_hat - v|^2 = |x0_hat - x0|^2 / max(t, t_eps)^2, and the clamp
+  # (t < t_eps) is applied to target and prediction alike, so the minimiser stays x0_hat = x0.
+  x0, eps = _flow_sample(1)
+  x0_hat = x0 + 0.1 * jax.random.normal(jax.random.key(9), x0.shape)
+  t = jnp.array([0.01, 0.05, 0.4, 0.9])
+  xt = flow.noisy(x0, eps, t)
+  err = flow.per_sample_mse(flow.to_velocity(x0_hat, xt, t, "x"),
+                            flow.velocity_error_target(x0, eps, xt, t, "x"))
+  want = flow.per_sample_mse(x0_hat, x0) / jnp.maximum(t, flow.T_EPS) ** 2
+  np.testing.assert_allclose(err, want, rtol=1e-4)
+  zero = flow.per_sample_mse(flow.to_velocity(x0, xt, t, "x"), flow.velocity_error_target(x0, eps, xt, t, "x"))
+  np.testing.assert_allclose(zero, 0.0, atol=1e-10)
+
+
+def test_velocity_model_converts_each_stream_with_its_own_time():
+  v0, e0 = _flow_sample(2, (2, 3, 2, 2, 4))
+  a0, ea = _flow_sample(3, (2, 6, 5))
+  t_v, t_a = jnp.array([0.2, 0.8]), jnp.array([0.6, 0.0])  # an audio-given example (t_a = 0)
+  xv, xa = flow.noisy(v0, e0, t_v), flow.noisy(a0, ea, t_a)
+  net = lambda video, audio, tv, ta, cond: (v0, a0)  # an exact x0 predictor for these inputs
+  vv, va = flow.velocity_model(net, "x")(xv, xa, t_v, t_a, None)
+  np.testing.assert_allclose(vv, e0 - v0, atol=2e-5)
+  np.testing.assert_allclose(va[0], (ea - a0)[0], atol=2e-5)
+  assert np.isfinite(np.asarray(va)).all()  # the given stream's (unused) velocity stays finite
+  assert flow.velocity_model(net, "v") is net
+  with pytest.raises(ValueError, match="objective.prediction"):
+    flow.velocity_model(net, "score")
+
+
 @pytest.mark.parametrize("kind", ["uniform", "logit_normal", "shifted"])
 def test_sample_t_in_open_interval(kind):
   t = flow.sample_t(jax.random.key(1), (4096,), kind=kind, shift=3.0 if kind == "shifted" else 1.0)

@@ -1,7 +1,25 @@
 """Rectified-flow matching: noising, targets, timestep sampling, per-sample errors.
 
 Convention (shared by the whole codebase): x_t = (1 - t) * x0 + t * eps, so t = 0 is the clean, given
-signal and t = 1 is pure noise; the model predicts the velocity v = eps - x0 (dx_t/dt).
+signal and t = 1 is pure noise; the flow's velocity is v = eps - x0 (dx_t/dt).
+
+What the NETWORK outputs is a choice (`config.objective.prediction`, `PREDICTIONS`): the velocity itself
+('v'), the clean signal ('x', JiT: Li & He 2025, "Back to Basics: Let Denoising Generative Models
+Denoise") or the noise ('eps'). `to_velocity` turns any of them into the velocity that the losses, the
+samplers and guidance use, so everything downstream of the model speaks velocity:
+
+  'x'    v = (x_t - x0_hat) / max(t, t_eps)          (exact for t >= t_eps; JiT's clamp near t = 0)
+  'eps'  v = (eps_hat - x_t) / max(1 - t, t_eps)      (x0 = (x_t - t eps) / (1 - t))
+  'v'    v = v_hat
+
+(`T_EPS` in training, where it bounds the 1 / t^2 weight the x-prediction error gets in velocity
+space; `SAMPLE_T_EPS` in sampling, where Euler's step from t to t' then is exactly the DDIM-like
+x' = (t'/t) x + (1 - t'/t) x0_hat.)
+The training error is measured in velocity space for every parametrization (`velocity_error_target`:
+the velocity the IDEAL output implies through the same conversion, so the clamp never biases the
+minimiser): for 'x' it is |x0_hat - x0|^2 / max(t, t_eps)^2, JiT's x-prediction with v-loss.
+Raw pixel / log-mel tokens wider than the model want 'x': clean data lies near a low-dimensional
+manifold, noise does not, and a narrow network cannot carry the full-dimensional noise through.
 """
 from __future__ import annotations
 
@@ -9,6 +27,13 @@ import jax
 import jax.numpy as jnp
 
 T_SAMPLERS = ("uniform", "logit_normal", "shifted")
+PREDICTIONS = ("x", "v", "eps")
+ERROR_SPACES = ("velocity", "x0")
+T_EPS = 0.05  # JiT's clamp of the 1 / t in the x -> v conversion (and of 1 / (1 - t) for eps)
+# Sampling needs no clamp: the solvers never evaluate at t = 0 (sample/ode.py), and a clamp can only
+# make a step fall short of the x0 estimate. This one just keeps a given stream's (t = 0) unused
+# velocity finite.
+SAMPLE_T_EPS = 1e-6
 
 
 def broadcast_t(t: jax.Array, x: jax.Array) -> jax.Array:
@@ -25,6 +50,70 @@ def noisy(x0: jax.Array, eps: jax.Array, t: jax.Array) -> jax.Array:
 def velocity_target(x0: jax.Array, eps: jax.Array) -> jax.Array:
   """The flow's velocity dx_t/dt = eps - x0."""
   return eps - x0
+
+
+def to_velocity(out: jax.Array, x_t: jax.Array, t: jax.Array, prediction: str,
+                t_eps: float = T_EPS) -> jax.Array:
+  """The velocity implied by a network output `out` (see the module docstring).
+
+  out, x_t: [B, ...]; t: [B] flow time of that stream. Returns [B, ...] in out's dtype.
+  """
+  if prediction == "v":
+    return out
+  tb = broadcast_t(t, x_t)
+  if prediction == "x":
+    return (x_t - out) / jnp.maximum(tb, t_eps)
+  if prediction == "eps":
+    return (out - x_t) / jnp.maximum(1.0 - tb, t_eps)
+  raise ValueError(f"config.objective.prediction={prediction!r}: expected one of {PREDICTIONS}.")
+
+
+def velocity_error_target(x0: jax.Array, eps: jax.Array, x_t: jax.Array, t: jax.Array,
+                          prediction: str, t_eps: float = T_EPS) -> jax.Array:
+  """The velocity the ideal output (x0, eps or eps - x0) implies through `to_velocity`: the loss target.
+
+  Equals `velocity_target(x0, eps)` wherever the conversion's clamp is inactive (t >= t_eps for 'x',
+  t <= 1 - t_eps for 'eps', always for 'v').
+  """
+  if prediction == "v":
+    return velocity_target(x0, eps)
+  if prediction not in PREDICTIONS:
+    raise ValueError(f"config.objective.prediction={prediction!r}: expected one of {PREDICTIONS}.")
+  ideal = x0 if prediction == "x" else eps
+  return to_velocity(ideal, x_t, t, prediction, t_eps)
+
+
+def error_weight(t: jax.Array, error_space: str, t_eps: float = T_EPS) -> jax.Array:
+  """Per-sample weight [B] that turns a velocity MSE into the error of `error_space`.
+
+  'velocity': 1 (the flow-matching loss as written). 'x0': max(t, t_eps)^2, i.e. the MSE of the
+  implied clean estimate x0_hat = x_t - t v_hat against x0 (exact for t >= t_eps): every noise level
+  weighs the same in data space, where the velocity error weighs a low-noise x0 error by 1 / t^2.
+  """
+  if error_space == "velocity":
+    return jnp.ones_like(t, jnp.float32)
+  if error_space == "x0":
+    return jnp.square(jnp.maximum(t.astype(jnp.float32), t_eps))
+  raise ValueError(f"config.objective.error_space={error_space!r}: expected one of {ERROR_SPACES}.")
+
+
+def velocity_model(model_fn, prediction: str, t_eps: float = T_EPS):
+  """Wraps fn(video, audio, t_v, t_a, cond) -> network outputs into the same signature -> velocities.
+
+  Each stream is converted with its own time (a given stream at t = 0 gets a velocity that nothing
+  uses). With prediction 'v' the model is returned as is.
+  """
+  if prediction == "v":
+    return model_fn
+  if prediction not in PREDICTIONS:
+    raise ValueError(f"config.objective.prediction={prediction!r}: expected one of {PREDICTIONS}.")
+
+  def fn(video, audio, t_v, t_a, cond):
+    out_v, out_a = model_fn(video, audio, t_v, t_a, cond)
+    return (to_velocity(out_v, video, t_v, prediction, t_eps),
+            to_velocity(out_a, audio, t_a, prediction, t_eps))
+
+  return fn
 
 
 def shift_t(t: jax.Array, shift: float) -> jax.Array:

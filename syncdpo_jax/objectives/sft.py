@@ -39,14 +39,19 @@ def sample_tasks_and_times(key: jax.Array, batch: int, task_probs, t_kwargs: dic
 
 def sft_loss(apply_fn: Callable, key: jax.Array, video: jax.Array, audio: jax.Array, cond: dict, *,
              task_probs=(1.0, 0.0, 0.0), lambda_v: float = 0.1, lambda_a: float = 0.3,
-             video_weight: float = 1.0, audio_weight: float = 1.0, t_kwargs: dict | None = None):
+             video_weight: float = 1.0, audio_weight: float = 1.0, t_kwargs: dict | None = None,
+             prediction: str = "v", error_space: str = "velocity"):
   """Cross-task-synergy flow-matching loss.
 
   Args:
-    apply_fn: (video_t, audio_t, t_v, t_a, cond) -> (v_video, v_audio).
+    apply_fn: (video_t, audio_t, t_v, t_a, cond) -> (v_video, v_audio), velocities (a network that
+      predicts x or eps is wrapped by `flow.velocity_model`).
     video: [B, T_v, h, w, C_v] clean latents; audio: [B, T_a, C_a] clean latents.
     task_probs: sampling probabilities of (joint, audio-driven, video-driven); a task with weight > 0 must
       have probability > 0 (checked in the config validation).
+    prediction: what the network behind apply_fn outputs ('x' | 'v' | 'eps'); the error is in velocity
+      space against `flow.velocity_error_target` (see objectives/flow.py).
+    error_space: 'velocity' or 'x0' (the velocity error times max(t, t_eps)^2: `flow.error_weight`).
   Returns: (scalar loss, metrics dict of scalars).
   """
   t_kwargs = t_kwargs or {}
@@ -55,9 +60,12 @@ def sft_loss(apply_fn: Callable, key: jax.Array, video: jax.Array, audio: jax.Ar
   task, t_v, t_a = sample_tasks_and_times(k_task, b, task_probs, t_kwargs)
   eps_v = jax.random.normal(k_ev, video.shape, video.dtype)
   eps_a = jax.random.normal(k_ea, audio.shape, audio.dtype)
-  pred_v, pred_a = apply_fn(flow.noisy(video, eps_v, t_v), flow.noisy(audio, eps_a, t_a), t_v, t_a, cond)
-  mse_v = flow.per_sample_mse(pred_v, flow.velocity_target(video, eps_v))  # [B]
-  mse_a = flow.per_sample_mse(pred_a, flow.velocity_target(audio, eps_a))  # [B]
+  xt_v, xt_a = flow.noisy(video, eps_v, t_v), flow.noisy(audio, eps_a, t_a)
+  pred_v, pred_a = apply_fn(xt_v, xt_a, t_v, t_a, cond)
+  tgt_v = flow.velocity_error_target(video, eps_v, xt_v, t_v, prediction)
+  tgt_a = flow.velocity_error_target(audio, eps_a, xt_a, t_a, prediction)
+  mse_v = flow.per_sample_mse(pred_v, tgt_v) * flow.error_weight(t_v, error_space)  # [B]
+  mse_a = flow.per_sample_mse(pred_a, tgt_a) * flow.error_weight(t_a, error_space)  # [B]
   # A given stream (t = 0) has no loss: the model is not asked to denoise it.
   mse_v_used = jnp.where(task == TASK_VIDEO_DRIVEN, 0.0, mse_v)
   mse_a_used = jnp.where(task == TASK_AUDIO_DRIVEN, 0.0, mse_a)

@@ -23,9 +23,10 @@ from absl import flags
 
 from syncdpo_jax import codec as codec_lib
 
-# Config fields whose values fix parameter/optimizer shapes: a checkpoint written under one value cannot
-# be restored under another.
-FINGERPRINT_FIELDS = ("model", "data.resolution", "data.fps", "data.window_s", "data.n_mels",
+# Config fields whose values fix parameter/optimizer shapes, or what the parameters mean (a network
+# trained to output x0 sampled as if it output velocities generates garbage): a checkpoint written
+# under one value cannot be restored under another.
+FINGERPRINT_FIELDS = ("model", "objective.prediction", "data.resolution", "data.fps", "data.window_s", "data.n_mels",
                       "data.sr", "data.hop", "optim.grad_accum_steps", "train.ema_decay")
 # Model fields that change how, not what, is computed: a checkpoint moves freely across them (orbax
 # reshards onto whatever mesh the restoring run uses).
@@ -182,8 +183,9 @@ def restore_params(path: str, params_like, config):
   with ocp.CheckpointManager(root, item_names=("params", "meta"),
                              options=ocp.CheckpointManagerOptions(read_only=True)) as mgr:
     meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    # Only the model and latent layout must agree; the data/optimizer may differ between SFT and DPO.
-    model_meta = {k: v for k, v in meta.items() if k in ("model", "latent_layout")}
+    # Only the model, its output parametrization and the latent layout must agree; the data/optimizer
+    # may differ between SFT and DPO.
+    model_meta = {k: v for k, v in meta.items() if k in ("model", "objective.prediction", "latent_layout")}
     diffs = _diff(model_meta, {k: v for k, v in fingerprint(config).items() if k in model_meta})
     if diffs:
       raise ValueError(f"The checkpoint {path!r} was trained with a different model:\n  "

@@ -181,7 +181,8 @@ def build_ranked_pairs(config: ml_collections.ConfigDict, params, graphdef, rest
   scfg = rank_sample_config(config)
   cond = load_conditions(config, num_pairs, seed)
   chunk = min(int(config.data.batch_size), num_pairs)
-  generate = evaluate.make_generate(graphdef, rest, codec, scfg, int(config.model.num_classes))
+  generate = evaluate.make_generate(graphdef, rest, codec, scfg, int(config.model.num_classes),
+                                    config.objective.prediction)
   key = jax.random.key(int(seed))
   compiled = None
   parts: dict[str, list] = {name: [] for name in PAIR_KEYS}

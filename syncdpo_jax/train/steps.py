@@ -25,12 +25,16 @@ from syncdpo_jax.perturb import curriculum as curriculum_lib
 from syncdpo_jax.train.state import TrainState
 
 
-def make_apply(graphdef, rest) -> Callable:
-  """(params, video, audio, t_v, t_a, cond) -> (v_video, v_audio), a pure function of params."""
+def make_apply(graphdef, rest, prediction: str = "v") -> Callable:
+  """(params, video, audio, t_v, t_a, cond) -> (v_video, v_audio) velocities, a pure function of params.
+
+  `prediction` (config.objective.prediction) says what the network outputs; it is converted to the
+  velocity here (objectives.flow.velocity_model), so losses, samplers and guidance see velocities.
+  """
 
   def apply(params, video, audio, t_v, t_a, cond):
     model = nnx.merge(graphdef, params, rest)
-    return model(video, audio, t_v, t_a, cond)
+    return flow.velocity_model(model, prediction)(video, audio, t_v, t_a, cond)
 
   return apply
 
@@ -62,8 +66,8 @@ def _apply_update(state: TrainState, grads, tx: optax.GradientTransformation, em
 
 def make_sft_step(graphdef, rest, codec, tx: optax.GradientTransformation, config) -> Callable:
   """Flow-matching SFT with cross-task synergy (see objectives.sft)."""
-  apply = make_apply(graphdef, rest)
   obj = config.objective
+  apply = make_apply(graphdef, rest, obj.prediction)
   null_label = int(config.model.num_classes)
 
   def sft_step(state: TrainState, batch: dict):
@@ -77,7 +81,7 @@ def make_sft_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
           lambda v, a, tv, ta, c: apply(params, v, a, tv, ta, c), k_loss, video, audio, cond,
           task_probs=tuple(obj.task_probs), lambda_v=float(obj.lambda_v), lambda_a=float(obj.lambda_a),
           video_weight=float(obj.video_weight), audio_weight=float(obj.audio_weight),
-          t_kwargs=t_kwargs(obj))
+          t_kwargs=t_kwargs(obj), prediction=obj.prediction, error_space=obj.error_space)
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     new_state = _apply_update(state, grads, tx, float(config.train.ema_decay))
@@ -152,8 +156,8 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
   Cost: the policy runs forward+backward and the frozen reference forward on [winner; loser] stacked
   along the batch (2B each), i.e. (2*3 + 2*1) / 3 = 2.67x the FLOPs of an SFT step on B.
   """
-  apply = make_apply(graphdef, rest)
   obj, dpo = config.objective, config.dpo
+  apply = make_apply(graphdef, rest, obj.prediction)
   cur_cfg = config.curriculum
   null_label = int(config.model.num_classes)
   rule_negatives = make_rule_negatives(codec, config)
@@ -185,9 +189,13 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
     stack = lambda w, l: jnp.concatenate([w, l], axis=0)
     x0_v, x0_a = stack(video_w, video_l), stack(audio_w, audio_l)
     e_v, e_a = stack(eps_v, eps_v), stack(eps_a, eps_a)
-    t2_v, t2_a, ew_v, ew_a = stack(t_v, t_v), stack(t_a, t_a), stack(err_w_v, err_w_v), stack(err_w_a, err_w_a)
+    t2_v, t2_a = stack(t_v, t_v), stack(t_a, t_a)
+    # The per-sample error is SFT's (objective.error_space), so DPO's errors and SFT's agree.
+    ew_v = stack(err_w_v, err_w_v) * flow.error_weight(t2_v, obj.error_space)
+    ew_a = stack(err_w_a, err_w_a) * flow.error_weight(t2_a, obj.error_space)
     xt_v, xt_a = flow.noisy(x0_v, e_v, t2_v), flow.noisy(x0_a, e_a, t2_a)
-    tgt_v, tgt_a = flow.velocity_target(x0_v, e_v), flow.velocity_target(x0_a, e_a)
+    tgt_v = flow.velocity_error_target(x0_v, e_v, xt_v, t2_v, obj.prediction)
+    tgt_a = flow.velocity_error_target(x0_a, e_a, xt_a, t2_a, obj.prediction)
     label = drop_labels(k_drop, batch["label"], float(obj.p_uncond), null_label)
     cond = {"label": stack(label, label)}
 
