@@ -40,11 +40,13 @@ def euler(velocity_fn: VelocityFn, x: Any, ts: jax.Array) -> Any:
     return x
 
 
-def heun(velocity_fn: VelocityFn, x: Any, ts: jax.Array) -> Any:
+def heun(velocity_fn: VelocityFn, x: Any, ts: jax.Array, final_euler: bool = False) -> Any:
     """Heun's method (explicit trapezoid, 2nd order) over `ts` [S + 1]: 2 S model evaluations.
 
-    The flow's velocity is defined at t = 0 (it is eps - x0, not a score), so unlike EDM's sampler the
-    last step needs no Euler fallback.
+    The flow's velocity is defined at t = 0 (it is eps - x0, not a score), so for a velocity-predicting
+    model the last step needs no Euler fallback. A network that predicts x0 (or eps) does not define it
+    there (v = (x_t - x0_hat) / t): `final_euler=True` makes the last step an Euler step (as EDM's
+    sampler, Karras et al. 2022), 2 S - 1 evaluations; that step lands on the x0 estimate exactly.
     """
 
     def step(x, tt):
@@ -54,15 +56,26 @@ def heun(velocity_fn: VelocityFn, x: Any, ts: jax.Array) -> Any:
         v1 = velocity_fn(_axpy(dt, v0, x), t_next)
         return _axpy(dt, jax.tree.map(lambda a, b: 0.5 * (a + b), v0, v1), x), None
 
-    x, _ = jax.lax.scan(step, x, (ts[:-1], ts[1:]))
-    return x
+    if not final_euler:
+        x, _ = jax.lax.scan(step, x, (ts[:-1], ts[1:]))
+        return x
+    x, _ = jax.lax.scan(step, x, (ts[:-2], ts[1:-1]))
+    return _axpy(ts[-1] - ts[-2], velocity_fn(x, ts[-2]), x)
 
 
 SOLVERS = {"euler": euler, "heun": heun}
 
 
-def integrate(sampler: str, velocity_fn: VelocityFn, x: Any, num_steps: int, shift: float = 1.0) -> Any:
-    """Integrates dx/dt = v from t = 1 to t = 0 with `sampler` ('euler' | 'heun')."""
+def integrate(sampler: str, velocity_fn: VelocityFn, x: Any, num_steps: int, shift: float = 1.0,
+              final_euler: bool = False) -> Any:
+    """Integrates dx/dt = v from t = 1 to t = 0 with `sampler` ('euler' | 'heun').
+
+    final_euler: the velocity is not defined at t = 0 (an x- or eps-predicting network): Heun's last
+    step is then an Euler step (Euler never evaluates at t = 0 anyway).
+    """
     if sampler not in SOLVERS:
         raise ValueError(f"sampler={sampler!r}; expected one of {sorted(SOLVERS)} (config field sample.sampler)")
-    return SOLVERS[sampler](velocity_fn, x, timesteps(num_steps, shift))
+    ts = timesteps(num_steps, shift)
+    if sampler == "heun":
+        return heun(velocity_fn, x, ts, final_euler)
+    return euler(velocity_fn, x, ts)

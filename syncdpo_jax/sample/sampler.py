@@ -47,7 +47,8 @@ def initial_streams(key: jax.Array, mode: str, *, video: jax.Array | None = None
 
 
 def sample(model_fn: ModelFn, video: jax.Array, audio: jax.Array, cond: Mapping[str, jax.Array],
-           config: ml_collections.ConfigDict, *, null_label: int) -> tuple[jax.Array, jax.Array]:
+           config: ml_collections.ConfigDict, *, null_label: int, final_euler: bool = False
+           ) -> tuple[jax.Array, jax.Array]:
     """Integrates the guided flow from t = 1 to t = 0; pure and jit-able (config, null_label static).
 
     Args:
@@ -58,6 +59,8 @@ def sample(model_fn: ModelFn, video: jax.Array, audio: jax.Array, cond: Mapping[
       config: see `get_sample_config` (sampler, num_steps, shift, cfg_scale, sync_cfg, s_v, s_a, mode,
         silence_value).
       null_label: unconditional class id (the model's num_classes).
+      final_euler: model_fn's velocity is undefined at t = 0 (it converts an x0 / eps prediction):
+        Heun's last step is Euler (see sample.ode.heun).
     Returns:
       (video, audio) clean latents; the given stream is returned untouched (the same array), it never
       enters the ODE state, and every model pass sees it at t = 0.
@@ -79,16 +82,17 @@ def sample(model_fn: ModelFn, video: jax.Array, audio: jax.Array, cond: Mapping[
         x["video"] = video
     if gen_a:
         x["audio"] = audio
-    x = integrate(config.sampler, velocity, x, int(config.num_steps), float(config.shift))
+    x = integrate(config.sampler, velocity, x, int(config.num_steps), float(config.shift), final_euler)
     return x.get("video", video), x.get("audio", audio)
 
 
-def make_sampler(model_fn: ModelFn, config: ml_collections.ConfigDict, *, null_label: int
-                 ) -> Callable[[jax.Array, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, jax.Array]]:
+def make_sampler(model_fn: ModelFn, config: ml_collections.ConfigDict, *, null_label: int,
+                 final_euler: bool = False) -> Callable[[jax.Array, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, jax.Array]]:
     """`jax.jit(sample)` with the model, config and null label closed over: fn(video, audio, cond).
 
     The model's parameters are closed over too (compiled in as constants); to share one compilation
     across checkpoints, call `sample` inside your own jit with the params as an argument instead.
     """
     validate_sample_config(config)
-    return jax.jit(functools.partial(sample, model_fn, config=config, null_label=null_label))
+    return jax.jit(functools.partial(sample, model_fn, config=config, null_label=null_label,
+                                     final_euler=final_euler))
