@@ -63,6 +63,11 @@ def _base() -> ml_collections.ConfigDict:
     c.interaction_heads = 2       # heads of the local/global cross-modal attention (both directions)
     c.qk_norm = True
     c.rope_theta = 10000.0
+    # Absolute position of a video token in the frame, added to it after the patch embedding: 'sincos'
+    # (fixed 2D sin-cos, as DiT / JiT) or 'none'. RoPE is relative: without this, no token knows where
+    # in the frame it is unless attention infers it from content, and the per-token path (the first
+    # thing a DiT learns) can only predict the clip-wide mean at high noise.
+    c.video_pos_embed = "sincos"
     # --- latents and patching ---
     c.video_channels = 12         # C_v of video latents [T_v, h, w, C_v]
     c.audio_channels = 8          # C_a of audio latents [T_a, C_a]
@@ -194,6 +199,10 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
         raise ValueError(f"model.remat={c.remat!r}; expected one of {REMAT_POLICIES}")
     if c.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"model.dtype={c.dtype!r}; expected 'float32' or 'bfloat16'")
+    if c.video_pos_embed not in ("sincos", "none"):
+        raise ValueError(f"model.video_pos_embed={c.video_pos_embed!r}; expected 'sincos' or 'none'")
+    if c.video_pos_embed == "sincos" and c.video_dim % 4:
+        raise ValueError(f"model.video_pos_embed='sincos' needs model.video_dim % 4 == 0, got {c.video_dim}")
     if c.local_window_s <= 0:
         raise ValueError(f"model.local_window_s={c.local_window_s} must be > 0 seconds")
     if c.video_fps <= 0 or c.audio_fps <= 0:

@@ -336,6 +336,9 @@ class JointDiT(nnx.Module):
         pv = pv.reshape(B, T * S, ph * pw * C)
         pa_ = audio.reshape(B, Tt, pa * audio.shape[-1])
         xv = self.v_embed.patch(pv).astype(jnp.float32)
+        if c.video_pos_embed == "sincos":
+            pos = L.sincos_2d(hp, wp, c.video_dim)                         # [S, Dv], a constant
+            xv = (xv.reshape(B, T, S, -1) + pos).reshape(B, T * S, -1)
         xa = self.a_embed.patch(pa_).astype(jnp.float32)
         if G:
             xa = jnp.concatenate([jnp.broadcast_to(self.global_tokens[...][None], (B, G, c.audio_dim)),

@@ -66,6 +66,24 @@ def timestep_features(t: jax.Array, dim: int, max_period: float = 10000.0) -> ja
     return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
 
 
+def sincos_2d(h: int, w: int, dim: int, max_period: float = 10000.0) -> np.ndarray:
+    """Fixed 2D sin-cos absolute position embedding (MAE / DiT): [h*w, dim], row-major over (h, w).
+
+    Half the channels encode the row, half the column, each as [sin, cos] over dim/4 frequencies.
+    """
+    if dim % 4:
+        raise ValueError(f"sincos_2d needs a width divisible by 4, got {dim} (model.video_dim)")
+    q = dim // 4
+    omega = 1.0 / max_period ** (np.arange(q, dtype=np.float64) / q)
+
+    def one(pos):
+        a = pos.reshape(-1)[:, None] * omega[None]
+        return np.concatenate([np.sin(a), np.cos(a)], axis=1)
+
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    return np.concatenate([one(yy), one(xx)], axis=1).astype(np.float32)
+
+
 # ----------------------------------------------------------------------------- RoPE
 
 def rope_angles(positions: jax.Array | np.ndarray, dim: int, theta: float) -> jax.Array:
@@ -372,7 +390,7 @@ def merge_heads(x: jax.Array) -> jax.Array:
 
 
 __all__: Sequence[str] = (
-    "dense", "RMSNorm", "layer_norm", "timestep_features", "rope_angles", "apply_rope",
+    "dense", "RMSNorm", "layer_norm", "timestep_features", "sincos_2d", "rope_angles", "apply_rope",
     "rope_3d_angles", "attention", "splash_attention", "local_cross_attention", "local_cross_attention_dense",
     "band_plan", "check_local_window", "frame_times", "modulate", "positions_on_video_timeline",
 )
