@@ -35,11 +35,15 @@ from syncdpo_jax import eval as eval_lib  # noqa: E402
 from syncdpo_jax import sample as sample_lib  # noqa: E402
 from syncdpo_jax._librosa import librosa  # noqa: E402  (imported on first use)
 from syncdpo_jax.data import media, pipeline  # noqa: E402
+from syncdpo_jax.eval import quality  # noqa: E402
 from syncdpo_jax.eval import report as report_lib  # noqa: E402
 from syncdpo_jax.model.dit import JointDiT  # noqa: E402
+from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
 
-HEADLINE = ("desync", "av_align", "event_f1", "event_timing_error_s", "fd_logmel_proxy", "fd_video_proxy")
+HEADLINE = ("desync", "av_align", "event_f1", "event_timing_error_s", "fd_logmel_proxy", "fd_video_proxy",
+            "quality_gate", "gate_video", "gate_audio")
+SYNC_METRICS = ("desync", "av_align", "event_f1", "event_timing_error_s")
 
 
 def parse_checkpoints(spec: str) -> list[tuple[str, str]]:
@@ -54,11 +58,12 @@ def parse_checkpoints(spec: str) -> list[tuple[str, str]]:
   return out
 
 
-def load_eval_set(config, num_clips: int) -> dict:
-  """The first `num_clips` clips of config.eval.split (deterministic centre crops) as numpy arrays."""
-  out = pipeline.first_examples(config.data, config.eval.split, num_clips, ("label", "video", "audio", "events"))
+def load_eval_set(config, num_clips: int, split: str | None = None) -> dict:
+  """The first `num_clips` clips of `split` (default config.eval.split; deterministic centre crops)."""
+  split = split or config.eval.split
+  out = pipeline.first_examples(config.data, split, num_clips, ("label", "video", "audio", "events"))
   if len(out["label"]) == 0:
-    raise ValueError(f"config.eval.split={config.eval.split!r} holds no clips.")
+    raise ValueError(f"split {split!r} (config.eval.split / config.data.split_eval) holds no clips.")
   return out
 
 
@@ -67,7 +72,7 @@ def to_uint8(video: np.ndarray) -> np.ndarray:
   return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def make_generate(graphdef, rest, codec, sample_cfg, null_label: int):
+def make_generate(graphdef, rest, codec, sample_cfg, null_label: int, prediction: str = "v"):
   """Jitted (params, key, video_lat, audio_lat, label) -> (video_lat, audio_lat) for one mode.
 
   Parameters are an argument (not closed over), so all checkpoints share one compilation per mode.
@@ -75,11 +80,12 @@ def make_generate(graphdef, rest, codec, sample_cfg, null_label: int):
 
   @functools.partial(jax.jit, static_argnames=("mode",))
   def generate(params, key, video, audio, label, mode):
-    model_fn = lambda v, a, tv, ta, c: nnx.merge(graphdef, params, rest)(v, a, tv, ta, c)
+    model_fn = flow.velocity_model(nnx.merge(graphdef, params, rest), prediction, flow.SAMPLE_T_EPS)
     cfg = sample_cfg.copy_and_resolve_references()
     cfg.mode = mode
     v0, a0 = sample_lib.initial_streams(key, mode, video=video, audio=audio)
-    return sample_lib.sample(model_fn, v0, a0, {"label": label}, cfg, null_label=null_label)
+    return sample_lib.sample(model_fn, v0, a0, {"label": label}, cfg, null_label=null_label,
+                             final_euler=prediction != "v")
 
   return generate
 
@@ -157,6 +163,57 @@ def plot_report(table: dict, path: str, metrics=("desync", "av_align", "event_f1
   plt.close(fig)
 
 
+def quality_anchors(config, codec, real: list[dict], video_shape, audio_shape) -> dict:
+  """The quality gate's anchors (eval/quality.py) for these eval clips: real vs as many clips of
+  config.data.split_eval (the floor) and decoded N(0, I) latents vs real (the noise anchor)."""
+  other = load_eval_set(config, len(real), split=config.data.split_eval)
+  other_real = decode_clips(codec, config.data, codec.encode_video(jnp.asarray(other["video"])),
+                            codec.encode_audio(jnp.asarray(other["audio"])))
+  kv, ka = jax.random.split(jax.random.key(int(config.seed) + 1))
+  noise = decode_clips(codec, config.data, jax.random.normal(kv, video_shape),
+                       jax.random.normal(ka, audio_shape))
+  return quality.anchors(real, other_real, noise)
+
+
+def plot_sample_grid(rows: dict[str, list[dict]], path: str, title: str, data_cfg, clips=(0, 1),
+                     frames: int = 10) -> None:
+  """PNG of what was generated: per run (real first) and clip, `frames` frames and the log-mel.
+
+  rows: {run: decoded clips (decode_clips)}, every run on the same eval clips.
+  """
+  n_rows = len(rows) * len(clips)
+  fig = plt.figure(figsize=(1.0 * frames + 3.5, 1.05 * n_rows + 0.6))
+  gs = fig.add_gridspec(n_rows, frames + 4)
+  r = 0
+  for run, cl in rows.items():
+    for ci in clips:
+      if ci >= len(cl):
+        continue
+      clip = cl[ci]
+      idx = np.linspace(0, clip["frames"].shape[0] - 1, frames).round().astype(int)
+      for j, k in enumerate(idx):
+        ax = fig.add_subplot(gs[r, j])
+        ax.imshow(clip["frames"][k], interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j == 0:
+          ax.set_ylabel(f"{run}\nclip {ci}", fontsize=7)
+        if r == 0:
+          ax.set_title(f"{k / float(data_cfg.fps):.1f}s", fontsize=7)
+      ax = fig.add_subplot(gs[r, frames:])
+      ax.imshow(np.asarray(clip["mel"]).T, origin="lower", aspect="auto", vmin=-1, vmax=1, cmap="magma",
+                interpolation="nearest")
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if r == 0:
+        ax.set_title("log-mel", fontsize=7)
+      r += 1
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+
+
 def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
   """The training loop's eval hook: `fn(state, step)` scores the current params on a few eval clips.
 
@@ -178,7 +235,8 @@ def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
   audio_lat = jax.device_put(codec.encode_audio(jnp.asarray(data["audio"])), rep)
   label = jax.device_put(jnp.asarray(data["label"], jnp.int32), rep)
   real = decode_clips(codec, config.data, video_lat, audio_lat)
-  generate = make_generate(graphdef, rest, codec, config.sample, int(config.model.num_classes))
+  generate = make_generate(graphdef, rest, codec, config.sample, int(config.model.num_classes),
+                           config.objective.prediction)
   writer = writers.create_writer(workdir, jsonl_name="eval_metrics.jsonl", tb_subdir="tensorboard/eval",
                                  just_logging=jax.process_index() != 0)
 
@@ -217,9 +275,16 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
   results = {"real": score(real, real, gt, tol)}
   results["real/video_events"] = score(real, real, gt, tol, event_stream="video")
   write_samples(real, os.path.join(out_dir, "samples", "real"), "real", int(ec.num_samples_to_write))
+  anchor = quality_anchors(config, codec, real, video_lat.shape, audio_lat.shape)
+  for row in ("real", "real/video_events"):  # the data: the gate's reference, not gated
+    results[row].update(quality_gate="real data")
+  print("[eval] quality anchors (Fréchet proxies vs the eval clips): " + ", ".join(
+      f"{k} floor {a[0]:.3g} / noise {a[1]:.3g}" for k, a in anchor.items()), flush=True)
+  grids: dict[str, dict[str, list]] = {mode: {"real": real} for mode in ec.modes}
 
   graphdef, params_like, rest = abstract_model_on_one_device(config)
-  generate = make_generate(graphdef, rest, codec, config.sample, int(config.model.num_classes))
+  generate = make_generate(graphdef, rest, codec, config.sample, int(config.model.num_classes),
+                           config.objective.prediction)
   for name, path in checkpoints:
     params, src = ckpt_lib.restore_params(path, params_like, config)
     for mode in ec.modes:
@@ -238,11 +303,16 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
       res = score(clips, real, gt if mode != "joint" else None, tol,
                   event_stream="video" if mode == "a2v" else "audio")
       res["sample_seconds"] = time.time() - t0
+      res.update(quality.verdict({"video": res["fd_video_proxy"], "audio": res["fd_logmel_proxy"]},
+                                 anchor, mode))
       results[f"{name}/{mode}"] = res
+      grids[mode][name] = clips
       write_samples(clips, os.path.join(out_dir, "samples", name), mode, int(ec.num_samples_to_write))
-      print(f"[eval] {name}/{mode} ({src}): desync={res['desync'][0]:.3f}s "
-            f"av_align={res['av_align'][0]:.3f} event_f1={res.get('event_f1', (float('nan'),))[0]:.3f} "
-            f"skipped={res['num_skipped']} ({time.time() - t0:.0f}s)", flush=True)
+      gate = " ".join(f"{k}={res[k]:.2f}" for k in ("gate_video", "gate_audio") if k in res)
+      print(f"[eval] {name}/{mode} ({src}): quality gate {res['quality_gate']} ({gate}) "
+            f"desync={res['desync'][0]:.3f}s av_align={res['av_align'][0]:.3f} "
+            f"event_f1={res.get('event_f1', (float('nan'),))[0]:.3f} skipped={res['num_skipped']} "
+            f"({time.time() - t0:.0f}s)", flush=True)
 
   table = {run: {k: v for k, v in r.items() if k in HEADLINE or k in ("num_evaluated", "num_skipped")}
            for run, r in results.items()}
@@ -252,9 +322,12 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
     json.dump({run: r["per_clip"] for run, r in results.items()}, f, allow_nan=True)
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # joint rows have no event_f1 by design (no ground truth)
-    paths = report_lib.write_report(table, out_dir)
-    flat = report_lib.flatten_results(table)
+    flat = {run: quality.mask_failed(row, SYNC_METRICS)
+            for run, row in report_lib.flatten_results(table).items()}
+    paths = report_lib.write_report(flat, out_dir)
   plot_report(flat, os.path.join(out_dir, "report.png"))
+  for mode, rows in grids.items():
+    plot_sample_grid(rows, os.path.join(out_dir, f"grid_{mode}.png"), f"{mode} generation", config.data)
   with open(paths["markdown"]) as f:
     print(f.read(), flush=True)
   for run, r in results.items():
@@ -321,7 +394,8 @@ def sample_run(config, workdir: str) -> list[str]:
       mel[:] = m
   graphdef, params_like, rest = abstract_model_on_one_device(config)
   params, src = ckpt_lib.restore_params(run.checkpoint, params_like, config)
-  generate = make_generate(graphdef, rest, codec, sc, int(config.model.num_classes))
+  generate = make_generate(graphdef, rest, codec, sc, int(config.model.num_classes),
+                           config.objective.prediction)
   label = jnp.full((n,), int(run.label), jnp.int32)
   # The user's media are pixels and log-mel even when training read precomputed latents.
   enc = codec_lib.media_codec(codec)
