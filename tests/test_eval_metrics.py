@@ -197,7 +197,7 @@ def test_frechet_distance_gaussians_and_proxies():
     va = [synth_clip(seed=s)[0] for s in range(2)]
     vb = [np.clip(v.astype(np.int16) + 90, 0, 255).astype(np.uint8) for v in va]
     assert ev.fd_video_proxy(va, va) < 1e-6 < ev.fd_video_proxy(va, vb)
-    assert ev.video_frame_features(va[0]).shape == (int(DUR * FPS), 3 * 16 + 3 * 8 + 1)
+    assert ev.video_frame_features(va[0]).shape == (int(DUR * FPS), 3 * 16 + 3 * 8 + 2 * 8 + 1)
 
 
 def syncbench_shifted(family, seed, offset, duration=4.0, margin=0.6):

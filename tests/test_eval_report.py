@@ -2,6 +2,8 @@
 import json
 import math
 
+import numpy as np
+
 import pytest
 
 from syncdpo_jax.eval import write_report
@@ -43,18 +45,35 @@ def test_bad_value_shape_is_a_clear_error(tmp_path):
 
 def test_quality_gate_positions_verdicts_and_masking():
   from syncdpo_jax.eval import quality
-  anchor = {"video": (1.0, 11.0), "audio": (2.0, 22.0)}
-  ok = quality.verdict({"video": 2.0, "audio": 3.0}, anchor, "joint")
-  assert ok["quality_gate"] == "pass" and abs(ok["gate_video"] - 0.1) < 1e-9 and abs(ok["gate_audio"] - 0.05) < 1e-9
+  anchor = {"video": {"floor": 1.0, "shuffled": 5.0, "noise": 11.0},
+            "audio": {"floor": 2.0, "shuffled": 4.0, "noise": 22.0}}
+  ok = quality.verdict({"video": 1.8, "audio": 2.2}, anchor, "joint")
+  assert ok["quality_gate"] == "pass"
+  np.testing.assert_allclose([ok["gate_video"], ok["gate_audio"], ok["noise_pos_video"], ok["noise_pos_audio"]],
+                             [0.2, 0.1, 0.08, 0.01])
   # joint needs both streams; v2a judges only the audio it generates, a2v only the video.
-  bad_video = {"video": 9.0, "audio": 3.0}
+  bad_video = {"video": 3.0, "audio": 2.2}
   assert quality.verdict(bad_video, anchor, "joint")["quality_gate"] == "fail"
-  assert quality.verdict(bad_video, anchor, "v2a") == {"gate_audio": 0.05, "quality_gate": "pass"}
+  assert quality.verdict(bad_video, anchor, "v2a")["quality_gate"] == "pass"
+  assert set(quality.verdict(bad_video, anchor, "v2a")) == {"gate_audio", "noise_pos_audio", "quality_gate"}
   assert quality.verdict(bad_video, anchor, "a2v")["quality_gate"] == "fail"
   # Anchors that do not separate (too few clips) cannot pass anyone.
-  assert quality.verdict({"video": 0.0}, {"video": (3.0, 3.0)}, "a2v")["quality_gate"] == "fail"
+  flat = {"video": {"floor": 3.0, "shuffled": 3.0, "noise": 3.0}}
+  assert quality.verdict({"video": 0.0}, flat, "a2v")["quality_gate"] == "fail"
   row = {"desync": 0.3, "desync_ci95": 0.1, "av_align": 0.5, "fd_video_proxy": 9.0, "quality_gate": "fail"}
   masked = quality.mask_failed(row, ("desync", "av_align", "event_f1"))
   assert masked["desync"] is None and masked["desync_ci95"] is None and masked["av_align"] is None
   assert masked["fd_video_proxy"] == 9.0 and "event_f1" not in masked
   assert quality.mask_failed(dict(row, quality_gate="pass"), ("desync",))["desync"] == 0.3
+
+
+def test_shuffled_cells_anchor_keeps_the_pieces_and_moves_them():
+  import jax
+  from syncdpo_jax.eval import quality
+  x = jax.random.normal(jax.random.key(0), (3, 4, 2, 2, 5))
+  y = np.asarray(quality.shuffle_cells(jax.random.key(1), x))
+  def cells(a):
+    rows = np.asarray(a).reshape(-1, 5)
+    return rows[np.lexsort(rows.T[::-1])]
+  np.testing.assert_array_equal(cells(y), cells(x))  # the same cells (each C-vector kept whole) ...
+  assert np.mean(np.all(y.reshape(-1, 5) == np.asarray(x).reshape(-1, 5), axis=1)) < 0.2  # ... elsewhere

@@ -25,7 +25,12 @@ def test_flops_match_xla_cost_analysis():
 
 
 def test_flops_scale_with_depth_and_length():
+    # Every joint block costs the same: FLOPs are affine in depth (the embeddings and heads are the
+    # intercept; with the demo's 768-value video tokens they are 15% of a 4-block model).
     cfg = get_model_config("demo")
-    f1 = flops_per_example(cfg, 20, 8, 8, 100)
-    cfg.depth = 8
-    assert flops_per_example(cfg, 20, 8, 8, 100) > 1.9 * f1
+    f = {}
+    for d in (4, 8, 12):
+        cfg.depth = d
+        f[d] = flops_per_example(cfg, 20, 8, 8, 100)
+    assert f[8] - f[4] > 0.8 * f[4]
+    assert abs((f[12] - f[8]) - (f[8] - f[4])) <= 1e-9 * f[12]

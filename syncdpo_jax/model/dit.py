@@ -110,6 +110,7 @@ class JointBlock(nnx.Module):
         self.audio_token_rate = float(cfg.audio_fps) / cfg.audio_patch
         self.num_global = int(cfg.global_tokens.num) if cfg.global_tokens.enabled else 0
         self.rules = tuple(cfg.logical_axis_rules)
+        self.gate_init = float(cfg.gate_init)
 
     def interact(self, hv: jax.Array, ha: jax.Array, T: int, S: int,
                  rope_vfa: tuple[jax.Array, jax.Array],
@@ -164,7 +165,7 @@ class JointBlock(nnx.Module):
 
         def gated(x, m, i, f):
             h = L.modulate(L.layer_norm(x), m[3 * i], m[3 * i + 1])
-            return x + m[3 * i + 2][:, None] * f(h).astype(dt)
+            return x + (self.gate_init + m[3 * i + 2][:, None]) * f(h).astype(dt)
 
         def self_attn(blk, rope):
             def f(h):
@@ -186,8 +187,8 @@ class JointBlock(nnx.Module):
         hv = L.modulate(L.layer_norm(xv), mv[6], mv[7])
         ha = L.modulate(L.layer_norm(xa), ma[6], ma[7])
         uv, ua = self.interact(hv, ha, T, S, rope_vfa, rope_afv)
-        xv = xv + mv[8][:, None] * uv.astype(dt)
-        xa = xa + ma[8][:, None] * ua.astype(dt)
+        xv = xv + (self.gate_init + mv[8][:, None]) * uv.astype(dt)
+        xa = xa + (self.gate_init + ma[8][:, None]) * ua.astype(dt)
         xv = gated(xv, mv, 3, self.video.mlp)
         xa = gated(xa, ma, 3, self.audio.mlp)
         return constrain(xv, ACT, self.rules), constrain(xa, ACT, self.rules)

@@ -42,7 +42,7 @@ from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
 
 HEADLINE = ("desync", "av_align", "event_f1", "event_timing_error_s", "fd_logmel_proxy", "fd_video_proxy",
-            "quality_gate", "gate_video", "gate_audio")
+            "quality_gate", "gate_video", "gate_audio", "noise_pos_video", "noise_pos_audio")
 SYNC_METRICS = ("desync", "av_align", "event_f1", "event_timing_error_s")
 
 
@@ -163,16 +163,19 @@ def plot_report(table: dict, path: str, metrics=("desync", "av_align", "event_f1
   plt.close(fig)
 
 
-def quality_anchors(config, codec, real: list[dict], video_shape, audio_shape) -> dict:
-  """The quality gate's anchors (eval/quality.py) for these eval clips: real vs as many clips of
-  config.data.split_eval (the floor) and decoded N(0, I) latents vs real (the noise anchor)."""
+def quality_anchors(config, codec, real: list[dict], video_lat, audio_lat) -> dict:
+  """The quality gate's anchors (eval/quality.py) for these eval clips' latents [B, ...]: real vs as
+  many clips of config.data.split_eval (the floor), the clips with their latent cells shuffled, and
+  decoded N(0, I) latents."""
   other = load_eval_set(config, len(real), split=config.data.split_eval)
   other_real = decode_clips(codec, config.data, codec.encode_video(jnp.asarray(other["video"])),
                             codec.encode_audio(jnp.asarray(other["audio"])))
-  kv, ka = jax.random.split(jax.random.key(int(config.seed) + 1))
-  noise = decode_clips(codec, config.data, jax.random.normal(kv, video_shape),
-                       jax.random.normal(ka, audio_shape))
-  return quality.anchors(real, other_real, noise)
+  k_sv, k_sa, kv, ka = jax.random.split(jax.random.key(int(config.seed) + 1), 4)
+  shuffled = decode_clips(codec, config.data, quality.shuffle_cells(k_sv, video_lat),
+                          quality.shuffle_cells(k_sa, audio_lat))
+  noise = decode_clips(codec, config.data, jax.random.normal(kv, video_lat.shape),
+                       jax.random.normal(ka, audio_lat.shape))
+  return quality.anchors(real, other_real, shuffled, noise)
 
 
 def plot_sample_grid(rows: dict[str, list[dict]], path: str, title: str, data_cfg, clips=(0, 1),
@@ -275,11 +278,11 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
   results = {"real": score(real, real, gt, tol)}
   results["real/video_events"] = score(real, real, gt, tol, event_stream="video")
   write_samples(real, os.path.join(out_dir, "samples", "real"), "real", int(ec.num_samples_to_write))
-  anchor = quality_anchors(config, codec, real, video_lat.shape, audio_lat.shape)
+  anchor = quality_anchors(config, codec, real, video_lat, audio_lat)
   for row in ("real", "real/video_events"):  # the data: the gate's reference, not gated
     results[row].update(quality_gate="real data")
-  print("[eval] quality anchors (Fréchet proxies vs the eval clips): " + ", ".join(
-      f"{k} floor {a[0]:.3g} / noise {a[1]:.3g}" for k, a in anchor.items()), flush=True)
+  print("[eval] quality anchors (Fréchet proxies vs the eval clips): " + "; ".join(
+      f"{k}: " + ", ".join(f"{n} {v:.3g}" for n, v in a.items()) for k, a in anchor.items()), flush=True)
   grids: dict[str, dict[str, list]] = {mode: {"real": real} for mode in ec.modes}
 
   graphdef, params_like, rest = abstract_model_on_one_device(config)
@@ -308,7 +311,8 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
       results[f"{name}/{mode}"] = res
       grids[mode][name] = clips
       write_samples(clips, os.path.join(out_dir, "samples", name), mode, int(ec.num_samples_to_write))
-      gate = " ".join(f"{k}={res[k]:.2f}" for k in ("gate_video", "gate_audio") if k in res)
+      gate = " ".join(f"{k}={res[k]:.2f}" for k in ("gate_video", "gate_audio", "noise_pos_video",
+                                                      "noise_pos_audio") if k in res)
       print(f"[eval] {name}/{mode} ({src}): quality gate {res['quality_gate']} ({gate}) "
             f"desync={res['desync'][0]:.3f}s av_align={res['av_align'][0]:.3f} "
             f"event_f1={res.get('event_f1', (float('nan'),))[0]:.3f} skipped={res['num_skipped']} "
