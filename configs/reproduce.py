@@ -6,8 +6,9 @@ distribution, in joint and conditional generation.
   python launch/reproduce.py --config configs/reproduce.py:quick --workdir workdirs/reproduce_quick
   python launch/reproduce.py --config configs/reproduce.py:full  --workdir gs://bucket/reproduce_full
 
-`quick` is sized for 30 minutes on 2 CPU cores (29.6 and 31.0 min measured from fresh clones on a
-shared machine): demo-size model and data, one post-training seed, 64 post-training steps, four
+`quick` was sized for 30 minutes on 2 CPU cores (29.6 and 31.0 min measured from fresh clones with the
+first demo model, whose clips were noise; not yet rerun with the current one, whose base trains the
+demo's 1000 steps): demo-size model and data, one post-training seed, 64 post-training steps, four
 single-perturbation ablations (shift, replace, scale, swap: the paper's two candidates for "best"
 against the coarsest audio and the commonest structural rule) scored in the conditional modes on the
 in-distribution split only. `full` is for a GPU/TPU host: more base and
@@ -42,7 +43,7 @@ def get_config(arg: str = "quick"):
   r = c.reproduce = ml_collections.ConfigDict()
   r.variant = variant
   # Base model: SFT from scratch (shared by every post-training run).
-  r.base_steps = 200 if quick else 4000
+  r.base_steps = 1000 if quick else 4000  # quick: the demo's base (a model whose samples have content)
   r.base_lr = 1e-3
   # Post-training: every run starts from the base, same steps, batch, lr and seeds. The quick budget is
   # the smallest at which post-training measurably moved the sync metrics here: 24 steps at lr 5e-5

@@ -5,7 +5,8 @@
 Each stage is the public CLI (`launch/main.py`), so the demo doubles as a worked example of it.
 Stages resume: re-running the demo after an interruption continues from the last checkpoint.
 Outputs under WORKDIR: examples/ (dataset clips + sync plots), perturbations.png, sft/ and dpo/
-(metrics.jsonl, tensorboard/, plots/curves.png, checkpoints/), eval/ (report.md/json/png, samples/).
+(metrics.jsonl, tensorboard/, plots/curves.png, checkpoints/), eval/ (report.md/json/png,
+grid_<mode>.png, samples/).
 """
 import argparse
 import os
@@ -47,6 +48,7 @@ def main() -> None:
   print(f"""
 Demo finished in {time.time() - t0:.0f}s. Look at:
   {w}/eval/report.md             the table above (report.json, report.png beside it)
+  {w}/eval/grid_<mode>.png       what was generated: frames and log-mels, real / SFT / SyncDPO, per mode
   {w}/eval/samples/              generated mp4s with sound (sft/, syncdpo/, real/)
   {w}/sft/plots/curves.png       SFT loss;  {w}/dpo/plots/curves.png  DPO loss, reward accuracy/margin, difficulty
   {w}/perturbations.png          what the negatives do to onset/motion curves
