@@ -56,6 +56,20 @@ def test_x_prediction_error_is_x0_error_over_t_squared():
   np.testing.assert_allclose(zero, 0.0, atol=1e-10)
 
 
+def test_x0_error_space_is_the_clean_estimate_error():
+  # error_space='x0': the velocity MSE weighted by max(t, t_eps)^2 is the MSE of x0_hat = x_t - t v_hat.
+  x0, eps = _flow_sample(4)
+  t = jnp.array([0.1, 0.3, 0.6, 0.9])
+  xt = flow.noisy(x0, eps, t)
+  v_hat = flow.velocity_target(x0, eps) + 0.2 * jax.random.normal(jax.random.key(5), x0.shape)
+  err_v = flow.per_sample_mse(v_hat, flow.velocity_error_target(x0, eps, xt, t, "v"))
+  x0_hat = xt - flow.broadcast_t(t, xt) * v_hat
+  np.testing.assert_allclose(err_v * flow.error_weight(t, "x0"), flow.per_sample_mse(x0_hat, x0), rtol=1e-4)
+  np.testing.assert_array_equal(flow.error_weight(t, "velocity"), jnp.ones(4))
+  with pytest.raises(ValueError, match="error_space"):
+    flow.error_weight(t, "eps")
+
+
 def test_velocity_model_converts_each_stream_with_its_own_time():
   v0, e0 = _flow_sample(2, (2, 3, 2, 2, 4))
   a0, ea = _flow_sample(3, (2, 6, 5))
