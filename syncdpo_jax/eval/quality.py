@@ -27,8 +27,10 @@ from typing import Mapping, Sequence
 from syncdpo_jax.eval import metrics
 
 # A quarter of the way from the real-vs-real floor to the data's own cells, shuffled. Measured on the
-# demo (16 test clips): the first generator's patchwork video sits at 4.2 of the way, blurry but
-# coherent scenes at 2.1-3.3, held-out (OOD) real clips at 2.4 (video) and 0.23 (audio).
+# demo data (16 test clips, joint generation): per-token patchwork video at 3.3-3.7, one blurry scene
+# per clip at 1.7-3.8 (the demo's model: 1.84 sampled without SyncCFG, 3.51 with), held-out (OOD) real
+# clips at 2.4 (video) and 0.23 (audio). The audio proxy is the weaker one: per-token flickering audio
+# sits at ~0.2.
 GATE_MAX = 0.25
 GENERATED = {"joint": ("video", "audio"), "v2a": ("audio",), "a2v": ("video",)}
 

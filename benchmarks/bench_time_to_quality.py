@@ -1,0 +1,113 @@
+"""Time to quality of the demo's generator: train variants for equal wall time, compare what they make.
+
+  python benchmarks/bench_time_to_quality.py --seconds 250 --variants G,I,J [--data_dir workdirs/tfds]
+
+(`make demo` builds the data first; each variant takes its seconds plus ~1.5 min to compile and score.)
+
+Each variant is `configs/demo.py:sft` with a few overrides (VARIANTS; the README's "The demo's
+generator" table), trained from scratch on the same data order until `--seconds` of step time have
+passed (compilation excluded). It prints, per variant: steps done, the x0-hat MSE at t = 0.5 / 0.9 / 1.0
+on 16 validation clips against the mean training frame (benchmarks/bench_denoiser.py), and the quality
+gate's positions of joint generation on 16 test clips (syncdpo_jax/eval/quality.py), sampled without and
+with SyncCFG. One run interleaves nothing: run it on a quiet machine, the variants one after another.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench_denoiser import x0_errors  # noqa: E402
+from configs import demo  # noqa: E402
+from syncdpo_jax.data import pipeline  # noqa: E402
+from syncdpo_jax.eval import quality  # noqa: E402
+from syncdpo_jax.train import evaluate, loop, steps  # noqa: E402
+
+# The README's runs: overrides of configs/demo.py:sft (today's demo model is J). Each keeps the cosine
+# schedule over the horizon it was run with (train.num_steps), stopped by time before its end.
+_OLD = {"model.video_patch": (2, 2), "model.gate_init": 0.0, "train.num_steps": 300}
+_LOGIT = {"objective.t_sampling": "logit_normal", "objective.t_shift": 1.0}
+VARIANTS = {
+    "A": dict(_OLD, **_LOGIT),
+    "B": dict(_OLD, **_LOGIT, **{"objective.t_logit_mean": 0.8}),
+    "G": dict(_OLD, **{"train.num_steps": 250}),
+    "H": dict(_OLD, **{"data.batch_size": 8, "optim.lr": 3e-3, "train.num_steps": 500}),
+    "I": {"model.gate_init": 0.0, "train.num_steps": 600},
+    "J": {"train.num_steps": 600},
+    "K": {"model.video_patch": (2, 2), "train.num_steps": 300},
+}
+
+
+def _set(config, dotted: str, value) -> None:
+  node = config
+  *parents, leaf = dotted.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+
+
+def run_variant(name: str, seconds: float, data_dir: str) -> dict:
+  c = demo.get_config("sft")
+  c.data.data_dir = data_dir
+  for k, v in VARIANTS[name].items():
+    _set(c, k, v)
+  setup = loop.build(c)
+  state, mesh = setup.state, setup.mesh
+  data = iter(pipeline.make_dataset(c.data, c.data.split_train, seed=0, train=True))
+  n, spent = 0, 0.0
+  while spent < seconds:
+    batch = pipeline.make_global_batch(next(data), mesh)
+    t0 = time.perf_counter()
+    with jax.set_mesh(mesh):
+      state, _ = setup.step_fn(state, {k: batch[k] for k in ("video", "audio", "label")})
+      jax.block_until_ready(state.params)
+    if n:  # the first step is mostly compilation
+      spent += time.perf_counter() - t0
+    n += 1
+  codec = setup.codec
+  val = pipeline.first_examples(c.data, c.data.split_eval, 16, ("label", "video", "audio"))
+  train = pipeline.first_examples(c.data, c.data.split_train, 64, ("video",))
+  video = codec.encode_video(jnp.asarray(val["video"]))
+  audio = codec.encode_audio(jnp.asarray(val["audio"]))
+  mean_v = codec.encode_video(jnp.asarray(train["video"])).mean(0)
+  apply = steps.make_apply(setup.graphdef, setup.rest, c.objective.prediction)
+  ts = (0.5, 0.9, 1.0)
+  err = x0_errors(apply, state.params, video, audio, jnp.asarray(val["label"], jnp.int32), ts=ts)
+  out = {"steps": n, "x0_video": err[:, 0].tolist(), "mean_frame": float(jnp.mean((video - mean_v) ** 2))}
+  test = evaluate.load_eval_set(c, 16)
+  tv, ta = codec.encode_video(jnp.asarray(test["video"])), codec.encode_audio(jnp.asarray(test["audio"]))
+  real = evaluate.decode_clips(codec, c.data, tv, ta)
+  anchor = evaluate.quality_anchors(c, codec, real, tv, ta)
+  for sync_cfg in (False, True):
+    sc = c.sample.copy_and_resolve_references()
+    sc.sync_cfg = sync_cfg
+    gen = evaluate.make_generate(setup.graphdef, setup.rest, codec, sc, int(c.model.num_classes),
+                                 c.objective.prediction)
+    v, a = gen(state.params, jax.random.key(7), tv, ta, jnp.asarray(test["label"], jnp.int32), mode="joint")
+    clips = evaluate.decode_clips(codec, c.data, v, a)
+    out["synccfg" if sync_cfg else "plain"] = quality.verdict(quality.proxies(clips, real), anchor, "joint")
+  return out
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--seconds", type=float, default=250.0)
+  ap.add_argument("--variants", default="J", help=f"comma-separated, of {','.join(VARIANTS)}")
+  ap.add_argument("--data_dir", default="workdirs/tfds")
+  args = ap.parse_args()
+  print(f"{'run':4s} {'steps':>6s}  x0-hat video MSE t=0.5/0.9/1.0 (mean frame)  gate_video plain / SyncCFG")
+  for name in args.variants.split(","):
+    r = run_variant(name, args.seconds, os.path.abspath(args.data_dir))
+    e = " / ".join(f"{x:.3f}" for x in r["x0_video"])
+    print(f"{name:4s} {r['steps']:6d}  {e} ({r['mean_frame']:.3f})          "
+          f"{r['plain']['gate_video']:.2f} / {r['synccfg']['gate_video']:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+  main()
