@@ -52,20 +52,24 @@ def velocity_target(x0: jax.Array, eps: jax.Array) -> jax.Array:
   return eps - x0
 
 
+def _check_prediction(prediction: str) -> None:
+  if prediction not in PREDICTIONS:
+    raise ValueError(f"config.objective.prediction={prediction!r}: expected one of {PREDICTIONS}.")
+
+
 def to_velocity(out: jax.Array, x_t: jax.Array, t: jax.Array, prediction: str,
                 t_eps: float = T_EPS) -> jax.Array:
   """The velocity implied by a network output `out` (see the module docstring).
 
   out, x_t: [B, ...]; t: [B] flow time of that stream. Returns [B, ...] in out's dtype.
   """
+  _check_prediction(prediction)
   if prediction == "v":
     return out
   tb = broadcast_t(t, x_t)
   if prediction == "x":
     return (x_t - out) / jnp.maximum(tb, t_eps)
-  if prediction == "eps":
-    return (out - x_t) / jnp.maximum(1.0 - tb, t_eps)
-  raise ValueError(f"config.objective.prediction={prediction!r}: expected one of {PREDICTIONS}.")
+  return (out - x_t) / jnp.maximum(1.0 - tb, t_eps)
 
 
 def velocity_error_target(x0: jax.Array, eps: jax.Array, x_t: jax.Array, t: jax.Array,
@@ -75,10 +79,9 @@ def velocity_error_target(x0: jax.Array, eps: jax.Array, x_t: jax.Array, t: jax.
   Equals `velocity_target(x0, eps)` wherever the conversion's clamp is inactive (t >= t_eps for 'x',
   t <= 1 - t_eps for 'eps', always for 'v').
   """
+  _check_prediction(prediction)
   if prediction == "v":
     return velocity_target(x0, eps)
-  if prediction not in PREDICTIONS:
-    raise ValueError(f"config.objective.prediction={prediction!r}: expected one of {PREDICTIONS}.")
   ideal = x0 if prediction == "x" else eps
   return to_velocity(ideal, x_t, t, prediction, t_eps)
 
@@ -103,10 +106,9 @@ def velocity_model(model_fn, prediction: str, t_eps: float = T_EPS):
   Each stream is converted with its own time (a given stream at t = 0 gets a velocity that nothing
   uses). With prediction 'v' the model is returned as is.
   """
+  _check_prediction(prediction)
   if prediction == "v":
     return model_fn
-  if prediction not in PREDICTIONS:
-    raise ValueError(f"config.objective.prediction={prediction!r}: expected one of {PREDICTIONS}.")
 
   def fn(video, audio, t_v, t_a, cond):
     out_v, out_a = model_fn(video, audio, t_v, t_a, cond)

@@ -87,7 +87,8 @@ def sample(model_fn: ModelFn, video: jax.Array, audio: jax.Array, cond: Mapping[
 
 
 def make_sampler(model_fn: ModelFn, config: ml_collections.ConfigDict, *, null_label: int,
-                 final_euler: bool = False) -> Callable[[jax.Array, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, jax.Array]]:
+                 final_euler: bool = False
+                 ) -> Callable[[jax.Array, jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, jax.Array]]:
     """`jax.jit(sample)` with the model, config and null label closed over: fn(video, audio, cond).
 
     The model's parameters are closed over too (compiled in as constants); to share one compilation

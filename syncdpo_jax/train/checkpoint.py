@@ -26,7 +26,8 @@ from syncdpo_jax import codec as codec_lib
 # Config fields whose values fix parameter/optimizer shapes, or what the parameters mean (a network
 # trained to output x0 sampled as if it output velocities generates garbage): a checkpoint written
 # under one value cannot be restored under another.
-FINGERPRINT_FIELDS = ("model", "objective.prediction", "data.resolution", "data.fps", "data.window_s", "data.n_mels",
+FINGERPRINT_FIELDS = ("model", "objective.prediction", "data.resolution", "data.fps", "data.window_s",
+                      "data.n_mels",
                       "data.sr", "data.hop", "optim.grad_accum_steps", "train.ema_decay")
 # Model fields that change how, not what, is computed: a checkpoint moves freely across them (orbax
 # reshards onto whatever mesh the restoring run uses).

@@ -132,8 +132,8 @@ def score(clips: list[dict], real: list[dict], gt_events, tol_s: float, event_st
           ) -> dict:
   """Sync metrics of `clips` (events of `event_stream` vs ground truth) + quality proxies vs `real`."""
   res = eval_lib.evaluate_clips(clips, gt_events, event_tol_s=tol_s, event_stream=event_stream)
-  res["fd_logmel_proxy"] = eval_lib.fd_logmel_proxy([c["mel"] for c in clips], [c["mel"] for c in real])
-  res["fd_video_proxy"] = eval_lib.fd_video_proxy([c["frames"] for c in clips], [c["frames"] for c in real])
+  fd = quality.proxies(clips, real)
+  res["fd_logmel_proxy"], res["fd_video_proxy"] = fd["audio"], fd["video"]
   return res
 
 
