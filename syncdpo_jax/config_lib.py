@@ -1,7 +1,7 @@
 """Building blocks of run configs (`configs/*.py` compose these) and the checks every run makes.
 
 A run config has these sections (each a ConfigDict; every field documented where it is defined):
-  mode, seed, init_from             what to run, the global seed, where to start from
+  mode, seed, init_from, load_ema   what to run, the global seed, where to start from and which weights
   data                              syncdpo_jax.data.config.get_data_config
   codec                             latent codec (embedded: pixel space-to-depth + log-mel)
   model                             syncdpo_jax.model.config.get_model_config (incl. mesh and rules)
@@ -152,6 +152,9 @@ def base_config(*, data: str = "demo", model: str = "demo", mode: str = "sft") -
   c.mode = mode
   c.seed = 0
   c.init_from = ""        # workdir or checkpoint dir to start from (DPO: also the reference)
+  # Loading a checkpoint's parameters (init_from, eval.checkpoints, sample.checkpoint): its EMA
+  # parameters where it has them (train.ema_decay > 0), else the raw ones; False: always the raw ones.
+  c.load_ema = True
   c.data = get_data_config(data)
   c.codec = codec_config()
   c.model = get_model_config(model)

@@ -100,6 +100,26 @@ def test_resume_is_exact(tmp_path, sft_dir):
     np.testing.assert_allclose(s[step], r[step], rtol=1e-6)
 
 
+def test_ema_is_checkpointed_resumed_and_loaded(tmp_path):
+  """The EMA survives a resume exactly, and loading a checkpoint's weights gives the EMA by default."""
+  c = _config(tmp_path, num_steps=4, checkpoint_every=100, ema_decay=0.5)
+  straight = loop.train(c, str(tmp_path / "straight"))
+  loop.train(c, str(tmp_path / "resumed"), stop_after=2)
+  resumed = loop.train(c, str(tmp_path / "resumed"))
+  for a, b in zip(jax.tree.leaves(straight.ema_params), jax.tree.leaves(resumed.ema_params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
+  ema, src = ckpt_lib.restore_params(str(tmp_path / "straight"), straight.params, c)
+  assert src.endswith("ema"), src
+  c.load_ema = False
+  raw, src_raw = ckpt_lib.restore_params(str(tmp_path / "straight"), straight.params, c)
+  assert src_raw.endswith("params"), src_raw
+  gap = max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(ema), jax.tree.leaves(raw)))
+  assert gap > 1e-4  # four steps at decay 0.5: the average lags the weights
+  for got, want in ((ema, straight.ema_params), (raw, straight.params)):
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_sharded_step_equals_single_device(tmp_path):
   c = _config(tmp_path)
   c.data.batch_size = 4

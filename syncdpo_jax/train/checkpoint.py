@@ -1,8 +1,10 @@
 """Orbax checkpoints of the TrainState and the grain iterator.
 
-Layout: WORKDIR/checkpoints/<step>/{params, train, data, meta}
+Layout: WORKDIR/checkpoints/<step>/{params, ema, train, data, meta}
   params  the policy parameters (kept apart so `config.init_from` can load just them)
-  train   the rest of the TrainState: step, opt_state, rng, reference/EMA params, curriculum
+  ema     their exponential moving average (only when train.ema_decay > 0): what eval, sampling and
+          `config.init_from` load by default (config.load_ema)
+  train   the rest of the TrainState: step, opt_state, rng, reference params, curriculum
   data    the grain iterator state (one JSON file per process)
   meta    JSON fingerprint of everything that fixes array shapes, checked on resume
 
@@ -107,16 +109,18 @@ def make_manager(workdir: str, *, max_to_keep: int, save_every: int, async_save:
       max_to_keep=max_to_keep, save_interval_steps=save_every, create=True,
       enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
-                               item_names=("params", "train", "data", "meta"))
+                               item_names=("params", "ema", "train", "data", "meta"))
 
 
 def save(mgr: ocp.CheckpointManager, step: int, state, data_iter, config, *, force: bool = False) -> bool:
   """Saves (asynchronously where enabled). The iterator state is captured before returning."""
   args = dict(
       params=ocp.args.StandardSave(state.params),
-      train=ocp.args.StandardSave(state.replace(params=None)),
+      train=ocp.args.StandardSave(state.replace(params=None, ema_params=None)),
       meta=ocp.args.JsonSave(fingerprint(config)),
   )
+  if state.ema_params is not None:
+    args["ema"] = ocp.args.StandardSave(state.ema_params)
   if data_iter is not None:
     args["data"] = grain.checkpoint.CheckpointSave(data_iter)
   return mgr.save(step, args=ocp.args.Composite(**args), force=force)
@@ -149,12 +153,14 @@ def restore(mgr: ocp.CheckpointManager, step: int, state_like, data_iter, config
   meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
   check_compatible(meta, config, mgr.directory)
   args = dict(params=ocp.args.StandardRestore(_abstract(state_like.params)),
-              train=ocp.args.StandardRestore(_abstract(state_like.replace(params=None))))
+              train=ocp.args.StandardRestore(_abstract(state_like.replace(params=None, ema_params=None))))
+  if state_like.ema_params is not None:
+    args["ema"] = ocp.args.StandardRestore(_abstract(state_like.ema_params))
   if data_iter is not None:
     _check_data_process_count(mgr.directory / str(step) / "data")
     args["data"] = grain.checkpoint.CheckpointRestore(data_iter)
   out = mgr.restore(step, args=ocp.args.Composite(**args))
-  return out["train"].replace(params=out["params"])
+  return out["train"].replace(params=out["params"], ema_params=out.get("ema"))
 
 
 def resolve_init_from(path: str) -> tuple[str, int]:
@@ -179,9 +185,14 @@ def resolve_init_from(path: str) -> tuple[str, int]:
 
 
 def restore_params(path: str, params_like, config):
-  """Loads only the policy parameters from `config.init_from` onto the shardings of `params_like`."""
+  """Loads one set of model parameters of the checkpoint at `path` onto the shardings of `params_like`.
+
+  The EMA parameters where the checkpoint has them and `config.load_ema` (the averaged model is the
+  one to sample from and to post-train), else the raw ones. Returns (params, the item directory read).
+  """
   root, step = resolve_init_from(path)
-  with ocp.CheckpointManager(root, item_names=("params", "meta"),
+  item = "ema" if config.load_ema and os.path.isdir(os.path.join(root, str(step), "ema")) else "params"
+  with ocp.CheckpointManager(root, item_names=(item, "meta"),
                              options=ocp.CheckpointManagerOptions(read_only=True)) as mgr:
     meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     # Only the model, its output parametrization and the latent layout must agree; the data/optimizer
@@ -192,5 +203,5 @@ def restore_params(path: str, params_like, config):
       raise ValueError(f"The checkpoint {path!r} was trained with a different model:\n  "
                        + "\n  ".join(diffs) + "\nFix: use the same model config as that run.")
     out = mgr.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(_abstract(params_like))))
-  return out["params"], os.path.join(root, str(step))
+        **{item: ocp.args.StandardRestore(_abstract(params_like))}))
+  return out[item], os.path.join(root, str(step), item)
