@@ -101,7 +101,9 @@ def train_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 50
   c.keep_checkpoints = 3
   c.async_checkpoint = True
-  c.ema_decay = 0.0       # > 0 keeps EMA params in the TrainState
+  # > 0 keeps EMA params in the TrainState (warmed up: train/steps.ema_decay_at); eval, sampling and
+  # init_from then load them (config.load_ema).
+  c.ema_decay = 0.0
   c.eval_every = 0        # > 0: sample + score config.train.eval_clips clips every that many steps
   c.eval_clips = 8
   c.profile_step = -1     # >= 0: write a profiler trace of steps [s, s+2) to WORKDIR/profile

@@ -247,3 +247,10 @@ def test_kill_9_during_saves_leaves_the_last_complete_checkpoint_restorable(tmp_
   assert latest is not None and latest >= 3
   state = _restore_checkpoint(tmp_path, workdir, data_dir, latest)
   assert int(state.step) == latest
+
+
+def test_ema_decay_warms_up_then_holds():
+  from syncdpo_jax.train import steps
+  d = [float(steps.ema_decay_at(n, 0.99)) for n in (0, 1, 8, 89, 891, 5000)]  # crosses 0.99 at n = 890
+  np.testing.assert_allclose(d[:4], [1 / 10, 2 / 11, 9 / 18, 90 / 99], rtol=1e-6)
+  assert d[4] == d[5] == pytest.approx(0.99)

@@ -55,12 +55,24 @@ def encode(codec, batch):
   return codec.encode_video(batch["video"]), codec.encode_audio(batch["audio"])
 
 
+def ema_decay_at(step, decay: float):
+  """The EMA's decay after update `step` (0-based): min(decay, (1 + step) / (10 + step)).
+
+  The warm-up (tf.train.ExponentialMovingAverage's num_updates rule) keeps the average from
+  remembering the initialisation: a fixed 0.999 still gives the random init 37% of the weight after
+  1000 steps, and the averaged model of a short run samples worse than the raw one.
+  """
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
 def _apply_update(state: TrainState, grads, tx: optax.GradientTransformation, ema_decay: float):
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   ema = state.ema_params
   if ema is not None:
-    ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+    d = ema_decay_at(state.step, ema_decay)
+    ema = jax.tree.map(lambda e, p: (d * e + (1.0 - d) * p).astype(e.dtype), ema, params)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
 
 
