@@ -41,6 +41,30 @@ def test_syncbench_synth_data_source(tmp_path):
     assert builders.build_dataset(cfg).data_dir == b.data_dir and os.path.getmtime(b.data_dir) == mtime
 
 
+def test_plain_tfds_builder_writes_array_record_without_tensorflow(tmp_path):
+    """tfds' own entry point, as a tfds user would call it: no file_format argument."""
+    b = tfds.builder("syncbench_synth/test", data_dir=str(tmp_path))
+    b.download_and_prepare()
+    assert b.info.file_format.value == "array_record"
+    assert len(tfds.data_source("syncbench_synth/test", data_dir=str(tmp_path))["val"]) == 3
+    assert "tensorflow" not in sys.modules
+
+
+def test_a_folder_built_with_other_settings_is_refused(tmp_path):
+    folder = _user_folder(tmp_path)
+    cfg = get_data_config("test")
+    cfg.name, cfg.data_dir, cfg.manual_dir = "av_folder", str(tmp_path / "ds"), str(folder)
+    builders.build_dataset(cfg)
+    cfg.fps, cfg.resolution = 12.0, 24
+    with pytest.raises(ValueError) as e:
+        builders.build_dataset(cfg)
+    msg = str(e.value)
+    assert "fps: built with 10.0, the config asks for 12.0" in msg and "resolution" in msg, msg
+    assert "--config.data.builder_config" in msg
+    cfg.builder_config = "test_12fps"  # a new name builds beside it
+    assert builders.build_dataset(cfg).info.splits["train"].num_examples == 2
+
+
 def _user_folder(root):
     """Good clips (one at 48 kHz / 15 fps / 24x20 with a sidecar caption) and bad ones of every kind."""
     d = root / "mp4s"

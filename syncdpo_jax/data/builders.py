@@ -22,27 +22,27 @@ import cv2
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
 from syncdpo_jax.data import media, synth
 
 log = logging.getLogger(__name__)
 FILE_FORMAT = "array_record"
 SKIP_REPORT = "bad_inputs.json"
+# What built a dataset folder (the builder config's fields), written beside tfds' own metadata: a
+# folder built with other fields is refused, not silently read as if it matched.
+BUILD_PARAMS = "build_params.json"
 
 
 class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Base of our builders: knows its own source file.
+    """Base of our builders: writes ArrayRecord unless told otherwise.
 
-    tfds finds a builder's source via importlib resources and, for packages outside tensorflow_datasets,
-    needs the `importlib_resources` backport which tfds does not declare as a dependency; our builders
-    download nothing, so the file path is all tfds needs from it (checksums lookup, metadata).
+    tfds' own default is TFRecord, which needs TensorFlow to write; with ArrayRecord
+    ``tfds.builder('syncbench_synth/demo', data_dir=...).download_and_prepare()`` works as is, and
+    grain reads the result by random access.
     """
 
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        return epath.Path(__file__)
+    def __init__(self, *, file_format: str = FILE_FORMAT, **kwargs):
+        super().__init__(file_format=file_format, **kwargs)
 
 
 def _features(resolution: int | None) -> tfds.features.FeaturesDict:
@@ -249,12 +249,12 @@ def make_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilde
     """The builder `data_cfg` names (name, builder_config, data_dir; av_folder also its conversion)."""
     data_dir = os.path.expanduser(data_cfg.data_dir)
     if data_cfg.name == "syncbench_synth":
-        return SyncbenchSynth(config=data_cfg.builder_config, data_dir=data_dir, file_format=FILE_FORMAT)
+        return SyncbenchSynth(config=data_cfg.builder_config, data_dir=data_dir)
     if data_cfg.name == "av_folder":
         bc = AvFolderConfig(name=data_cfg.builder_config, fps=float(data_cfg.fps), sr=int(data_cfg.sr),
                             resolution=int(data_cfg.resolution), min_duration_s=float(data_cfg.window_s),
                             min_audio_rms=float(data_cfg.get("min_audio_rms", 1e-4)))
-        return AvFolder(config=bc, data_dir=data_dir, file_format=FILE_FORMAT, on_bad_input=data_cfg.on_bad_input)
+        return AvFolder(config=bc, data_dir=data_dir, on_bad_input=data_cfg.on_bad_input)
     if data_cfg.name == "precomputed_latents":
         from syncdpo_jax.data import latents  # local: latents subclasses this module's _LocalBuilder
         return latents.make_builder(data_cfg)
@@ -262,18 +262,50 @@ def make_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilde
                      "'precomputed_latents'")
 
 
+def build_params(builder: tfds.core.DatasetBuilder) -> dict:
+    """The fields of `builder`'s config that decide what its dataset holds (JSON-able)."""
+    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
+    bc = builder.builder_config
+    fields = {f.name: getattr(bc, f.name) for f in dataclasses.fields(bc) if f.name not in base}
+    return json.loads(json.dumps({"builder": builder.name, "config": bc.name, "version": str(builder.version),
+                                  **fields}))
+
+
+def check_build_params(builder: tfds.core.DatasetBuilder) -> None:
+    """Raises ValueError naming each field where the prepared folder's build differs from `builder`."""
+    path = os.path.join(builder.data_dir, BUILD_PARAMS)
+    if not os.path.exists(path):
+        raise ValueError(f"{builder.data_dir} holds a dataset without {BUILD_PARAMS} (built by an older "
+                         "version): what built it is unknown. Fix: delete that folder to rebuild it.")
+    with open(path) as f:
+        have = json.load(f)
+    want = build_params(builder)
+    diffs = [f"{k}: built with {have.get(k, '<missing>')!r}, the config asks for {want.get(k, '<missing>')!r}"
+             for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
+    if diffs:
+        raise ValueError(f"{builder.data_dir} was built with other settings than the config asks for:\n  "
+                         + "\n  ".join(diffs) + "\nFix: name a new build (--config.data.builder_config=...) "
+                         "or another --config.data.data_dir, or delete that folder to rebuild it.")
+
+
 def build_dataset(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     """Builds the dataset `data_cfg` names if it is not built yet (idempotent) and returns its builder.
 
+    A folder that is already built must have been built with the same settings (`check_build_params`).
     For av_folder, files listed in `<dataset dir>/bad_inputs.json` were skipped (name + reason).
     """
     builder = make_builder(data_cfg)
     if builder.is_prepared():
+        # Precomputed latents are written and checked (their metadata) by data.precompute.
+        if isinstance(builder, (SyncbenchSynth, AvFolder)):
+            check_build_params(builder)
         return builder
     t0 = time.time()
     dl_config = tfds.download.DownloadConfig(
         manual_dir=os.path.expanduser(data_cfg.manual_dir) if data_cfg.manual_dir else None)
     builder.download_and_prepare(download_config=dl_config)
+    with open(os.path.join(builder.data_dir, BUILD_PARAMS), "w") as f:
+        json.dump(build_params(builder), f, indent=1)
     if isinstance(builder, AvFolder):
         with open(os.path.join(builder.data_dir, SKIP_REPORT), "w") as f:
             json.dump({"skipped": builder.skipped, "num_skipped": len(builder.skipped)}, f, indent=1)

@@ -93,8 +93,7 @@ class PrecomputedLatents(builders._LocalBuilder):
 def make_builder(data_cfg: ml_collections.ConfigDict, source=None) -> PrecomputedLatents:
     """The builder for data.data_dir / precomputed_latents / data.builder_config (`source` to write it)."""
     config = tfds.core.BuilderConfig(name=data_cfg.builder_config, description="codec latents")
-    return PrecomputedLatents(config=config, data_dir=os.path.expanduser(data_cfg.data_dir),
-                              file_format=builders.FILE_FORMAT, source=source)
+    return PrecomputedLatents(config=config, data_dir=os.path.expanduser(data_cfg.data_dir), source=source)
 
 
 def not_built_error(builder: tfds.core.DatasetBuilder) -> FileNotFoundError:
