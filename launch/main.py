@@ -19,7 +19,7 @@ are detected; elsewhere give every process --coordinator_address=HOST:PORT (proc
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 # Runnable from a checkout without installing the package.
@@ -45,16 +45,21 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  # absl runs at INFO, where orbax logs every file it writes; keep the console to our progress lines
-  # unless the user asks for more with --verbosity=0 (or higher).
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
   from syncdpo_jax import launch_lib
-  if _DISTRIBUTED.value or _COORDINATOR.value or _NUM_PROCESSES.value is not None:
-    launch_lib.init_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                                timeout_s=_CONNECT_TIMEOUT.value)
-  launch_lib.run(_CONFIG.value, _WORKDIR.value)
+  # absl runs at INFO, where orbax logs every file it writes: the console keeps our progress lines,
+  # and user errors are one line, unless the user asks for more with --verbosity=0 (or higher).
+  verbose = flags.FLAGS["verbosity"].present
+  launch_lib.quiet_console(verbose)
+
+  def run():
+    if _DISTRIBUTED.value or _COORDINATOR.value or _NUM_PROCESSES.value is not None:
+      launch_lib.init_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                  timeout_s=_CONNECT_TIMEOUT.value)
+    launch_lib.run(_CONFIG.value, _WORKDIR.value)
+
+  launch_lib.run_cli(run, verbose)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from syncdpo_jax.launch_lib import parse_flags
+  app.run(main, flags_parser=parse_flags)

@@ -9,7 +9,7 @@ the evaluation and claim table are recomputed. Any field can be overridden, e.g.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,11 +22,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  from syncdpo_jax import launch_lib
   from syncdpo_jax.experiments import reproduce
-  reproduce.run(_CONFIG.value, _WORKDIR.value)
+  verbose = flags.FLAGS["verbosity"].present
+  launch_lib.quiet_console(verbose)
+  launch_lib.run_cli(lambda: reproduce.run(_CONFIG.value, _WORKDIR.value), verbose)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from syncdpo_jax.launch_lib import parse_flags
+  app.run(main, flags_parser=parse_flags)

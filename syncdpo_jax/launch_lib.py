@@ -2,11 +2,84 @@
 mesh, then dispatch on config.mode."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sys
 import time
+from typing import Callable
 
 import jax
+
+# Errors whose message is the whole story for a command-line user (a bad config field, a missing,
+# unreadable or corrupt file, a full disk, an unreachable coordinator): they name the file or field.
+USER_ERRORS = (ValueError, OSError)
+# Libraries whose INFO/WARNING lines are about their own bookkeeping ("Given directory is read only",
+# "setting save_interval_steps=0"): kept off the console unless --verbosity asks for them.
+QUIET_LIBRARIES = ("orbax", "grain", "tensorflow_datasets", "etils")
+
+
+class _DropLibraryChatter(logging.Filter):
+  """Drops records below ERROR whose source file lies in one of QUIET_LIBRARIES."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.ERROR:
+      return True
+    parts = record.pathname.replace(os.sep, "/").split("/")
+    return not any(lib in parts for lib in QUIET_LIBRARIES)
+
+
+def quiet_console(verbosity_given: bool) -> None:
+  """The console shows our progress lines and warnings; `--verbosity` given shows everything."""
+  if verbosity_given:
+    return
+  from absl import logging as absl_logging
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  absl_logging.get_absl_handler().addFilter(_DropLibraryChatter())
+
+
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing (`app.run(main, flags_parser=parse_flags)`) with one-line errors.
+
+  ml_collections' config flags fail with a chain of KeyError/AttributeError tracebacks for an unknown
+  field and an OSError naming no file for a config file that cannot be loaded; this names the flag.
+  """
+  from absl import flags
+  if any(a.split("=")[0] in ("--verbosity", "-v") for a in argv):  # the traceback was asked for
+    return flags.FLAGS(argv)
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(f"{e}\n(--helpshort lists the flags)")
+  except (KeyError, AttributeError) as e:
+    name = str(e).strip("'\"")
+    given = [a for a in argv if a.startswith("--config.") and name in a.split("=", 1)[0].split(".")]
+    _fail(f"{given[0] if given else '--config.*'}: the config has no field {name!r}. Fix: check the name "
+          "against the 'Resolved config' a run prints (or the config file's get_config).")
+  except OSError as e:
+    given = [a for a in argv if a.startswith("--config=") or a == "--config"]
+    _fail(f"{given[0] if given else '--config'}: cannot load the config file ({e.__cause__ or e}). Fix: "
+          "pass an existing file, e.g. --config=configs/demo.py:sft.")
+
+
+def run_cli(fn: Callable[[], object], verbosity_given: bool) -> None:
+  """Runs `fn`; a user error ends in one line on stderr (what, where, the fix) and exit status 1.
+
+  The traceback is for whoever debugs the code, not for whoever mistyped a path: it is shown when
+  `--verbosity` is given.
+  """
+  try:
+    fn()
+  except USER_ERRORS as e:
+    if verbosity_given:
+      raise
+    print(f"error: {e}\n(for the traceback, rerun with --verbosity=0)", file=sys.stderr, flush=True)
+    sys.exit(1)
 
 
 def _wait_for_coordinator(address: str, timeout_s: float) -> bool:

@@ -155,6 +155,23 @@ def test_bad_configs_fail_before_compiling(tmp_path):
     loop.build(c, mesh=sharding_lib.make_mesh(c.model.mesh, devices=jax.devices()[:2]))
 
 
+@pytest.mark.parametrize("override, says", [
+    ("--config.train.nope=3", "--config.train.nope=3: the config has no field 'nope'"),
+    ("--config.train.num_steps=abc", "invalid literal for int()"),
+    ("--config.model.video_heads=3", "model.video_dim=32 is not divisible by model.video_heads=3"),
+    ("--config.mode=dpo", "needs a reference model"),
+])
+def test_user_errors_are_one_message_without_traceback(tmp_path, override, says):
+  cmd = [sys.executable, os.path.join(REPO, "launch", "main.py"), f"--config={REPO}/configs/test.py",
+         f"--workdir={tmp_path}/w", f"--config.data.data_dir={tmp_path}/tfds", override]
+  r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+  assert says in r.stderr and r.stderr.startswith("error: ") and "Traceback" not in r.stderr, r.stderr
+  # --verbosity gives the traceback back to whoever debugs.
+  r = subprocess.run(cmd + ["--verbosity=0"], capture_output=True, text=True, timeout=300)
+  assert r.returncode != 0 and "Traceback" in r.stderr
+
+
 def test_incompatible_checkpoint_is_refused(tmp_path):
   c = _config(tmp_path, num_steps=1)
   loop.train(c, str(tmp_path / "run"))
