@@ -221,13 +221,23 @@ def validate(c: ml_collections.ConfigDict) -> None:
                      "stored by syncdpo_jax.data.precompute are read with data.name='precomputed_latents' "
                      "and codec.name='precomputed' together (the command prints both flags).")
   layout = codec_lib.latent_layout(c.codec, c.data)
-  layout.window_shapes(c.data)
+  (_, h, w, _), (t_a, _) = layout.window_shapes(c.data)
+  ph, pw = tuple(c.model.video_patch)
+  if h % ph or w % pw:
+    raise ValueError(f"config.data.resolution={c.data.resolution} gives {h}x{w} video latents (codec "
+                     f"downsampling {layout.spatial_downsample}), not divisible by model.video_patch="
+                     f"{(ph, pw)}: pick a resolution whose latent size the patch divides.")
+  if t_a % int(c.model.audio_patch):
+    raise ValueError(f"config.data.window_s={c.data.window_s} gives {t_a} audio latent frames (at "
+                     f"{layout.audio_fps:g}/s), not divisible by model.audio_patch={c.model.audio_patch}: "
+                     f"use a window of a multiple of {c.model.audio_patch / layout.audio_fps:g} s.")
   expect = dict(video_channels=layout.video_channels, audio_channels=layout.audio_channels,
                 video_fps=layout.fps, audio_fps=layout.audio_fps, num_classes=c.data.num_classes)
   for k, v in expect.items():
     if abs(float(c.model[k]) - float(v)) > 1e-9:
-      raise ValueError(f"config.model.{k}={c.model[k]} does not match the data/codec ({v}); call "
-                       "syncdpo_jax.config_lib.tie_model_to_data(config) after changing data or codec.")
+      raise ValueError(f"config.model.{k}={c.model[k]} does not match the data/codec ({v}): it is derived "
+                       "from them (launch/main.py derives it again after the command line); in Python, "
+                       "call syncdpo_jax.config_lib.tie_model_to_data(config) after changing data or codec.")
 
 
 def validate_dpo_pairs(c: ml_collections.ConfigDict) -> None:

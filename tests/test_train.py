@@ -172,6 +172,23 @@ def test_user_errors_are_one_message_without_traceback(tmp_path, override, says)
   assert r.returncode != 0 and "Traceback" in r.stderr
 
 
+def test_cli_overrides_of_data_and_codec_rederive_the_model(tmp_path):
+  """Fields the model derives (channels, rates, token grid) follow command-line data/codec changes."""
+  w = tmp_path / "w"
+  cmd = [sys.executable, os.path.join(REPO, "launch", "main.py"), f"--config={REPO}/configs/test.py",
+         f"--workdir={w}", f"--config.data.data_dir={tmp_path.parent / 'tfds_shared'}",
+         "--config.train.num_steps=2", "--config.data.fps=5", "--config.data.window_s=1.6",
+         "--config.codec.patch=2"]
+  r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  rows = [json.loads(line) for line in open(w / "metrics.jsonl")]
+  assert rows[-1]["step"] == 2 and np.isfinite(rows[-1]["loss"])
+  printed = r.stdout[r.stdout.index("Resolved config:"):]
+  # 1.6 s at 5 fps of 16 px frames in 2 px cells: 8 frames of 8x8x12 latents.
+  for line in ("video_channels: 12", "video_fps: 5.0", "T_v: 8", "h: 8"):
+    assert line in printed, line
+
+
 def test_incompatible_checkpoint_is_refused(tmp_path):
   c = _config(tmp_path, num_steps=1)
   loop.train(c, str(tmp_path / "run"))
