@@ -23,7 +23,7 @@ from flax import nnx
 from jax._src.ad_checkpoint import saved_residuals  # private in jax 0.10.2; the public twin prints
 
 from syncdpo_jax.model import get_model_config
-from syncdpo_jax.model.dit import JointDiT
+from syncdpo_jax.model import factory as model_lib
 from syncdpo_jax.train.plan import activation_bytes
 
 
@@ -33,7 +33,7 @@ def model_and_loss(name: str, remat: str, batch: int):
   if name == "tiny":  # more tokens than the unit-test shapes, so activations dominate
     cfg.depth, cfg.text_dim = 2, 0
     cfg.shapes.T_v, cfg.shapes.h, cfg.shapes.w, cfg.shapes.T_a = 8, 8, 8, 40
-  gd, params, rest = nnx.split(nnx.eval_shape(lambda: JointDiT(cfg, rngs=nnx.Rngs(0))), nnx.Param, ...)
+  gd, params, rest = nnx.split(model_lib.build_abstract(cfg), nnx.Param, ...)
   s = cfg.shapes
   args = (jax.ShapeDtypeStruct((batch, s.T_v, s.h, s.w, cfg.video_channels), jnp.float32),
           jax.ShapeDtypeStruct((batch, s.T_a, cfg.audio_channels), jnp.float32),

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from syncdpo_jax.model import JointDiT, flops_per_example, get_model_config
+from syncdpo_jax.model import factory as model_lib
+from syncdpo_jax.model import flops_per_example, get_model_config
 from syncdpo_jax.model.flops import train_flops_per_example
 
 
@@ -28,7 +29,7 @@ def main() -> None:
     for size in args.sizes.split(","):
         cfg = get_model_config(size)
         t0 = time.perf_counter()
-        abstract = nnx.eval_shape(lambda: JointDiT(cfg, rngs=nnx.Rngs(0)))
+        abstract = model_lib.build_abstract(cfg)
         n = sum(x.size for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
         s = cfg.shapes
         text_len = s.text_len if cfg.text_dim else 0
@@ -39,7 +40,7 @@ def main() -> None:
             cond = {"label": jax.ShapeDtypeStruct((1,), jnp.int32)}
             if text_len:
                 cond["text"] = jax.ShapeDtypeStruct((1, text_len, cfg.text_dim), jnp.float32)
-            out = jax.eval_shape(lambda *a: JointDiT(cfg, rngs=nnx.Rngs(0))(*a), video, audio, t, t, cond)
+            out = jax.eval_shape(lambda *a: model_lib.build(cfg, nnx.Rngs(0))(*a), video, audio, t, t, cond)
             assert out[0].shape == video.shape and out[1].shape == audio.shape
         dt = time.perf_counter() - t0
         ph, pw = tuple(cfg.video_patch)

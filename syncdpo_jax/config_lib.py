@@ -18,6 +18,7 @@ from ml_collections import config_dict
 
 from syncdpo_jax import codec as codec_lib
 from syncdpo_jax.data.config import get_data_config
+from syncdpo_jax.model import factory as model_factory
 from syncdpo_jax.model.config import get_model_config
 from syncdpo_jax.perturb import get_curriculum_config, get_perturb_config
 from syncdpo_jax.sample import get_sample_config
@@ -191,6 +192,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   """Checks made before anything compiles; each error names the field and the fix."""
   if c.mode not in MODES:
     raise ValueError(f"config.mode={c.mode!r}; expected one of {MODES}.")
+  model_factory.factory(c.model.name)  # a registered architecture
   if c.mode == "dpo":
     if not c.init_from:
       raise ValueError("config.mode='dpo' needs a reference model: set --config.init_from=<SFT workdir or "

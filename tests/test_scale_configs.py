@@ -16,7 +16,7 @@ from jax._src.ad_checkpoint import saved_residuals
 from syncdpo_jax import config_lib
 from syncdpo_jax.model import get_model_config
 from syncdpo_jax.model import layers as L
-from syncdpo_jax.model.dit import JointDiT
+from syncdpo_jax.model import factory as model_lib
 from syncdpo_jax.model.sharding import make_mesh
 from syncdpo_jax.train import loop, plan
 
@@ -49,7 +49,7 @@ def test_preset_builds_and_fits_its_target(module, preset):
 
 def test_presets_take_options_and_refuse_unknown_ones():
   c = tpu_pod.get_config("v5p-8,size=5b,mode=sft,data=av_folder")
-  assert (c.model.name, c.mode, c.data.name, c.codec.name) == ("5b", "sft", "av_folder", "pixel_mel")
+  assert (c.model.size, c.mode, c.data.name, c.codec.name) == ("5b", "sft", "av_folder", "pixel_mel")
   config_lib.validate(c)  # the av_folder layout (pixels, log-mel) is consistent with the model
   assert gpu.get_config("1x80gb").data.name == "precomputed_latents"
   with pytest.raises(ValueError, match="preset"):
@@ -83,7 +83,7 @@ def _small_model(remat: str):
   cfg = get_model_config("tiny")
   cfg.remat, cfg.depth, cfg.text_dim = remat, 2, 0
   cfg.shapes.T_v, cfg.shapes.h, cfg.shapes.w, cfg.shapes.T_a = 8, 8, 8, 40
-  gd, params, rest = nnx.split(nnx.eval_shape(lambda: JointDiT(cfg, rngs=nnx.Rngs(0))), nnx.Param, ...)
+  gd, params, rest = nnx.split(model_lib.build_abstract(cfg), nnx.Param, ...)
   B, s = 8, cfg.shapes
   args = (jax.ShapeDtypeStruct((B, s.T_v, s.h, s.w, cfg.video_channels), jnp.float32),
           jax.ShapeDtypeStruct((B, s.T_a, cfg.audio_channels), jnp.float32),

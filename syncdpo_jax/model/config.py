@@ -110,7 +110,8 @@ def _base() -> ml_collections.ConfigDict:
 def get_model_config(size: str) -> ml_collections.ConfigDict:
     """Model config for `size` in {'tiny', 'demo', '1b', '5b'}."""
     c = _base()
-    c.name = size
+    c.name = "joint_dit"  # the architecture (model/factory.py registry)
+    c.size = size
     if size == "tiny":
         pass
     elif size == "demo":

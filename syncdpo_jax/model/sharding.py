@@ -208,22 +208,22 @@ def check_heads_divide(cfg: Any, mesh: Mesh, rules: Rules) -> None:
 
 
 def create_sharded_model(cfg: Any, mesh: Mesh, rules: Rules | None = None, seed: int = 0):
-    """Builds a `JointDiT` whose parameters are created directly in their shards.
+    """Builds the model `cfg.name` names with its parameters created directly in their shards.
 
     The init function is jitted with `out_shardings`, so no device (or host) ever holds the full
     parameter set — the only way a 5B model fits when its weights exceed one chip's memory.
     """
-    from syncdpo_jax.model.dit import JointDiT  # local import: dit imports this module
+    from syncdpo_jax.model import factory
 
     rules = cfg.logical_axis_rules if rules is None else rules
     check_heads_divide(cfg, mesh, rules)
-    abstract = nnx.eval_shape(lambda: JointDiT(cfg, rngs=nnx.Rngs(seed)))
+    abstract = factory.build_abstract(cfg)
     graphdef, abs_state = nnx.split(abstract)
     shardings = state_shardings(abs_state, mesh, rules)
 
     @jax.jit
     def init():
-        return nnx.state(JointDiT(cfg, rngs=nnx.Rngs(seed)))
+        return nnx.state(factory.build(cfg, nnx.Rngs(seed)))
 
     with jax.set_mesh(mesh):
         state = jax.jit(init, out_shardings=shardings)()

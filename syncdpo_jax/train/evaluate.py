@@ -37,7 +37,7 @@ from syncdpo_jax._librosa import librosa  # noqa: E402  (imported on first use)
 from syncdpo_jax.data import media, pipeline  # noqa: E402
 from syncdpo_jax.eval import quality  # noqa: E402
 from syncdpo_jax.eval import report as report_lib  # noqa: E402
-from syncdpo_jax.model.dit import JointDiT  # noqa: E402
+from syncdpo_jax.model import factory as model_lib  # noqa: E402
 from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
 
@@ -92,7 +92,7 @@ def make_generate(graphdef, rest, codec, sample_cfg, null_label: int, prediction
 
 def abstract_model_on_one_device(config):
   """(graphdef, params restore target on device 0, rest) of config.model, without allocating."""
-  abstract = nnx.eval_shape(lambda: JointDiT(config.model, rngs=nnx.Rngs(0)))
+  abstract = model_lib.build_abstract(config.model)
   graphdef, abs_params, rest = nnx.split(abstract, nnx.Param, ...)
   one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   params_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), abs_params)

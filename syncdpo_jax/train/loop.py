@@ -32,7 +32,7 @@ from syncdpo_jax import data as data_lib
 from syncdpo_jax.data import pipeline
 from syncdpo_jax.model import flops as flops_lib
 from syncdpo_jax.model import sharding as sharding_lib
-from syncdpo_jax.model.dit import JointDiT
+from syncdpo_jax.model import factory as model_lib
 from syncdpo_jax.perturb import curriculum as curriculum_lib
 from syncdpo_jax.train import checkpoint as ckpt_lib
 from syncdpo_jax.train import optim, pairs as pairs_lib, plots, steps, writers
@@ -94,7 +94,7 @@ def make_init_fn(config, tx) -> Callable[[jax.Array], TrainState]:
   is_dpo = config.mode == "dpo"
 
   def init(rng):
-    model = JointDiT(config.model, rngs=nnx.Rngs(params=rng))
+    model = model_lib.build(config.model, nnx.Rngs(params=rng))
     _, params, _ = nnx.split(model, nnx.Param, ...)
     copy = lambda: jax.tree.map(jnp.copy, params)
     return TrainState(
@@ -118,7 +118,7 @@ def build(config, *, mesh=None) -> Setup:
   tx = optim.make_optimizer(config.optim, int(config.train.num_steps))
   is_dpo = config.mode == "dpo"
 
-  abstract_model = nnx.eval_shape(lambda: JointDiT(config.model, rngs=nnx.Rngs(0)))
+  abstract_model = model_lib.build_abstract(config.model)
   graphdef, _, rest = nnx.split(abstract_model, nnx.Param, ...)
   init = make_init_fn(config, tx)
   rng = jax.random.key(int(config.seed))

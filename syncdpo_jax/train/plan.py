@@ -296,7 +296,7 @@ def make_plan(config: Any, num_devices: int | None = None,
   if hbm_gib is None and hw is not None:
     hbm_gib = hw.get("hbm_gib")
   hbm = float(hbm_gib) * GIB if hbm_gib else None
-  name = hw.name if hw is not None and hw.get("name") else config.model.name
+  name = hw.name if hw is not None and hw.get("name") else f"{config.model.name}/{config.model.size}"
   n_params = sum(x.size for x in jax.tree.leaves(abstract.params))
   hints = ["more fsdp devices (model.mesh)",
            "a smaller data.batch_size (optim.grad_accum_steps keeps the global batch)"]
