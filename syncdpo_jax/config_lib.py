@@ -91,7 +91,9 @@ def optim_config() -> ml_collections.ConfigDict:
   c.b2 = 0.99
   c.weight_decay = 0.0
   c.grad_clip = 1.0      # global-norm clipping; 0 disables
-  c.grad_accum_steps = 1  # > 1 wraps the optimizer in optax.MultiSteps
+  # Micro-batches per step: the step's data.batch_size examples go through the model k at a time
+  # (1/k of the activations live) and make one update; results equal k = 1 (train/steps.py).
+  c.grad_accum_steps = 1
   return c
 
 

@@ -10,6 +10,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from syncdpo_jax import config_lib
@@ -118,6 +119,45 @@ def test_ema_is_checkpointed_resumed_and_loaded(tmp_path):
   for got, want in ((ema, straight.ema_params), (raw, straight.params)):
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("mode", ["sft", "dpo"])
+def test_grad_accumulation_equals_one_big_batch(tmp_path, sft_dir, mode):
+  """optim.grad_accum_steps=2 over a batch of 8 == 1 over the same 8: params, EMA and curriculum after
+  3 updates, one step each, on a data x fsdp mesh (each micro-batch spread over the batch axes).
+
+  Stepped with SGD: Adam divides each gradient element by its own running magnitude, so where the
+  gradient is pure roundoff (DPO at policy == reference: parameters that treat winner and loser
+  alike) it turns float summation order into lr-sized steps; SGD shows what accumulation computes.
+  """
+  from syncdpo_jax.train import steps
+  runs = []
+  for accum in (1, 2):
+    c = _config(tmp_path, mode, ema_decay=0.9)
+    c.init_from = sft_dir if mode == "dpo" else ""
+    c.optim.grad_accum_steps = accum
+    c.model.mesh = {"data": 2, "fsdp": 2, "tensor": 1}
+    # beta multiplies float32 roundoff of the errors (~1e-7 of ~1) into the margin: at the test
+    # config's 500 any change of matmul shapes moves the loss by ~1e-5, accumulation or not.
+    c.dpo.beta = 5.0
+    setup = loop.build(c, mesh=sharding_lib.make_mesh(c.model.mesh, devices=jax.devices()[:4]))
+    sgd = optax.sgd(0.05)
+    make = steps.make_dpo_step if mode == "dpo" else steps.make_sft_step
+    step = jax.jit(make(setup.graphdef, setup.rest, setup.codec, sgd, c))
+    state = setup.state.replace(opt_state=sgd.init(setup.state.params))
+    losses = []
+    with jax.set_mesh(setup.mesh):
+      batch = jax.device_put(_fixed_batch(c), setup.batch_sharding)
+      for _ in range(3):
+        state, m = step(state, batch)
+        losses.append(float(m["loss"]))
+    runs.append((state, losses))
+  (s1, l1), (s2, l2) = runs
+  assert int(s1.step) == int(s2.step) == 3
+  np.testing.assert_allclose(l1, l2, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves((s1.params, s1.ema_params, s1.curriculum)),
+                  jax.tree.leaves((s2.params, s2.ema_params, s2.curriculum))):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-6)
 
 
 def test_sharded_step_equals_single_device(tmp_path):

@@ -30,7 +30,7 @@ from syncdpo_jax import codec as codec_lib
 # under one value cannot be restored under another.
 FINGERPRINT_FIELDS = ("model", "objective.prediction", "data.resolution", "data.fps", "data.window_s",
                       "data.n_mels",
-                      "data.sr", "data.hop", "optim.grad_accum_steps", "train.ema_decay")
+                      "data.sr", "data.hop", "train.ema_decay")
 # Model fields that change how, not what, is computed: a checkpoint moves freely across them (orbax
 # reshards onto whatever mesh the restoring run uses).
 MODEL_RUNTIME_FIELDS = ("mesh", "logical_axis_rules", "remat", "attention_impl", "dtype", "shapes")

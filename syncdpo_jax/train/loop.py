@@ -75,13 +75,18 @@ def state_shardings(abstract_state: TrainState, tx, mesh, rules) -> TrainState:
 
 
 def check_mesh_divides(config, mesh) -> None:
-  """The global batch must split evenly over the batch axes; heads over the tensor axis."""
+  """The global batch (each micro-batch of it) must split evenly over the batch axes; heads over the
+  tensor axis."""
   n = int(np.prod([mesh.shape[a] for a in ("data", "fsdp") if a in mesh.shape]))
-  if config.data.batch_size % n:
+  k = int(config.optim.grad_accum_steps)
+  if k < 1:
+    raise ValueError(f"config.optim.grad_accum_steps={k} must be >= 1 (1 = no accumulation).")
+  if config.data.batch_size % (n * k):
     raise ValueError(
         f"config.data.batch_size={config.data.batch_size} is not divisible by the mesh's batch axes "
-        f"data x fsdp = {n} (config.model.mesh={dict(mesh.shape)}). Use a batch size that is a "
-        f"multiple of {n}, or change config.model.mesh.")
+        f"data x fsdp = {n} (config.model.mesh={dict(mesh.shape)}) times optim.grad_accum_steps={k}: "
+        f"every micro-batch spreads over the batch axes. Use a batch size that is a multiple of "
+        f"{n * k}, or change config.model.mesh / optim.grad_accum_steps.")
   sharding_lib.check_heads_divide(config.model, mesh, config.model.logical_axis_rules)
 
 

@@ -1,4 +1,7 @@
-"""Optimizer from config: AdamW, warm-up + cosine/constant schedule, clipping, grad accumulation."""
+"""Optimizer from config: AdamW, warm-up + cosine/constant schedule, clipping.
+
+(Gradient accumulation, optim.grad_accum_steps, happens inside the training step over micro-batches
+of the step's batch: train/steps.accumulated_value_and_grad. One step is one optimizer update.)"""
 from __future__ import annotations
 
 import optax
@@ -17,18 +20,10 @@ def make_schedule(opt_cfg, num_steps: int) -> optax.Schedule:
 
 
 def make_optimizer(opt_cfg, num_steps: int) -> optax.GradientTransformation:
-  """clip_by_global_norm -> AdamW(schedule); wrapped in MultiSteps when grad_accum_steps > 1.
-
-  With MultiSteps, `num_steps` counts optimizer updates' micro-steps (each train step is one
-  micro-batch); the schedule advances once per real update.
-  """
-  accum = int(opt_cfg.grad_accum_steps)
-  schedule = make_schedule(opt_cfg, max(num_steps // max(accum, 1), 1))
-  tx = optax.chain(
+  """clip_by_global_norm -> AdamW(schedule over `num_steps` updates)."""
+  schedule = make_schedule(opt_cfg, num_steps)
+  return optax.chain(
       optax.clip_by_global_norm(float(opt_cfg.grad_clip)) if opt_cfg.grad_clip > 0 else optax.identity(),
       optax.adamw(schedule, b1=float(opt_cfg.b1), b2=float(opt_cfg.b2), eps=1e-8,
                   weight_decay=float(opt_cfg.weight_decay)),
   )
-  if accum > 1:
-    tx = optax.MultiSteps(tx, every_k_schedule=accum)
-  return tx

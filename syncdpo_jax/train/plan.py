@@ -271,22 +271,27 @@ def make_plan(config: Any, num_devices: int | None = None,
   p_total, p_dev = _bytes(abstract.params, sh.params)
   rows.append(Row("params", p_dev, p_total, "f32, sharded by model.logical_axis_rules"))
   o_total, o_dev = _bytes(abstract.opt_state, sh.opt_state)
-  rows.append(Row("optimizer", o_dev, o_total, "AdamW moments (+ grad accumulator), as params"))
+  rows.append(Row("optimizer", o_dev, o_total, "AdamW moments, as params"))
   if abstract.ref_params is not None:
     r_total, r_dev = _bytes(abstract.ref_params, sh.ref_params)
     rows.append(Row("reference (DPO)", r_dev, r_total, "frozen copy of the policy"))
   if abstract.ema_params is not None:
     e_total, e_dev = _bytes(abstract.ema_params, sh.ema_params)
     rows.append(Row("EMA", e_dev, e_total, f"train.ema_decay={config.train.ema_decay}"))
-  rows.append(Row("gradients", p_dev, p_total, "one f32 copy of the params, same shardings"))
+  accum = int(config.optim.grad_accum_steps)
+  if accum > 1:  # the scan's running sum and one micro-batch's gradients
+    rows.append(Row("gradients", 2 * p_dev, 2 * p_total, "running sum + one micro-batch's, f32"))
+  else:
+    rows.append(Row("gradients", p_dev, p_total, "one f32 copy of the params, same shardings"))
 
   batch_axes = mesh.shape["data"] * mesh.shape["fsdp"]
   per_device_batch = int(config.data.batch_size) // batch_axes
+  micro = max(per_device_batch // accum, 1)  # what is live at once (optim.grad_accum_steps)
   m = config.model
   passes = 2 if config.mode == "dpo" else 1
-  act = activation_bytes(m, per_device_batch=per_device_batch, tensor=mesh.shape["tensor"],
-                         passes=passes)
-  what = f"{per_device_batch}{' x 2 (winner, loser)' if passes == 2 else ''} ex"
+  act = activation_bytes(m, per_device_batch=micro, tensor=mesh.shape["tensor"], passes=passes)
+  what = (f"{micro}{' x 2 (winner, loser)' if passes == 2 else ''} ex"
+          + (f" (1 of {accum} micro-batches)" if accum > 1 else ""))
   rows.append(Row("activations (est.)", act["saved"], 0.0,
                   f"{what} x {m.depth} layers, remat={m.remat!r}"))
   rows.append(Row("layer working (est.)", act["layer"], 0.0,
@@ -299,7 +304,7 @@ def make_plan(config: Any, num_devices: int | None = None,
   name = hw.name if hw is not None and hw.get("name") else f"{config.model.name}/{config.model.size}"
   n_params = sum(x.size for x in jax.tree.leaves(abstract.params))
   hints = ["more fsdp devices (model.mesh)",
-           "a smaller data.batch_size (optim.grad_accum_steps keeps the global batch)"]
+           "optim.grad_accum_steps=k (k micro-batches a step: 1/k of the activations, same results)"]
   if m.remat != "full":
     hints.append("model.remat='full'")
   if m.attention_impl not in FLASH_IMPLS:

@@ -39,6 +39,40 @@ def make_apply(graphdef, rest, prediction: str = "v") -> Callable:
   return apply
 
 
+def micro_batches(tree, k: int):
+  """[B, ...] leaves -> [k, B / k, ...]: micro-batch i holds examples i, i + k, i + 2k, ...
+
+  Strided, not contiguous: a batch sharded over the data-parallel devices keeps every micro-batch
+  spread over all of them (each device's rows hold every residue mod k), so no micro-batch idles
+  devices and the split moves no data.
+  """
+  def split(x):
+    return jnp.moveaxis(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 1, 0)
+  return jax.tree.map(split, tree)
+
+
+def accumulated_value_and_grad(loss_fn: Callable, params, inputs, k: int):
+  """((loss, metrics), grads) of `loss_fn(params, inputs)` over the batch, computed in k micro-batches.
+
+  loss_fn returns (scalar mean over its examples, dict of scalar means over its examples). The micro
+  batches are equal in size, so the mean of their means is the batch's mean: with every random draw
+  made for the whole batch beforehand, k > 1 gives the gradient of k = 1 (to float summation order)
+  with 1/k of the activations live. A lax.scan: one micro-batch's program, compiled once.
+  """
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  if k == 1:
+    return grad_fn(params, inputs)
+
+  def body(acc, micro):
+    out = grad_fn(params, micro)
+    return jax.tree.map(lambda a, x: a + x / k, acc, out), None
+
+  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype),
+                       jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro_batches(inputs, k))))
+  out, _ = jax.lax.scan(body, zeros, micro_batches(inputs, k))
+  return out
+
+
 def drop_labels(key: jax.Array, label: jax.Array, p_uncond: float, null_label: int) -> jax.Array:
   """Replaces each label by the null class with probability p_uncond (trains the CFG branch)."""
   drop = jax.random.uniform(key, label.shape) < p_uncond
@@ -77,27 +111,32 @@ def _apply_update(state: TrainState, grads, tx: optax.GradientTransformation, em
 
 
 def make_sft_step(graphdef, rest, codec, tx: optax.GradientTransformation, config) -> Callable:
-  """Flow-matching SFT with cross-task synergy (see objectives.sft)."""
+  """Flow-matching SFT with cross-task synergy (see objectives.sft); optim.grad_accum_steps
+  micro-batches per update."""
   obj = config.objective
   apply = make_apply(graphdef, rest, obj.prediction)
   null_label = int(config.model.num_classes)
+  accum = int(config.optim.grad_accum_steps)
+  task_probs = tuple(obj.task_probs)
 
   def sft_step(state: TrainState, batch: dict):
     key = jax.random.fold_in(state.rng, state.step)
     k_loss, k_drop = jax.random.split(key)
     video, audio = encode(codec, batch)
     cond = {"label": drop_labels(k_drop, batch["label"], float(obj.p_uncond), null_label)}
+    draws = sft_lib.sft_draws(k_loss, video, audio, task_probs, t_kwargs(obj))
 
-    def loss_fn(params):
-      return objectives.sft_loss(
-          lambda v, a, tv, ta, c: apply(params, v, a, tv, ta, c), k_loss, video, audio, cond,
-          task_probs=tuple(obj.task_probs), lambda_v=float(obj.lambda_v), lambda_a=float(obj.lambda_a),
+    def loss_fn(params, ex):
+      return sft_lib.sft_loss_given(
+          lambda v, a, tv, ta, c: apply(params, v, a, tv, ta, c), ex["video"], ex["audio"], ex["cond"],
+          ex["draws"], task_probs=task_probs, lambda_v=float(obj.lambda_v), lambda_a=float(obj.lambda_a),
           video_weight=float(obj.video_weight), audio_weight=float(obj.audio_weight),
-          t_kwargs=t_kwargs(obj), prediction=obj.prediction, error_space=obj.error_space)
+          prediction=obj.prediction, error_space=obj.error_space)
 
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    examples = {"video": video, "audio": audio, "cond": cond, "draws": draws}
+    (loss, metrics), grads = accumulated_value_and_grad(loss_fn, state.params, examples, accum)
     new_state = _apply_update(state, grads, tx, float(config.train.ema_decay))
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+    metrics = dict(sft_lib.finish_metrics(metrics), grad_norm=optax.global_norm(grads))
     return new_state, metrics
 
   return sft_step
@@ -177,6 +216,7 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
   w_v, w_a = float(dpo.video_weight), float(dpo.audio_weight)
   task_probs = tuple(float(p) for p in dpo.task_probs)
   needs_losers = dpo.pairs == "sample_rank"
+  accum = int(config.optim.grad_accum_steps)
 
   def dpo_step(state: TrainState, batch: dict):
     k_neg, k_t, k_ev, k_ea, k_drop = dpo_step_keys(state)
@@ -198,32 +238,36 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
     t_v, t_a, err_w_v, err_w_a = dpo_task_times(jax.random.fold_in(k_t, 1), t, task_probs, w_v, w_a)
     eps_v = jax.random.normal(k_ev, video_w.shape, video_w.dtype)
     eps_a = jax.random.normal(k_ea, audio_w.shape, audio_w.dtype)
-    stack = lambda w, l: jnp.concatenate([w, l], axis=0)
-    x0_v, x0_a = stack(video_w, video_l), stack(audio_w, audio_l)
-    e_v, e_a = stack(eps_v, eps_v), stack(eps_a, eps_a)
-    t2_v, t2_a = stack(t_v, t_v), stack(t_a, t_a)
-    # The per-sample error is SFT's (objective.error_space), so DPO's errors and SFT's agree.
-    ew_v = stack(err_w_v, err_w_v) * flow.error_weight(t2_v, obj.error_space)
-    ew_a = stack(err_w_a, err_w_a) * flow.error_weight(t2_a, obj.error_space)
-    xt_v, xt_a = flow.noisy(x0_v, e_v, t2_v), flow.noisy(x0_a, e_a, t2_a)
-    tgt_v = flow.velocity_error_target(x0_v, e_v, xt_v, t2_v, obj.prediction)
-    tgt_a = flow.velocity_error_target(x0_a, e_a, xt_a, t2_a, obj.prediction)
     label = drop_labels(k_drop, batch["label"], float(obj.p_uncond), null_label)
-    cond = {"label": stack(label, label)}
+    # Every random draw is made above for the whole batch: a micro-batch's loss is its pairs' share.
+    pairs = {"video_w": video_w, "audio_w": audio_w, "video_l": video_l, "audio_l": audio_l,
+             "eps_v": eps_v, "eps_a": eps_a, "t_v": t_v, "t_a": t_a, "err_w_v": err_w_v,
+             "err_w_a": err_w_a, "label": label}
 
-    ref_pv, ref_pa = apply(jax.lax.stop_gradient(state.ref_params), xt_v, xt_a, t2_v, t2_a, cond)
-    ref_err = per_sample_error(ref_pv, ref_pa, tgt_v, tgt_a, ew_v, ew_a)
-
-    def loss_fn(params):
+    def loss_fn(params, p):
+      n = p["label"].shape[0]
+      stack = lambda w, l: jnp.concatenate([w, l], axis=0)
+      x0_v, x0_a = stack(p["video_w"], p["video_l"]), stack(p["audio_w"], p["audio_l"])
+      e_v, e_a = stack(p["eps_v"], p["eps_v"]), stack(p["eps_a"], p["eps_a"])
+      t2_v, t2_a = stack(p["t_v"], p["t_v"]), stack(p["t_a"], p["t_a"])
+      # The per-sample error is SFT's (objective.error_space), so DPO's errors and SFT's agree.
+      ew_v = stack(p["err_w_v"], p["err_w_v"]) * flow.error_weight(t2_v, obj.error_space)
+      ew_a = stack(p["err_w_a"], p["err_w_a"]) * flow.error_weight(t2_a, obj.error_space)
+      xt_v, xt_a = flow.noisy(x0_v, e_v, t2_v), flow.noisy(x0_a, e_a, t2_a)
+      tgt_v = flow.velocity_error_target(x0_v, e_v, xt_v, t2_v, obj.prediction)
+      tgt_a = flow.velocity_error_target(x0_a, e_a, xt_a, t2_a, obj.prediction)
+      cond = {"label": stack(p["label"], p["label"])}
+      ref_pv, ref_pa = apply(jax.lax.stop_gradient(state.ref_params), xt_v, xt_a, t2_v, t2_a, cond)
+      ref_err = per_sample_error(ref_pv, ref_pa, tgt_v, tgt_a, ew_v, ew_a)
       pv, pa = apply(params, xt_v, xt_a, t2_v, t2_a, cond)
       err = per_sample_error(pv, pa, tgt_v, tgt_a, ew_v, ew_a)
-      loss, m = objectives.flow_dpo_loss(err[:b], err[b:], ref_err[:b], ref_err[b:], beta)
+      loss, m = objectives.flow_dpo_loss(err[:n], err[n:], ref_err[:n], ref_err[n:], beta)
       m = dict(m, dpo_loss=loss)
       if dpo.sft_weight > 0:
-        loss = loss + float(dpo.sft_weight) * err[:b].mean()
+        loss = loss + float(dpo.sft_weight) * err[:n].mean()
       return loss, m
 
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, metrics), grads = accumulated_value_and_grad(loss_fn, state.params, pairs, accum)
     new_state = _apply_update(state, grads, tx, float(config.train.ema_decay))
     metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
                    **curriculum_lib.log_metrics(state.curriculum))
