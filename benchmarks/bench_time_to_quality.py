@@ -1,15 +1,19 @@
 """Time to quality of the demo's generator: train variants for equal wall time, compare what they make.
 
   python benchmarks/bench_time_to_quality.py --seconds 250 --variants G,I,J [--data_dir workdirs/tfds]
+  python benchmarks/bench_time_to_quality.py --steps 1000 --variants J,L,M,N   # equal steps instead
 
 (`make demo` builds the data first; each variant takes its seconds plus ~1.5 min to compile and score.)
 
 Each variant is `configs/demo.py:sft` with a few overrides (VARIANTS; the README's "The demo's
 generator" table), trained from scratch on the same data order until `--seconds` of step time have
-passed (compilation excluded). It prints, per variant: steps done, the x0-hat MSE at t = 0.5 / 0.9 / 1.0
-on 16 validation clips against the mean training frame (benchmarks/bench_denoiser.py), and the quality
-gate's positions of joint generation on 16 test clips (syncdpo_jax/eval/quality.py), sampled without and
-with SyncCFG. One run interleaves nothing: run it on a quiet machine, the variants one after another.
+passed (compilation excluded), or `--steps` steps. It prints, per variant: steps done, the x0-hat MSE at
+t = 0.1 / 0.5 / 0.9 / 1.0 on 16 validation clips against the mean training frame
+(benchmarks/bench_denoiser.py); `rec0.2`, the quality gate's video position of the 16 test clips noised to
+t = 0.2 and denoised back (10 Euler steps, the real audio given): what the model does to a clip it
+almost sees; and the gate's positions of joint generation on the 16 test clips
+(syncdpo_jax/eval/quality.py), sampled without and with SyncCFG. One run interleaves nothing: run it on a
+quiet machine, the variants one after another.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench_denoiser import x0_errors  # noqa: E402
 from configs import demo  # noqa: E402
 from syncdpo_jax.data import pipeline  # noqa: E402
+from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.eval import quality  # noqa: E402
 from syncdpo_jax.train import evaluate, loop, steps  # noqa: E402
 
@@ -41,6 +46,10 @@ VARIANTS = {
     "I": {"model.gate_init": 0.0, "train.num_steps": 600},
     "J": {"train.num_steps": 600},
     "K": {"model.video_patch": (2, 2), "train.num_steps": 300},
+    # Measured at equal steps (--steps 1000; the demo's horizon):
+    "L": {"data.batch_size": 8, "train.num_steps": 2000},  # J at half the batch, twice the steps
+    "M": {"objective.error_space": "x0"},                     # J, errors of the clean estimate
+    "N": {"objective.error_space": "x0", "objective.t_shift": 1.0},  # M, uniform times
 }
 
 
@@ -52,7 +61,18 @@ def _set(config, dotted: str, value) -> None:
   node[leaf] = value
 
 
-def run_variant(name: str, seconds: float, data_dir: str) -> dict:
+def reconstruct(apply_x0, params, video, audio, label, t0: float, num_steps: int = 10, seed: int = 3):
+  """The clips noised to t0 and integrated back to t = 0 with Euler, the audio given clean."""
+  b = video.shape[0]
+  x = flow.noisy(video, jax.random.normal(jax.random.key(seed), video.shape), jnp.full((b,), t0))
+  ts = jnp.linspace(t0, 0.0, num_steps + 1)
+  for i in range(num_steps):
+    v, _ = apply_x0(params, x, audio, jnp.full((b,), ts[i]), jnp.zeros((b,)), {"label": label})
+    x = x + (ts[i + 1] - ts[i]) * v
+  return x
+
+
+def run_variant(name: str, seconds: float, data_dir: str, max_steps: int = 0) -> dict:
   c = demo.get_config("sft")
   c.data.data_dir = data_dir
   for k, v in VARIANTS[name].items():
@@ -61,7 +81,7 @@ def run_variant(name: str, seconds: float, data_dir: str) -> dict:
   state, mesh = setup.state, setup.mesh
   data = iter(pipeline.make_dataset(c.data, c.data.split_train, seed=0, train=True))
   n, spent = 0, 0.0
-  while spent < seconds:
+  while (n < max_steps) if max_steps else (spent < seconds):
     batch = pipeline.make_global_batch(next(data), mesh)
     t0 = time.perf_counter()
     with jax.set_mesh(mesh):
@@ -77,19 +97,24 @@ def run_variant(name: str, seconds: float, data_dir: str) -> dict:
   audio = codec.encode_audio(jnp.asarray(val["audio"]))
   mean_v = codec.encode_video(jnp.asarray(train["video"])).mean(0)
   apply = steps.make_apply(setup.graphdef, setup.rest, c.objective.prediction)
-  ts = (0.5, 0.9, 1.0)
+  ts = (0.1, 0.5, 0.9, 1.0)
   err = x0_errors(apply, state.params, video, audio, jnp.asarray(val["label"], jnp.int32), ts=ts)
   out = {"steps": n, "x0_video": err[:, 0].tolist(), "mean_frame": float(jnp.mean((video - mean_v) ** 2))}
   test = evaluate.load_eval_set(c, 16)
   tv, ta = codec.encode_video(jnp.asarray(test["video"])), codec.encode_audio(jnp.asarray(test["audio"]))
   real = evaluate.decode_clips(codec, c.data, tv, ta)
   anchor = evaluate.quality_anchors(c, codec, real, tv, ta)
+  label = jnp.asarray(test["label"], jnp.int32)
+  sample_apply = steps.make_apply(setup.graphdef, setup.rest, c.objective.prediction)
+  rec = jax.jit(lambda p, v, a, l: reconstruct(sample_apply, p, v, a, l, 0.2))(state.params, tv, ta, label)
+  out["rec0.2"] = quality.verdict(quality.proxies(evaluate.decode_clips(codec, c.data, rec, ta), real),
+                                  anchor, "a2v")["gate_video"]
   for sync_cfg in (False, True):
     sc = c.sample.copy_and_resolve_references()
     sc.sync_cfg = sync_cfg
     gen = evaluate.make_generate(setup.graphdef, setup.rest, codec, sc, int(c.model.num_classes),
                                  c.objective.prediction)
-    v, a = gen(state.params, jax.random.key(7), tv, ta, jnp.asarray(test["label"], jnp.int32), mode="joint")
+    v, a = gen(state.params, jax.random.key(7), tv, ta, label, mode="joint")
     clips = evaluate.decode_clips(codec, c.data, v, a)
     out["synccfg" if sync_cfg else "plain"] = quality.verdict(quality.proxies(clips, real), anchor, "joint")
   return out
@@ -98,14 +123,16 @@ def run_variant(name: str, seconds: float, data_dir: str) -> dict:
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--seconds", type=float, default=250.0)
+  ap.add_argument("--steps", type=int, default=0, help="> 0: train this many steps instead of --seconds")
   ap.add_argument("--variants", default="J", help=f"comma-separated, of {','.join(VARIANTS)}")
   ap.add_argument("--data_dir", default="workdirs/tfds")
   args = ap.parse_args()
-  print(f"{'run':4s} {'steps':>6s}  x0-hat video MSE t=0.5/0.9/1.0 (mean frame)  gate_video plain / SyncCFG")
+  print(f"{'run':4s} {'steps':>6s}  x0-hat video MSE t=0.1/0.5/0.9/1.0 (mean frame)  rec0.2  "
+        "gate_video plain / SyncCFG")
   for name in args.variants.split(","):
-    r = run_variant(name, args.seconds, os.path.abspath(args.data_dir))
+    r = run_variant(name, args.seconds, os.path.abspath(args.data_dir), args.steps)
     e = " / ".join(f"{x:.3f}" for x in r["x0_video"])
-    print(f"{name:4s} {r['steps']:6d}  {e} ({r['mean_frame']:.3f})          "
+    print(f"{name:4s} {r['steps']:6d}  {e} ({r['mean_frame']:.3f})  {r['rec0.2']:6.2f}  "
           f"{r['plain']['gate_video']:.2f} / {r['synccfg']['gate_video']:.2f}", flush=True)
 
 
