@@ -235,6 +235,10 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
   c.model.depth = c.model.depth + 1
   with pytest.raises(ValueError, match="config.model.depth"):
     loop.train(c, str(tmp_path / "run"))
+  # Fingerprints from before model.name named the architecture (it held the size) still match.
+  old = ckpt_lib.fingerprint(_config(tmp_path))
+  old["model"] = dict(old["model"], name=old["model"].pop("size"))
+  ckpt_lib.check_compatible(old, _config(tmp_path), "an older run")
 
 
 def _launch_test_run(workdir, data_dir, *overrides, **popen_kw):

@@ -52,6 +52,14 @@ def fingerprint(config) -> dict:
   return out
 
 
+def _upgrade(saved: dict) -> dict:
+  """A fingerprint written before model.name named the architecture (it held the size preset)."""
+  m = saved.get("model")
+  if isinstance(m, dict) and "size" not in m and m.get("name") in ("tiny", "demo", "1b", "5b"):
+    saved = dict(saved, model=dict(m, name="joint_dit", size=m["name"]))
+  return saved
+
+
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
   if isinstance(a, dict) and isinstance(b, dict):
     out = []
@@ -64,7 +72,7 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 def check_compatible(saved: dict, config, where: str) -> None:
   """Raises ValueError naming every shape-relevant config field that differs from the checkpoint's."""
-  diffs = _diff(saved, fingerprint(config))
+  diffs = _diff(_upgrade(saved), fingerprint(config))
   if diffs:
     raise ValueError(
         f"The checkpoint in {where} was written with an incompatible config:\n  " + "\n  ".join(diffs)
@@ -194,7 +202,7 @@ def restore_params(path: str, params_like, config):
   item = "ema" if config.load_ema and os.path.isdir(os.path.join(root, str(step), "ema")) else "params"
   with ocp.CheckpointManager(root, item_names=(item, "meta"),
                              options=ocp.CheckpointManagerOptions(read_only=True)) as mgr:
-    meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    meta = _upgrade(mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
     # Only the model, its output parametrization and the latent layout must agree; the data/optimizer
     # may differ between SFT and DPO.
     model_meta = {k: v for k, v in meta.items() if k in ("model", "objective.prediction", "latent_layout")}
