@@ -196,20 +196,32 @@ def detect_mel_events(mel: Any, frame_rate: float, *, db_floor: float = -80.0) -
     Returns:
       float64 [K] onset times in seconds, ascending; empty for silence (every frame at the floor).
     """
+    env = mel_onset_envelope(mel, frame_rate, db_floor=db_floor)
+    if env is None:
+        return np.zeros((0,), np.float64)
+    hop = 512  # any (sr, hop) with sr / hop = frame_rate gives times in seconds
+    frames = librosa.onset.onset_detect(onset_envelope=env, sr=int(round(frame_rate * hop)), hop_length=hop)
+    return (np.asarray(frames, np.float64) / frame_rate).astype(np.float64)
+
+
+def mel_onset_envelope(mel: Any, frame_rate: float, *, db_floor: float = -80.0) -> np.ndarray | None:
+    """Spectral-flux onset strength of a normalised log-mel, one value per mel frame (frame j at
+    j / frame_rate); None for a silent or too short mel.
+
+    mel: float [T_a, n_mels] in [-1, 1] (x = dB / 40 + 1, see data.features) -> float [T_a].
+    """
     x = np.asarray(mel, np.float32)
     if x.ndim != 2:
         raise ValueError(f"mel must be [T_a, n_mels], got shape {x.shape}")
     db = (np.clip(x, -1.0, 1.0) - 1.0) * (-db_floor / 2.0)  # back to [db_floor, 0] dB, [T_a, n_mels]
     if x.shape[0] < 3 or db.max() <= db_floor + 1e-3:
-        return np.zeros((0,), np.float64)
+        return None
     # librosa wants [n_mels, T]; any (sr, hop) with sr / hop = frame_rate gives times in seconds.
     hop = 512
-    sr = int(round(frame_rate * hop))
     # center=False: the mel frames are already centred on their times (librosa would pad by
     # n_fft // (2 * hop) more frames, a 2-frame delay here).
-    env = librosa.onset.onset_strength(S=db.T, sr=sr, hop_length=hop, center=False)
-    frames = librosa.onset.onset_detect(onset_envelope=env, sr=sr, hop_length=hop)
-    return (np.asarray(frames, np.float64) / frame_rate).astype(np.float64)
+    return librosa.onset.onset_strength(S=db.T, sr=int(round(frame_rate * hop)), hop_length=hop,
+                                        center=False)
 
 
 def detect_video_events(frames: Any, fps: float, *, rel_height: float = 0.25) -> np.ndarray:
@@ -453,14 +465,33 @@ def estimate_offset(frames: Any, fps: float, audio: Any, sr: int, max_offset: fl
 # Event scores
 
 
+def match_events(pred: np.ndarray, gt: np.ndarray, tol_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The maximum one-to-one matching of predicted to ground-truth times within `tol_s` that, among
+    maximum matchings, minimises the total |error| (Hungarian algorithm).
+
+    Args:
+      pred: float [K], gt: float [M] event times (s), both non-empty.
+    Returns:
+      (pred_index, gt_index), int [matched] each.
+    """
+    err = np.abs(pred[:, None] - gt[None, :])  # [K, M]
+    ok = err <= tol_s + 1e-12  # float slack so a shift of exactly tol_s counts as inside
+    # Cost: a feasible pair costs its error (< tol_s); an infeasible one costs more than any set of
+    # feasible pairs together, so the assignment first maximises the match count, then minimises error.
+    big = (tol_s + 1.0) * (min(pred.size, gt.size) + 1)
+    rows, cols = scipy.optimize.linear_sum_assignment(np.where(ok, err, big))
+    keep = ok[rows, cols]
+    return rows[keep], cols[keep]
+
+
 def event_metrics(pred_times: Any, gt_times: Any, tol_s: float) -> dict[str, float]:
     """Event precision / recall / F1 and mean timing error with optimal one-to-one matching.
 
     Follows the onset-evaluation convention of mir_eval (Raffel et al., ISMIR 2014, ``mir_eval.onset``):
     a predicted and a ground-truth event may be matched if |t_pred - t_gt| <= tol_s; each event is used at
     most once, and the matching maximises the number of matches (Hopcroft-Karp in mir_eval; here the
-    Hungarian algorithm, which among maximum matchings also minimises the total timing error).
-    Negative entries (the -1 padding of ``batch['events']``) are ignored.
+    Hungarian algorithm, which among maximum matchings also minimises the total timing error:
+    :func:`match_events`). Negative entries (the -1 padding of ``batch['events']``) are ignored.
 
     Args:
       pred_times: float [K] predicted event times (s), e.g. from :func:`detect_audio_events`.
@@ -478,17 +509,11 @@ def event_metrics(pred_times: Any, gt_times: Any, tol_s: float) -> dict[str, flo
         return dict(precision=1.0, recall=1.0, f1=1.0, mean_timing_error_s=float("nan"), num_matched=0)
     if pred.size == 0 or gt.size == 0:
         return dict(precision=0.0, recall=0.0, f1=0.0, mean_timing_error_s=float("nan"), num_matched=0)
-    err = np.abs(pred[:, None] - gt[None, :])  # [K, M]
-    ok = err <= tol_s + 1e-12  # float slack so a shift of exactly tol_s counts as inside
-    # Cost: a feasible pair costs its error (< tol_s); an infeasible one costs more than any set of
-    # feasible pairs together, so the assignment first maximises the match count, then minimises error.
-    big = (tol_s + 1.0) * (min(pred.size, gt.size) + 1)
-    rows, cols = scipy.optimize.linear_sum_assignment(np.where(ok, err, big))
-    keep = ok[rows, cols]
-    matched = int(np.sum(keep))
+    rows, cols = match_events(pred, gt, tol_s)
+    matched = int(rows.size)
     precision, recall = matched / pred.size, matched / gt.size
     f1 = 0.0 if matched == 0 else 2 * precision * recall / (precision + recall)
-    timing = float(np.mean(err[rows[keep], cols[keep]])) if matched else float("nan")
+    timing = float(np.mean(np.abs(pred[rows] - gt[cols]))) if matched else float("nan")
     return dict(precision=precision, recall=recall, f1=f1, mean_timing_error_s=timing, num_matched=matched)
 
 

@@ -309,6 +309,6 @@ def make_plan(config: Any, num_devices: int | None = None,
     hints.append("model.remat='full'")
   if m.attention_impl not in FLASH_IMPLS:
     hints.append("model.attention_impl='cudnn' (GPU) or 'splash' (TPU)")
-  return MemoryPlan(name=f"{name} ({config.mode}, model {m.name})", num_devices=num_devices,
+  return MemoryPlan(name=f"{name} ({config.mode}, model {m.size})", num_devices=num_devices,
                     mesh=dict(mesh.shape), per_device_batch=per_device_batch, tokens=tokens(m),
                     num_params=int(n_params), rows=tuple(rows), hbm_bytes=hbm, hints=tuple(hints))
