@@ -90,8 +90,12 @@ def to_markdown(table: Mapping[str, Mapping[str, Any]]) -> str:
             cells.append(cell)
         lines.append(f"| {run} | " + " | ".join(cells) + " |")
     note = ("\nmean ± half-width of the 95% confidence interval over the eval set (n/a: undefined, e.g. one "
-            "clip). desync = mean |estimated audio-video offset| in s (lower is better); av_align and "
-            "event_f1: higher is better; fd_* columns are quality PROXIES on hand-made features, not FAD/FVD. "
+            "clip). desync = mean |estimated audio-video offset| in s (lower is better; both streams "
+            "estimated, the field's metric); av_align and event_f1: higher is better; gt_* = the generated "
+            "stream against the ground-truth event times (v2a: its audio, a2v: its video; real rows: the "
+            "real audio / video; syncdpo_jax/eval/timing.py): gt_abs_offset_s = |GT-anchored offset| "
+            "(search range +-0.19 s), gt_median_error_s = median |error| of matched events, gt_hit_40ms = "
+            "fraction of events hit within 40 ms; fd_* columns are quality PROXIES on hand-made features, not FAD/FVD. "
             "quality_gate: whether the generated streams are near enough the real data on those proxies "
             "(gate_* = position from the real-vs-real floor, 0, to the data's latent cells shuffled, 1; "
             "pass at <= 0.25; noise_pos_* = the same from the floor to decoded noise; "

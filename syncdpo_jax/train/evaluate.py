@@ -41,9 +41,18 @@ from syncdpo_jax.model import factory as model_lib  # noqa: E402
 from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
 
-HEADLINE = ("desync", "av_align", "event_f1", "event_timing_error_s", "fd_logmel_proxy", "fd_video_proxy",
-            "quality_gate", "gate_video", "gate_audio", "noise_pos_video", "noise_pos_audio")
-SYNC_METRICS = ("desync", "av_align", "event_f1", "event_timing_error_s")
+# Ground-truth timing of the scored stream (eval/timing.py), per clip: |GT-anchored offset|, the median
+# |error| of its matched events, the fraction of events hit within 40 ms (0 for a clip with events whose
+# generated stream shows none: missing every event is a score, not a gap).
+GT_TIMING = {
+    "gt_abs_offset_s": lambda r: abs(r["offset_s"]),
+    "gt_median_error_s": lambda r: r["median_abs_error_s"],
+    "gt_hit_40ms": lambda r: r["hit_rate_40ms"] if np.isfinite(r["hit_rate_40ms"]) or not r["num_events"]
+    else 0.0,
+}
+HEADLINE = ("desync", "av_align", "event_f1", "event_timing_error_s", *GT_TIMING, "fd_logmel_proxy",
+            "fd_video_proxy", "quality_gate", "gate_video", "gate_audio", "noise_pos_video", "noise_pos_audio")
+SYNC_METRICS = ("desync", "av_align", "event_f1", "event_timing_error_s", *GT_TIMING)
 
 
 def parse_checkpoints(spec: str) -> list[tuple[str, str]]:
@@ -132,6 +141,14 @@ def score(clips: list[dict], real: list[dict], gt_events, tol_s: float, event_st
           ) -> dict:
   """Sync metrics of `clips` (events of `event_stream` vs ground truth) + quality proxies vs `real`."""
   res = eval_lib.evaluate_clips(clips, gt_events, event_tol_s=tol_s, event_stream=event_stream)
+  if gt_events is not None:
+    timed = [eval_lib.audio_timing(c["audio"], c["sr"], g, mel=c.get("mel"), mel_fps=c.get("mel_fps"))
+             if event_stream == "audio" else eval_lib.video_timing(c["frames"], c["fps"], g)
+             for c, g in zip(clips, gt_events)]
+    for name, get in GT_TIMING.items():
+      values = [float(get(r)) for r in timed]
+      res[name] = eval_lib.mean_ci95(values)
+      res["per_clip"][name] = values
   fd = quality.proxies(clips, real)
   res["fd_logmel_proxy"], res["fd_video_proxy"] = fd["audio"], fd["video"]
   return res
