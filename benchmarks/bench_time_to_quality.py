@@ -48,8 +48,10 @@ VARIANTS = {
     "K": {"model.video_patch": (2, 2), "train.num_steps": 300},
     # Measured at equal steps (--steps 1000; the demo's horizon):
     "L": {"data.batch_size": 8, "train.num_steps": 2000},  # J at half the batch, twice the steps
+    "L2": {"data.batch_size": 8, "train.num_steps": 2000, "optim.lr": 2e-3, "train.ema_decay": 0.995},
     "M": {"objective.error_space": "x0"},                     # J, errors of the clean estimate
     "N": {"objective.error_space": "x0", "objective.t_shift": 1.0},  # M, uniform times
+    "O": {"objective.error_space": "x0", "objective.t_shift": 1.0, "model.gate_init": 0.25},
 }
 
 
