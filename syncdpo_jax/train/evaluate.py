@@ -51,7 +51,8 @@ GT_TIMING = {
     else 0.0,
 }
 HEADLINE = ("desync", "av_align", "event_f1", "event_timing_error_s", *GT_TIMING, "fd_logmel_proxy",
-            "fd_video_proxy", "quality_gate", "gate_video", "gate_audio", "noise_pos_video", "noise_pos_audio")
+            "fd_video_proxy", "quality_gate", "gate_video", "gate_audio", "noise_pos_video",
+            "noise_pos_audio")
 SYNC_METRICS = ("desync", "av_align", "event_f1", "event_timing_error_s", *GT_TIMING)
 
 

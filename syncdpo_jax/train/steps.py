@@ -67,9 +67,9 @@ def accumulated_value_and_grad(loss_fn: Callable, params, inputs, k: int):
     out = grad_fn(params, micro)
     return jax.tree.map(lambda a, x: a + x / k, acc, out), None
 
-  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype),
-                       jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro_batches(inputs, k))))
-  out, _ = jax.lax.scan(body, zeros, micro_batches(inputs, k))
+  micro = micro_batches(inputs, k)
+  shapes = jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro))
+  out, _ = jax.lax.scan(body, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes), micro)
   return out
 
 
