@@ -120,6 +120,12 @@ def eval_config() -> ml_collections.ConfigDict:
   c.num_clips = 16
   c.batch_size = 8
   c.modes = ("joint", "v2a", "a2v")
+  # Also sample every mode with sample.sync_cfg flipped (same noise), as rows '<run>/<mode>/synccfg_off'
+  # (or '_on'): SyncCFG's own effect, measured on the same clips.
+  c.sync_cfg_both = True
+  # The sync-sensitivity probe (train/probe.py): this many whole clips of eval.split, the given stream
+  # shifted by 0, +-1, +-2, +-3, +-5 video frames; eval/probe.json + probe.png. 0 = off.
+  c.probe_clips = 64
   c.event_tol_ms = 100.0   # event matching tolerance (one video frame at 10 fps)
   c.num_samples_to_write = 3
   return c

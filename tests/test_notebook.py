@@ -92,6 +92,8 @@ def test_notebook_shows_the_eval_table(executed):
     row = re.search(rf"^\| {re.escape(run)} \| .*$", table, re.M)
     assert row, (run, table)
     assert re.match(rf"\| {re.escape(run)} \| ([0-9]|n/a( ± n/a)? \|.*\| fail \|)", row.group(0)), row.group(0)
+    # eval.sync_cfg_both: the same mode sampled without SyncCFG, as its own row.
+    assert re.search(rf"^\| {re.escape(run)}/synccfg_off \| ", table, re.M), table
   assert len(_data(cell, "image/png")) == 1  # report.png
 
 

@@ -40,6 +40,8 @@ from syncdpo_jax.eval import report as report_lib  # noqa: E402
 from syncdpo_jax.model import factory as model_lib  # noqa: E402
 from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
+from syncdpo_jax.train import probe as probe_lib  # noqa: E402
+from syncdpo_jax.train import steps  # noqa: E402
 
 # Ground-truth timing of the scored stream (eval/timing.py), per clip: |GT-anchored offset|, the median
 # |error| of its matched events, the fraction of events hit within 40 ms (0 for a clip with events whose
@@ -304,37 +306,60 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
   grids: dict[str, dict[str, list]] = {mode: {"real": real} for mode in ec.modes}
 
   graphdef, params_like, rest = abstract_model_on_one_device(config)
-  generate = make_generate(graphdef, rest, codec, config.sample, int(config.model.num_classes),
-                           config.objective.prediction)
+  # The configured sampler, and with eval.sync_cfg_both the same one with SyncCFG flipped (same noise):
+  # rows '<run>/<mode>' and '<run>/<mode>/synccfg_off' (or '_on').
+  samplers = [("", config.sample)]
+  if ec.sync_cfg_both:
+    flipped = config.sample.copy_and_resolve_references()
+    flipped.sync_cfg = not config.sample.sync_cfg
+    samplers.append(("/synccfg_on" if flipped.sync_cfg else "/synccfg_off", flipped))
+  generators = [(suffix, make_generate(graphdef, rest, codec, sc, int(config.model.num_classes),
+                                       config.objective.prediction)) for suffix, sc in samplers]
+  probe = None
+  if int(ec.probe_clips) > 0:
+    probe = probe_lib.Probe(config, codec, steps.make_apply(graphdef, rest, config.objective.prediction),
+                            modes=[m for m in ec.modes if m in probe_lib.GIVEN])
   for name, path in checkpoints:
     params, src = ckpt_lib.restore_params(path, params_like, config)
-    for mode in ec.modes:
+    if probe is not None:
       t0 = time.time()
-      key = jax.random.fold_in(jax.random.key(int(config.seed)), list(sample_lib.config.MODES).index(mode))
-      gv, ga = [], []
-      bs = int(ec.batch_size)
-      for i in range(0, len(label), bs):
-        v, a = generate(params, jax.random.fold_in(key, i), video_lat[i:i + bs], audio_lat[i:i + bs],
-                        label[i:i + bs], mode=mode)
-        gv.append(v)
-        ga.append(a)
-      clips = decode_clips(codec, config.data, jnp.concatenate(gv), jnp.concatenate(ga))
-      # Joint generation invents its own events: only the conditional modes have ground truth, and
-      # there the GENERATED stream's events are scored (audio for v2a, video for a2v).
-      res = score(clips, real, gt if mode != "joint" else None, tol,
-                  event_stream="video" if mode == "a2v" else "audio")
-      res["sample_seconds"] = time.time() - t0
-      res.update(quality.verdict({"video": res["fd_video_proxy"], "audio": res["fd_logmel_proxy"]},
-                                 anchor, mode))
-      results[f"{name}/{mode}"] = res
-      grids[mode][name] = clips
-      write_samples(clips, os.path.join(out_dir, "samples", name), mode, int(ec.num_samples_to_write))
-      gate = " ".join(f"{k}={res[k]:.2f}" for k in ("gate_video", "gate_audio", "noise_pos_video",
-                                                      "noise_pos_audio") if k in res)
-      print(f"[eval] {name}/{mode} ({src}): quality gate {res['quality_gate']} ({gate}) "
-            f"desync={res['desync'][0]:.3f}s av_align={res['av_align'][0]:.3f} "
-            f"event_f1={res.get('event_f1', (float('nan'),))[0]:.3f} skipped={res['num_skipped']} "
-            f"({time.time() - t0:.0f}s)", flush=True)
+      for run, r in probe(name, params).items():
+        if run.startswith(name + "/"):
+          print(f"[probe] {run}: e(delta) - e(0) " + " ".join(
+              f"{d:+d}:{r['delta_loss'][str(d)]:+.3g}" for d in r["deltas"] if d) +
+              f"; P[aligned best] " + " ".join(f"|{m}|:{v:.2f}" for m, v in r["pair_accuracy"].items()) +
+              f"; argmin |delta| {r['argmin_frames']:.2f} frames; control {r['control_delta_loss']:+.3g} "
+              f"({time.time() - t0:.0f}s)", flush=True)
+    for mode in ec.modes:
+      for suffix, generate in generators:
+        t0 = time.time()
+        key = jax.random.fold_in(jax.random.key(int(config.seed)), list(sample_lib.config.MODES).index(mode))
+        gv, ga = [], []
+        bs = int(ec.batch_size)
+        for i in range(0, len(label), bs):
+          v, a = generate(params, jax.random.fold_in(key, i), video_lat[i:i + bs], audio_lat[i:i + bs],
+                          label[i:i + bs], mode=mode)
+          gv.append(v)
+          ga.append(a)
+        clips = decode_clips(codec, config.data, jnp.concatenate(gv), jnp.concatenate(ga))
+        # Joint generation invents its own events: only the conditional modes have ground truth, and
+        # there the GENERATED stream's events are scored (audio for v2a, video for a2v).
+        res = score(clips, real, gt if mode != "joint" else None, tol,
+                    event_stream="video" if mode == "a2v" else "audio")
+        res["sample_seconds"] = time.time() - t0
+        res.update(quality.verdict({"video": res["fd_video_proxy"], "audio": res["fd_logmel_proxy"]},
+                                   anchor, mode))
+        row = f"{name}/{mode}{suffix}"
+        results[row] = res
+        if not suffix:  # the grids and mp4s show the configured sampler
+          grids[mode][name] = clips
+          write_samples(clips, os.path.join(out_dir, "samples", name), mode, int(ec.num_samples_to_write))
+        gate = " ".join(f"{k}={res[k]:.2f}" for k in ("gate_video", "gate_audio", "noise_pos_video",
+                                                        "noise_pos_audio") if k in res)
+        print(f"[eval] {row} ({src}): quality gate {res['quality_gate']} ({gate}) "
+              f"desync={res['desync'][0]:.3f}s av_align={res['av_align'][0]:.3f} "
+              f"event_f1={res.get('event_f1', (float('nan'),))[0]:.3f} skipped={res['num_skipped']} "
+              f"({time.time() - t0:.0f}s)", flush=True)
 
   table = {run: {k: v for k, v in r.items() if k in HEADLINE or k in ("num_evaluated", "num_skipped")}
            for run, r in results.items()}
@@ -350,6 +375,8 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
   plot_report(flat, os.path.join(out_dir, "report.png"))
   for mode, rows in grids.items():
     plot_sample_grid(rows, os.path.join(out_dir, f"grid_{mode}.png"), f"{mode} generation", config.data)
+  if probe is not None:
+    probe.write(out_dir)
   with open(paths["markdown"]) as f:
     print(f.read(), flush=True)
   for run, r in results.items():
