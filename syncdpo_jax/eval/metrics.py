@@ -197,11 +197,15 @@ def detect_mel_events(mel: Any, frame_rate: float, *, db_floor: float = -80.0) -
       float64 [K] onset times in seconds, ascending; empty for silence (every frame at the floor).
     """
     env = mel_onset_envelope(mel, frame_rate, db_floor=db_floor)
-    if env is None:
-        return np.zeros((0,), np.float64)
+    return np.zeros((0,), np.float64) if env is None else onset_frames(env, frame_rate) / frame_rate
+
+
+def onset_frames(envelope: np.ndarray, frame_rate: float) -> np.ndarray:
+    """librosa's onset picking on an onset envelope sampled at `frame_rate`: float64 [K] frame indices."""
     hop = 512  # any (sr, hop) with sr / hop = frame_rate gives times in seconds
-    frames = librosa.onset.onset_detect(onset_envelope=env, sr=int(round(frame_rate * hop)), hop_length=hop)
-    return (np.asarray(frames, np.float64) / frame_rate).astype(np.float64)
+    frames = librosa.onset.onset_detect(onset_envelope=envelope, sr=int(round(frame_rate * hop)),
+                                        hop_length=hop)
+    return np.asarray(frames, np.float64)
 
 
 def mel_onset_envelope(mel: Any, frame_rate: float, *, db_floor: float = -80.0) -> np.ndarray | None:

@@ -80,8 +80,7 @@ def _scores(detected: np.ndarray, gt: np.ndarray, envelope: np.ndarray | None, r
     return _nan_result("no ground-truth event inside the clip", _KEYS, **base)
   offset = metrics.lag_by_xcorr(envelope, train, rate, max_lag_s)
   rows, cols = metrics.match_events(detected, gt, MATCH_TOL_S)
-  signed = detected[rows] - gt[cols]
-  err = np.abs(signed)
+  err = np.abs(detected[rows] - gt[cols])
   hit = lambda tol: float(np.sum(err <= tol + 1e-9) / gt.size)
   return dict(base, offset_s=float(offset),
               median_abs_error_s=float(np.median(err)) if err.size else float("nan"),
@@ -146,9 +145,9 @@ def audio_timing(audio: Any, sr: int, gt_times: Any, *, mel: Any = None, mel_fps
     if not mel_fps:
       raise ValueError("audio_timing: mel given without mel_fps (mel frames per second)")
     rate, frame_s = float(mel_fps), 1.0 / float(mel_fps)
-    env = metrics.mel_onset_envelope(mel, rate)
-    onset_frames = np.round(metrics.detect_mel_events(mel, rate) * rate).astype(np.int64)
-    detected = half_rise_times(np.asarray(mel), onset_frames, rate)
+    env = metrics.mel_onset_envelope(mel, rate)  # the envelope detect_mel_events picks onsets on
+    detected = (np.zeros((0,)) if env is None else
+                half_rise_times(np.asarray(mel), metrics.onset_frames(env, rate).astype(np.int64), rate))
   else:
     y = np.asarray(audio, np.float32)
     rate, frame_s = metrics.ENVELOPE_RATE, 1.0 / metrics.ENVELOPE_RATE

@@ -16,7 +16,8 @@ from syncdpo_jax.model.sharding import (constrain, create_sharded_model, logical
                                         param_table, replicated_large_params, state_shardings)
 
 __all__ = [
-    "JointDiT", "build", "build_abstract", "register", "available", "get_model_config", "validate_config", "flops_per_example", "make_mesh",
+    "JointDiT", "build", "build_abstract", "register", "available", "get_model_config", "validate_config",
+    "flops_per_example", "make_mesh",
     "logical_to_mesh", "create_sharded_model", "state_shardings", "constrain", "param_table",
     "replicated_large_params",
 ]

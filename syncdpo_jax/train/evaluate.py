@@ -43,14 +43,17 @@ from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
 from syncdpo_jax.train import probe as probe_lib  # noqa: E402
 from syncdpo_jax.train import steps  # noqa: E402
 
+def _hit_40ms(r: dict) -> float:
+  """0 for a clip with events whose generated stream shows none: missing every event is a score."""
+  return 0.0 if r["num_events"] and not np.isfinite(r["hit_rate_40ms"]) else r["hit_rate_40ms"]
+
+
 # Ground-truth timing of the scored stream (eval/timing.py), per clip: |GT-anchored offset|, the median
-# |error| of its matched events, the fraction of events hit within 40 ms (0 for a clip with events whose
-# generated stream shows none: missing every event is a score, not a gap).
+# |error| of its matched events, the fraction of events hit within 40 ms.
 GT_TIMING = {
     "gt_abs_offset_s": lambda r: abs(r["offset_s"]),
     "gt_median_error_s": lambda r: r["median_abs_error_s"],
-    "gt_hit_40ms": lambda r: r["hit_rate_40ms"] if np.isfinite(r["hit_rate_40ms"]) or not r["num_events"]
-    else 0.0,
+    "gt_hit_40ms": _hit_40ms,
 }
 HEADLINE = ("desync", "av_align", "event_f1", "event_timing_error_s", *GT_TIMING, "fd_logmel_proxy",
             "fd_video_proxy", "quality_gate", "gate_video", "gate_audio", "noise_pos_video",
@@ -324,18 +327,18 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
     if probe is not None:
       t0 = time.time()
       for run, r in probe(name, params).items():
-        if run.startswith(name + "/"):
-          print(f"[probe] {run}: e(delta) - e(0) " + " ".join(
-              f"{d:+d}:{r['delta_loss'][str(d)]:+.3g}" for d in r["deltas"] if d) +
-              f"; P[aligned best] " + " ".join(f"|{m}|:{v:.2f}" for m, v in r["pair_accuracy"].items()) +
-              f"; argmin |delta| {r['argmin_frames']:.2f} frames; control {r['control_delta_loss']:+.3g} "
-              f"({time.time() - t0:.0f}s)", flush=True)
+        print(f"[probe] {run}: e(delta) - e(0) " + " ".join(
+            f"{d:+d}:{r['delta_loss'][str(d)]:+.3g}" for d in r["deltas"] if d) +
+            "; P[aligned best] " + " ".join(f"|{m}|:{v:.2f}" for m, v in r["pair_accuracy"].items()) +
+            f"; argmin |delta| {r['argmin_frames']:.2f} frames; control {r['control_delta_loss']:+.3g} "
+            f"({time.time() - t0:.0f}s)", flush=True)
     for mode in ec.modes:
+      # One key per mode: every sampler of the mode sees the same noise.
+      key = jax.random.fold_in(jax.random.key(int(config.seed)), list(sample_lib.config.MODES).index(mode))
+      bs = int(ec.batch_size)
       for suffix, generate in generators:
         t0 = time.time()
-        key = jax.random.fold_in(jax.random.key(int(config.seed)), list(sample_lib.config.MODES).index(mode))
         gv, ga = [], []
-        bs = int(ec.batch_size)
         for i in range(0, len(label), bs):
           v, a = generate(params, jax.random.fold_in(key, i), video_lat[i:i + bs], audio_lat[i:i + bs],
                           label[i:i + bs], mode=mode)

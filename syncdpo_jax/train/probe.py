@@ -155,12 +155,15 @@ class Probe:
       self.errors[mode] = make_errors(apply, mode, config.objective.prediction)
 
   def __call__(self, name: str, params) -> dict:
+    """Probes one checkpoint: {'<name>/<mode>': summary} (also kept for `write`)."""
+    out = {}
     for mode in self.modes:
       target, t, eps = self.latents[_target(mode)][0], *self.draws[mode]
       err = lambda given: np.asarray(self.errors[mode](params, target, given, self.label, t, eps))
       e = np.stack([err(g) for g in self.latents[GIVEN[mode]]])
-      self.results[f"{name}/{mode}"] = summarize(e, err(self.control[GIVEN[mode]]))
-    return self.results
+      out[f"{name}/{mode}"] = summarize(e, err(self.control[GIVEN[mode]]))
+    self.results.update(out)
+    return out
 
   def write(self, out_dir: str) -> None:
     os.makedirs(out_dir, exist_ok=True)
