@@ -82,3 +82,5 @@ def test_summary_reads_a_model_that_prefers_the_aligned_pair():
   s = probe.summarize(e, np.full(4, 1.0))
   assert s["delta_loss"]["5"] == pytest.approx(0.5) and s["pair_accuracy"]["1"] == 1.0
   assert s["argmin_frames"] == 0.0 and s["argmin_exact"] == 1.0 and s["control_delta_loss"] == 0.0
+  tied = probe.summarize(np.ones((len(d), 4)), np.ones(4))  # a model the shift does not touch
+  assert tied["argmin_exact"] == 0.0 and tied["argmin_frames"] > 0 and tied["pair_accuracy"]["1"] == 0.0
