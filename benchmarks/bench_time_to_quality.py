@@ -38,6 +38,7 @@ from syncdpo_jax.train import evaluate, loop, steps  # noqa: E402
 # schedule over the horizon it was run with (train.num_steps), stopped by time before its end.
 _OLD = {"model.video_patch": (2, 2), "model.gate_init": 0.0, "train.num_steps": 300}
 _LOGIT = {"objective.t_sampling": "logit_normal", "objective.t_shift": 1.0}
+_NORM = {"codec.video_norm": (-0.4707, 0.3569), "codec.audio_norm": (-0.4401, 0.3678)}
 VARIANTS = {
     "A": dict(_OLD, **_LOGIT),
     "B": dict(_OLD, **_LOGIT, **{"objective.t_logit_mean": 0.8}),
@@ -52,6 +53,13 @@ VARIANTS = {
     "M": {"objective.error_space": "x0"},                     # J, errors of the clean estimate
     "N": {"objective.error_space": "x0", "objective.t_shift": 1.0},  # M, uniform times
     "O": {"objective.error_space": "x0", "objective.t_shift": 1.0, "model.gate_init": 0.25},
+    # Standardised latents (codec.video_norm / audio_norm, measured on the training split), then EDM's
+    # skip on top of x-prediction:
+    "P": _NORM,
+    "Q": dict(_NORM, **{"objective.prediction": "x_skip"}),
+    # A per-token MLP head (model.head_mlp_dim): tokens from more than a model-width subspace.
+    "R": {"model.head_mlp_dim": 512},
+    "S": dict(_NORM, **{"model.head_mlp_dim": 512}),
 }
 
 
@@ -74,7 +82,7 @@ def reconstruct(apply_x0, params, video, audio, label, t0: float, num_steps: int
   return x
 
 
-def run_variant(name: str, seconds: float, data_dir: str, max_steps: int = 0) -> dict:
+def run_variant(name: str, seconds: float, data_dir: str, max_steps: int = 0, grid_dir: str = "") -> dict:
   c = demo.get_config("sft")
   c.data.data_dir = data_dir
   for k, v in VARIANTS[name].items():
@@ -109,8 +117,8 @@ def run_variant(name: str, seconds: float, data_dir: str, max_steps: int = 0) ->
   label = jnp.asarray(test["label"], jnp.int32)
   sample_apply = steps.make_apply(setup.graphdef, setup.rest, c.objective.prediction)
   rec = jax.jit(lambda p, v, a, l: reconstruct(sample_apply, p, v, a, l, 0.2))(state.params, tv, ta, label)
-  out["rec0.2"] = quality.verdict(quality.proxies(evaluate.decode_clips(codec, c.data, rec, ta), real),
-                                  anchor, "a2v")["gate_video"]
+  rows = {"real": real, "rec0.2": evaluate.decode_clips(codec, c.data, rec, ta)}
+  out["rec0.2"] = quality.verdict(quality.proxies(rows["rec0.2"], real), anchor, "a2v")["gate_video"]
   for sync_cfg in (False, True):
     sc = c.sample.copy_and_resolve_references()
     sc.sync_cfg = sync_cfg
@@ -118,7 +126,11 @@ def run_variant(name: str, seconds: float, data_dir: str, max_steps: int = 0) ->
                                  c.objective.prediction)
     v, a = gen(state.params, jax.random.key(7), tv, ta, label, mode="joint")
     clips = evaluate.decode_clips(codec, c.data, v, a)
+    rows["joint synccfg" if sync_cfg else "joint"] = clips
     out["synccfg" if sync_cfg else "plain"] = quality.verdict(quality.proxies(clips, real), anchor, "joint")
+  if grid_dir:
+    os.makedirs(grid_dir, exist_ok=True)
+    evaluate.plot_sample_grid(rows, os.path.join(grid_dir, f"ttq_{name}.png"), f"variant {name}", c.data)
   return out
 
 
@@ -128,12 +140,15 @@ def main() -> None:
   ap.add_argument("--steps", type=int, default=0, help="> 0: train this many steps instead of --seconds")
   ap.add_argument("--variants", default="J", help=f"comma-separated, of {','.join(VARIANTS)}")
   ap.add_argument("--data_dir", default="workdirs/tfds")
+  ap.add_argument("--grid_dir", default="", help="write ttq_<variant>.png (real, rec0.2, joint samples) here")
   args = ap.parse_args()
   print(f"{'run':4s} {'steps':>6s}  x0-hat video MSE t=0.1/0.5/0.9/1.0 (mean frame)  rec0.2  "
         "gate_video plain / SyncCFG")
   for name in args.variants.split(","):
-    r = run_variant(name, args.seconds, os.path.abspath(args.data_dir), args.steps)
-    e = " / ".join(f"{x:.3f}" for x in r["x0_video"])
+    r = run_variant(name, args.seconds, os.path.abspath(args.data_dir), args.steps, args.grid_dir)
+    # In the codec's latent units; / mean frame makes standardised and raw latents comparable.
+    e = " / ".join(f"{x:.3f}" for x in r["x0_video"]) + " [" + " / ".join(
+        f"{x / r['mean_frame']:.2f}" for x in r["x0_video"]) + " of it]"
     print(f"{name:4s} {r['steps']:6d}  {e} ({r['mean_frame']:.3f})  {r['rec0.2']:6.2f}  "
           f"{r['plain']['gate_video']:.2f} / {r['synccfg']['gate_video']:.2f}", flush=True)
 

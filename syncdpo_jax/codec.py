@@ -158,28 +158,59 @@ def pixel_mel_layout(patch: int, data_cfg) -> LatentLayout:
 class PixelMelCodec(_LayoutAttrs):
   """Identity-in-time codec: pixels in [-1, 1] -> space-to-depth latents; log-mel passes through.
 
+  Both are then standardised, latent = (x - mean) / std with one (mean, std) per stream
+  (config.codec.video_norm / audio_norm, measured on the training split by
+  `python -m syncdpo_jax.data.stats`), as latent VAEs scale theirs (SD's scaling factor, Wan's
+  per-channel mean / std): the flow then mixes data and noise of equal variance, so t = 0.5 is where
+  signal and noise weigh the same and a model's output for the clean signal has unit scale.
+
   Attributes:
     patch: spatial space-to-depth factor p.
     layout: `pixel_mel_layout(patch, data_cfg)`.
+    video_norm, audio_norm: (mean, std) of each stream's raw latents; (0, 1) = none.
   """
   patch: int
   layout: LatentLayout
+  video_norm: tuple[float, float] = (0.0, 1.0)
+  audio_norm: tuple[float, float] = (0.0, 1.0)
 
   def encode_video(self, video: jax.Array) -> jax.Array:
     """video: [B, T, H, W, 3] in [-1, 1] -> [B, T, H/p, W/p, 3p^2]."""
-    return space_to_depth(video, self.patch)
+    return _standardise(space_to_depth(video, self.patch), self.video_norm)
 
   def decode_video(self, latent: jax.Array) -> jax.Array:
     """[B, T, h, w, 3p^2] -> [B, T, h*p, w*p, 3], clipped to [-1, 1]."""
-    return jnp.clip(depth_to_space(latent, self.patch), -1.0, 1.0)
+    return jnp.clip(depth_to_space(_unstandardise(latent, self.video_norm), self.patch), -1.0, 1.0)
 
   def encode_audio(self, mel: jax.Array) -> jax.Array:
-    """mel: [B, T_a, n_mels] normalised log-mel -> itself (the latent)."""
-    return mel
+    """mel: [B, T_a, n_mels] normalised log-mel -> its standardised copy (the latent)."""
+    return _standardise(mel, self.audio_norm)
 
   def decode_audio(self, latent: jax.Array) -> jax.Array:
     """Latent -> normalised log-mel, clipped to the valid [-1, 1] range (waveform via Griffin-Lim)."""
-    return jnp.clip(latent, -1.0, 1.0)
+    return jnp.clip(_unstandardise(latent, self.audio_norm), -1.0, 1.0)
+
+
+def _standardise(x: jax.Array, norm: tuple[float, float]) -> jax.Array:
+  mean, std = norm
+  return x if (mean, std) == (0.0, 1.0) else (x - mean) / std
+
+
+def _unstandardise(x: jax.Array, norm: tuple[float, float]) -> jax.Array:
+  mean, std = norm
+  return x if (mean, std) == (0.0, 1.0) else x * std + mean
+
+
+def latent_norms(codec_cfg) -> dict:
+  """{'video_norm': (mean, std), 'audio_norm': (mean, std)} of config.codec; raises on a bad value."""
+  out = {}
+  for k in ("video_norm", "audio_norm"):
+    v = tuple(float(x) for x in codec_cfg[k])
+    if len(v) != 2 or not v[1] > 0:
+      raise ValueError(f"config.codec.{k}={codec_cfg[k]!r}: expected (mean, std) with std > 0; "
+                       "`python -m syncdpo_jax.data.stats --config ...` measures them, (0, 1) = none.")
+    out[k] = v
+  return out
 
 
 # ------------------------------------------------------------------------------------------ flax_vae
@@ -361,7 +392,7 @@ def make_codec(codec_cfg, data_cfg) -> Codec:
   layout = latent_layout(codec_cfg, data_cfg)
   name = codec_cfg.name
   if name == "pixel_mel":
-    return PixelMelCodec(patch=int(codec_cfg.patch), layout=layout)
+    return PixelMelCodec(patch=int(codec_cfg.patch), layout=layout, **latent_norms(codec_cfg))
   if name == "flax_vae":
     return _make_flax_vae(codec_cfg, data_cfg, layout)
   # The model is built for `layout`; the stored latents must have it (reads the dataset's metadata).
@@ -369,7 +400,7 @@ def make_codec(codec_cfg, data_cfg) -> Codec:
   latents.check_stored_layout(data_cfg, layout)
   decoder = None
   if codec_cfg.decoder == "pixel_mel":
-    decoder = PixelMelCodec(patch=int(codec_cfg.patch), layout=layout)
+    decoder = PixelMelCodec(patch=int(codec_cfg.patch), layout=layout, **latent_norms(codec_cfg))
   elif codec_cfg.decoder == "flax_vae":
     decoder = _make_flax_vae(codec_cfg, data_cfg, layout)
   return PrecomputedCodec(layout=layout, decoder=decoder)

@@ -118,6 +118,9 @@ def eval_config() -> ml_collections.ConfigDict:
   c.checkpoints = ""       # 'name=workdir,...' to compare (mode='eval'); bare paths are named by basename
   c.split = "test"         # 'test' (in distribution) or 'ood' (held-out kinds/speeds/timbres)
   c.num_clips = 16
+  # Sampler seeds per clip: every generated row is num_seeds x num_clips samples (seed-major), and two
+  # runs see the same noise for the same (seed, clip), so their per-clip values pair up (paired.json).
+  c.num_seeds = 1
   c.batch_size = 8
   c.modes = ("joint", "v2a", "a2v")
   # Also sample every mode with sample.sync_cfg flipped (same noise), as rows '<run>/<mode>/synccfg_off'
@@ -145,6 +148,10 @@ def codec_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = "pixel_mel"
   c.patch = 4             # pixel_mel: video space-to-depth factor (32x32 px -> 8x8x48 latents)
+  # pixel_mel: (mean, std) of each stream's raw latents, standardised away by the codec; (0, 1) = none.
+  # Measure a dataset's with `python -m syncdpo_jax.data.stats --config configs/X.py`.
+  c.video_norm = (0.0, 1.0)
+  c.audio_norm = (0.0, 1.0)
   c.factory = ""          # flax_vae: 'package.module:function' (codec_cfg, data_cfg) -> dict of NNX modules
   # Latent layout of a flax_vae codec, or of precomputed latents not made by pixel_mel (0 = unset).
   c.video_channels = 0

@@ -217,3 +217,25 @@ def test_latent_config_errors_name_the_fields(tmp_path_factory):
   c.codec.name = "vqgan"
   with pytest.raises(ValueError, match="config.codec.name='vqgan'"):
     codec_lib.make_codec(c.codec, c.data)
+
+
+def test_pixel_mel_standardisation_round_trips_and_maps_silence(tmp_path_factory):
+  # codec.video_norm / audio_norm: latent = (x - mean) / std, decode inverts it exactly; the sampler's
+  # silent anchor (sample.silence_value, -1 = -80 dB log-mel) lands on the standardised silence.
+  from syncdpo_jax.train import evaluate
+  c = _config(tmp_path_factory)
+  plain = codec_lib.make_codec(c.codec, c.data)
+  c.codec.video_norm, c.codec.audio_norm = (-0.5, 0.25), (-0.4, 0.5)
+  codec = codec_lib.make_codec(c.codec, c.data)
+  rng = np.random.default_rng(0)
+  video = jnp.asarray(rng.uniform(-1, 1, (2, 4, 16, 16, 3)), jnp.float32)
+  mel = jnp.asarray(rng.uniform(-1, 1, (2, 20, c.data.n_mels)), jnp.float32)
+  np.testing.assert_allclose(codec.encode_video(video), (plain.encode_video(video) + 0.5) / 0.25, rtol=1e-6)
+  np.testing.assert_allclose(codec.encode_audio(mel), (mel + 0.4) / 0.5, rtol=1e-6)
+  np.testing.assert_allclose(codec.decode_video(codec.encode_video(video)), video, atol=1e-6)
+  np.testing.assert_allclose(codec.decode_audio(codec.encode_audio(mel)), mel, atol=1e-6)
+  assert evaluate.silence_latent(codec, -1.0) == pytest.approx(-1.2)
+  assert evaluate.silence_latent(plain, -1.0) == -1.0
+  c.codec.audio_norm = (0.0, 0.0)
+  with pytest.raises(ValueError, match="config.codec.audio_norm"):
+    codec_lib.make_codec(c.codec, c.data)

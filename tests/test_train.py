@@ -238,7 +238,13 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
   # Fingerprints from before model.name named the architecture (it held the size) still match.
   old = ckpt_lib.fingerprint(_config(tmp_path))
   old["model"] = dict(old["model"], name=old["model"].pop("size"))
+  # ... and so do those from before the codec could standardise (it did not), but only for (0, 1).
+  del old["codec"]
   ckpt_lib.check_compatible(old, _config(tmp_path), "an older run")
+  c = _config(tmp_path)
+  c.codec.audio_norm = (-0.4, 0.37)
+  with pytest.raises(ValueError, match="config.codec.audio_norm"):
+    ckpt_lib.check_compatible(old, c, "an older run")
 
 
 def _launch_test_run(workdir, data_dir, *overrides, **popen_kw):

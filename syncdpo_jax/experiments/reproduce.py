@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from syncdpo_jax import perturb
-from syncdpo_jax.eval import mean_ci95
+from syncdpo_jax.eval import stats as stats_lib
 from syncdpo_jax.eval import report as report_lib
 
 # metric -> +1 when higher is better, -1 when lower is better.
@@ -136,10 +136,8 @@ def clip_values(per_clip: dict, run: str, mode: str, metric: str, seeds) -> np.n
 
 def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:
   """Mean and 95% CI half-width of a - b over the clips where both are finite; and their count."""
-  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-  d = d[np.isfinite(d)]
-  mean, ci = mean_ci95(d.tolist())
-  return mean, ci, int(d.size)
+  r = stats_lib.paired_difference(b, a)
+  return r["mean"], r["ci95"], r["n"]
 
 
 def verdict(mean: float, ci: float, sign: int, min_effect: float = 0.0) -> str:

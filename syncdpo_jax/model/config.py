@@ -73,6 +73,9 @@ def _base() -> ml_collections.ConfigDict:
     # gradient until their gates have grown. 1 = the branches are open from step 1 (a pre-LN
     # transformer with adaLN shift/scale); the output heads stay zero-initialised either way.
     c.gate_init = 0.0
+    # Hidden width of a per-token MLP in front of each stream's output projection; 0 = a linear head
+    # (DiT). A linear head emits every token from a model-width subspace.
+    c.head_mlp_dim = 0
     # --- latents and patching ---
     c.video_channels = 12         # C_v of video latents [T_v, h, w, C_v]
     c.audio_channels = 8          # C_a of audio latents [T_a, C_a]

@@ -208,7 +208,13 @@ class StreamEmbed(nnx.Module):
         self.text = (L.dense(cfg.text_dim, dim, ("text", "embed"), dtype=dtype, rngs=rngs)
                      if cfg.text_dim else None)
         self.head_mod = L.dense(dim, 2 * dim, ("embed", "mlp"), dtype=dtype, rngs=rngs, zero=True)
-        self.head = L.dense(dim, patch_dim, ("embed", "patch"), dtype=dtype, rngs=rngs, zero=True)
+        # Optional per-token MLP before the output projection (model.head_mlp_dim): a linear head
+        # can only emit a token from a dim-dimensional subspace, too few for a 16x16-px token's
+        # content (its PCA needs ~150 components for 99% of the variance on the demo data).
+        hidden = int(cfg.head_mlp_dim)
+        self.head_fc = (L.dense(dim, hidden, ("embed", "mlp"), dtype=dtype, rngs=rngs) if hidden else None)
+        self.head = L.dense(hidden or dim, patch_dim, ("mlp" if hidden else "embed", "patch"), dtype=dtype,
+                            rngs=rngs, zero=True)
         self.time_embed_dim = cfg.time_embed_dim
 
     def time(self, t: jax.Array, label: jax.Array) -> jax.Array:
@@ -226,7 +232,10 @@ class StreamEmbed(nnx.Module):
     def out(self, x: jax.Array, c: jax.Array) -> jax.Array:
         """x [B, L, D], c [B, D] -> [B, L, patch_dim] float32 (zero at init)."""
         shift, scale = jnp.split(self.head_mod(jax.nn.silu(c)).astype(jnp.float32), 2, axis=-1)
-        return self.head(L.modulate(L.layer_norm(x), shift, scale)).astype(jnp.float32)
+        h = L.modulate(L.layer_norm(x), shift, scale)
+        if self.head_fc is not None:
+            h = jax.nn.gelu(self.head_fc(h), approximate=True)
+        return self.head(h).astype(jnp.float32)
 
 
 def _stacked_blocks(cfg: Any, rngs: nnx.Rngs) -> JointBlock:

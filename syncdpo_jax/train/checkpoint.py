@@ -49,14 +49,21 @@ def fingerprint(config) -> dict:
   # The codec enters through the latents it makes, not its name: latents precomputed with pixel_mel
   # train the same parameters as pixel_mel on the fly.
   out["latent_layout"] = dataclasses.asdict(codec_lib.latent_layout(config.codec, config.data))
+  # Standardised latents mean other numbers to the same parameters.
+  out["codec"] = {k: list(v) for k, v in codec_lib.latent_norms(config.codec).items()}
   return out
 
 
 def _upgrade(saved: dict) -> dict:
-  """A fingerprint written before model.name named the architecture (it held the size preset)."""
+  """A fingerprint written before model.name named the architecture (it held the size preset), before
+  model.head_mlp_dim (linear heads) or before the codec could standardise its latents (it did not)."""
   m = saved.get("model")
   if isinstance(m, dict) and "size" not in m and m.get("name") in ("tiny", "demo", "1b", "5b"):
     saved = dict(saved, model=dict(m, name="joint_dit", size=m["name"]))
+  if isinstance(saved.get("model"), dict) and "head_mlp_dim" not in saved["model"]:
+    saved = dict(saved, model=dict(saved["model"], head_mlp_dim=0))  # before the option: linear heads
+  if "codec" not in saved:
+    saved = dict(saved, codec={"video_norm": [0.0, 1.0], "audio_norm": [0.0, 1.0]})
   return saved
 
 

@@ -10,7 +10,10 @@ scored by syncdpo_jax.eval (desync = mean |estimated offset|, AV-Align, event P/
 A `real` row scores the data itself through the same decode path: the ceiling any model can reach.
 
 Outputs in WORKDIR/eval/: report.json + report.md (rows `<name>/<mode>`), report.png, samples/*.mp4,
-per_clip.json ({row: {metric: [value per clip]}}, NaN where a clip was skipped).
+per_clip.json ({row: {metric: [value per clip]}}, NaN where a clip was skipped; eval.num_seeds x
+eval.num_clips values, seed-major), paired.json (every run after the first minus the first, per row and
+sync metric: eval/stats.paired_difference; also a table at the end of report.md), cost.json (seconds
+spent sampling and scoring per row).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from syncdpo_jax._librosa import librosa  # noqa: E402  (imported on first use)
 from syncdpo_jax.data import media, pipeline  # noqa: E402
 from syncdpo_jax.eval import quality  # noqa: E402
 from syncdpo_jax.eval import report as report_lib  # noqa: E402
+from syncdpo_jax.eval import stats as stats_lib  # noqa: E402
 from syncdpo_jax.model import factory as model_lib  # noqa: E402
 from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
@@ -59,6 +63,47 @@ HEADLINE = ("desync", "av_align", "event_f1", "event_timing_error_s", *GT_TIMING
             "fd_video_proxy", "quality_gate", "gate_video", "gate_audio", "noise_pos_video",
             "noise_pos_audio")
 SYNC_METRICS = ("desync", "av_align", "event_f1", "event_timing_error_s", *GT_TIMING)
+
+
+def paired_differences(results: dict, runs: list[str]) -> dict:
+  """{'<run> - <first run>': {'<mode>[/sampler]': {metric: eval.stats.paired_difference}}}.
+
+  Every checkpoint after the first against the first, row by row (same mode and sampler: the same
+  clips and noise), on the sync metrics of rows that both pass the quality gate.
+  """
+  out = {}
+  base = runs[0]
+  for run in runs[1:]:
+    comp = {}
+    for row, res in results.items():
+      if not row.startswith(base + "/"):
+        continue
+      suffix = row[len(base) + 1:]
+      other = results.get(f"{run}/{suffix}")
+      if other is None or res.get("quality_gate") != "pass" or other.get("quality_gate") != "pass":
+        continue
+      comp[suffix] = {m: stats_lib.paired_difference(res["per_clip"][m], other["per_clip"][m])
+                      for m in SYNC_METRICS if m in res["per_clip"] and m in other["per_clip"]}
+    out[f"{run} - {base}"] = comp
+  return out
+
+
+def paired_markdown(paired: dict, seeds: int, clips: int) -> str:
+  """The paired differences as a markdown table (mean [95% CI], median [bootstrap CI], SD, n)."""
+  lines = [f"## Paired differences ({seeds} sampler seed(s) x {clips} clips, same noise per pair; rows "
+           "where both runs pass the quality gate)", "",
+           "| comparison | row | metric | mean [95% CI] | median [95% CI] | SD of diff | n |",
+           "|---|---|---|---|---|---|---|"]
+  for comp, rows in paired.items():
+    if not rows:
+      lines.append(f"| {comp} | (no row where both pass the gate) | | | | | |")
+    for row, metrics in rows.items():
+      for m, d in metrics.items():
+        lo, hi = d["median_ci95"]
+        lines.append(f"| {comp} | {row} | {m} | {d['mean']:+.4g} [{d['mean'] - d['ci95']:+.4g}, "
+                     f"{d['mean'] + d['ci95']:+.4g}] | {d['median']:+.4g} [{lo:+.4g}, {hi:+.4g}] | "
+                     f"{d['sd']:.4g} | {d['n']} |")
+  return "\n".join(lines) + "\n"
 
 
 def parse_checkpoints(spec: str) -> list[tuple[str, str]]:
@@ -87,17 +132,27 @@ def to_uint8(video: np.ndarray) -> np.ndarray:
   return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def silence_latent(codec, silence_value: float) -> float:
+  """sample.silence_value (normalised log-mel, -1 = -80 dB) as the latent of a pixel_mel codec, which
+  standardises the log-mel (codec.audio_norm); other codecs' latents take the value as given."""
+  if isinstance(codec_lib.media_codec(codec), codec_lib.PixelMelCodec):
+    return float(codec_lib.media_codec(codec).encode_audio(jnp.full((), silence_value, jnp.float32)))
+  return silence_value
+
+
 def make_generate(graphdef, rest, codec, sample_cfg, null_label: int, prediction: str = "v"):
   """Jitted (params, key, video_lat, audio_lat, label) -> (video_lat, audio_lat) for one mode.
 
   Parameters are an argument (not closed over), so all checkpoints share one compilation per mode.
   """
+  silence = silence_latent(codec, float(sample_cfg.silence_value))
 
   @functools.partial(jax.jit, static_argnames=("mode",))
   def generate(params, key, video, audio, label, mode):
     model_fn = flow.velocity_model(nnx.merge(graphdef, params, rest), prediction, flow.SAMPLE_T_EPS)
     cfg = sample_cfg.copy_and_resolve_references()
     cfg.mode = mode
+    cfg.silence_value = silence
     v0, a0 = sample_lib.initial_streams(key, mode, video=video, audio=audio)
     return sample_lib.sample(model_fn, v0, a0, {"label": label}, cfg, null_label=null_label,
                              final_euler=prediction != "v")
@@ -308,6 +363,9 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
       f"{k}: " + ", ".join(f"{n} {v:.3g}" for n, v in a.items()) for k, a in anchor.items()), flush=True)
   grids: dict[str, dict[str, list]] = {mode: {"real": real} for mode in ec.modes}
 
+  seeds = int(ec.num_seeds)
+  if seeds < 1:
+    raise ValueError(f"config.eval.num_seeds={ec.num_seeds} must be >= 1.")
   graphdef, params_like, rest = abstract_model_on_one_device(config)
   # The configured sampler, and with eval.sync_cfg_both the same one with SyncCFG flipped (same noise):
   # rows '<run>/<mode>' and '<run>/<mode>/synccfg_off' (or '_on').
@@ -339,23 +397,29 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
       for suffix, generate in generators:
         t0 = time.time()
         gv, ga = [], []
-        for i in range(0, len(label), bs):
-          v, a = generate(params, jax.random.fold_in(key, i), video_lat[i:i + bs], audio_lat[i:i + bs],
-                          label[i:i + bs], mode=mode)
-          gv.append(v)
-          ga.append(a)
+        for s in range(seeds):
+          # Seed 0 keeps the key a single-seed eval always used.
+          key_s = key if s == 0 else jax.random.fold_in(key, 1_000_003 + s)
+          for i in range(0, len(label), bs):
+            v, a = generate(params, jax.random.fold_in(key_s, i), video_lat[i:i + bs], audio_lat[i:i + bs],
+                            label[i:i + bs], mode=mode)
+            gv.append(v)
+            ga.append(a)
+        jax.block_until_ready((gv, ga))
+        t_sampled = time.time()
         clips = decode_clips(codec, config.data, jnp.concatenate(gv), jnp.concatenate(ga))
         # Joint generation invents its own events: only the conditional modes have ground truth, and
         # there the GENERATED stream's events are scored (audio for v2a, video for a2v).
-        res = score(clips, real, gt if mode != "joint" else None, tol,
+        res = score(clips, real, gt * seeds if mode != "joint" else None, tol,
                     event_stream="video" if mode == "a2v" else "audio")
-        res["sample_seconds"] = time.time() - t0
+        # Sampling (the first call of a mode x sampler includes its compilation) vs decoding + scoring.
+        res["sample_seconds"], res["score_seconds"] = t_sampled - t0, time.time() - t_sampled
         res.update(quality.verdict({"video": res["fd_video_proxy"], "audio": res["fd_logmel_proxy"]},
                                    anchor, mode))
         row = f"{name}/{mode}{suffix}"
         results[row] = res
-        if not suffix:  # the grids and mp4s show the configured sampler
-          grids[mode][name] = clips
+        if not suffix:  # the grids and mp4s show the configured sampler (seed 0)
+          grids[mode][name] = clips[:len(real)]
           write_samples(clips, os.path.join(out_dir, "samples", name), mode, int(ec.num_samples_to_write))
         gate = " ".join(f"{k}={res[k]:.2f}" for k in ("gate_video", "gate_audio", "noise_pos_video",
                                                         "noise_pos_audio") if k in res)
@@ -370,6 +434,13 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "per_clip.json"), "w") as f:
     json.dump({run: r["per_clip"] for run, r in results.items()}, f, allow_nan=True)
+  with open(os.path.join(out_dir, "cost.json"), "w") as f:
+    json.dump({run: {"samples": seeds * len(real), "sample_seconds": r["sample_seconds"],
+                     "score_seconds": r["score_seconds"]}
+               for run, r in results.items() if "sample_seconds" in r}, f, indent=1)
+  paired = paired_differences(results, [n for n, _ in checkpoints])
+  with open(os.path.join(out_dir, "paired.json"), "w") as f:
+    json.dump(report_lib.json_safe(paired), f, indent=1)
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # joint rows have no event_f1 by design (no ground truth)
     flat = {run: quality.mask_failed(row, SYNC_METRICS)
@@ -380,6 +451,9 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
     plot_sample_grid(rows, os.path.join(out_dir, f"grid_{mode}.png"), f"{mode} generation", config.data)
   if probe is not None:
     probe.write(out_dir)
+  if paired:
+    with open(paths["markdown"], "a") as f:
+      f.write("\n" + paired_markdown(paired, seeds, len(real)))
   with open(paths["markdown"]) as f:
     print(f.read(), flush=True)
   for run, r in results.items():
@@ -444,6 +518,9 @@ def sample_run(config, workdir: str) -> list[str]:
       video[:] = v
     if m is not None:
       mel[:] = m
+  seeds = int(ec.num_seeds)
+  if seeds < 1:
+    raise ValueError(f"config.eval.num_seeds={ec.num_seeds} must be >= 1.")
   graphdef, params_like, rest = abstract_model_on_one_device(config)
   params, src = ckpt_lib.restore_params(run.checkpoint, params_like, config)
   generate = make_generate(graphdef, rest, codec, sc, int(config.model.num_classes),
