@@ -60,6 +60,10 @@ VARIANTS = {
     # A per-token MLP head (model.head_mlp_dim): tokens from more than a model-width subspace.
     "R": {"model.head_mlp_dim": 512},
     "S": dict(_NORM, **{"model.head_mlp_dim": 512}),
+    # Open gates with zero-initialised branch outputs (model.zero_init_branches): blocks start as the
+    # identity yet learn from step 1.
+    "U": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True}),
+    "V": {"model.zero_init_branches": True},
 }
 
 

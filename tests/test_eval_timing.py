@@ -94,3 +94,33 @@ def test_unscorable_clips_get_nan_and_a_reason():
 
 def test_simultaneous_events_are_one_onset():
   assert timing.distinct_events([0.8, 0.3, 0.8, -1.0, 0.81], 0.02).tolist() == [0.3, 0.8]
+
+
+# Whether a metric is better when lower (+1) or higher (-1): every metric that decides a claim.
+_DECIDING = {"gt_abs_offset_s": +1, "gt_median_error_s": +1, "gt_hit_40ms": -1}
+
+
+@pytest.mark.parametrize("stream", ["audio", "video"])
+@pytest.mark.parametrize("frames", [1, -1])
+def test_aligned_beats_shifted_by_one_video_frame_for_every_deciding_metric(clips, stream, frames):
+  # The eval's decisions rest on evaluate.GT_TIMING (v2a: the audio, a2v: the video, scored against
+  # the ground truth). On real clips each must score the aligned stream better than the same stream one
+  # video frame (0.1 s) late or early, as a mean over the clips.
+  from syncdpo_jax.train import evaluate
+  assert set(_DECIDING) == set(evaluate.GT_TIMING)
+  per_fps = MEL_FPS / 10.0  # mel frames per video frame
+  aligned, shifted = [], []
+  for c in clips:
+    gt = _window_events(c)
+    if stream == "audio":
+      score = lambda k: timing.audio_timing(None, CFG.sr, gt, mel=_mel_crop(c, int(k * per_fps)),
+                                            mel_fps=MEL_FPS)
+    else:
+      score = lambda k: timing.video_timing(_video_crop(c, k), c["fps"], gt)
+    aligned.append(score(0))
+    shifted.append(score(frames))
+  for name, sign in _DECIDING.items():
+    get = evaluate.GT_TIMING[name]
+    a = np.nanmean([get(r) for r in aligned])
+    s = np.nanmean([get(r) for r in shifted])
+    assert sign * (s - a) > 0, (name, a, s)

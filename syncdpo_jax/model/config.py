@@ -73,6 +73,11 @@ def _base() -> ml_collections.ConfigDict:
     # gradient until their gates have grown. 1 = the branches are open from step 1 (a pre-LN
     # transformer with adaLN shift/scale); the output heads stay zero-initialised either way.
     c.gate_init = 0.0
+    # Zero-initialise the last projection of every residual branch (attention outputs, the MLP's fc2):
+    # with open gates (gate_init = 1) every block then starts as the identity, so the input reaches the
+    # head undisturbed, and the branch weights still get gradients from step 1 (through the gate,
+    # unlike adaLN-zero, where a zero gate blocks them until it has grown).
+    c.zero_init_branches = False
     # Hidden width of a per-token MLP in front of each stream's output projection; 0 = a linear head
     # (DiT). A linear head emits every token from a model-width subspace.
     c.head_mlp_dim = 0

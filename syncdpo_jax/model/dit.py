@@ -67,11 +67,14 @@ class Attention(nnx.Module):
 class StreamBlock(nnx.Module):
     """One stream's self-attn, conditioning cross-attn, MLP and per-block adaLN table."""
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int, *, qk_norm: bool, dtype, rngs: nnx.Rngs):
-        self.self_attn = Attention(dim, dim, heads, qk_norm=qk_norm, dtype=dtype, rngs=rngs)
-        self.cond_attn = Attention(dim, dim, heads, qk_norm=qk_norm, dtype=dtype, rngs=rngs)
+    def __init__(self, dim: int, heads: int, mlp_dim: int, *, qk_norm: bool, dtype, rngs: nnx.Rngs,
+                 zero_out: bool = False):
+        self.self_attn = Attention(dim, dim, heads, qk_norm=qk_norm, dtype=dtype, rngs=rngs,
+                                   zero_out=zero_out)
+        self.cond_attn = Attention(dim, dim, heads, qk_norm=qk_norm, dtype=dtype, rngs=rngs,
+                                   zero_out=zero_out)
         self.fc1 = L.dense(dim, mlp_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)
-        self.fc2 = L.dense(mlp_dim, dim, ("mlp", "embed"), dtype=dtype, rngs=rngs)
+        self.fc2 = L.dense(mlp_dim, dim, ("mlp", "embed"), dtype=dtype, rngs=rngs, zero=zero_out)
         # Per-block adaLN offsets added to the stream's shared projection of its timestep embedding
         # (Wan-style sharing: a per-block D x 12D projection would be ~10% of a 5B model).
         # Zero-init with a zero shared projection = adaLN-zero: every gate starts at 0.
@@ -95,15 +98,16 @@ class JointBlock(nnx.Module):
 
     def _build(self, cfg: Any, rngs: nnx.Rngs) -> None:
         dtype = L.as_dtype(cfg.dtype)
+        zero = bool(cfg.zero_init_branches)
         self.video = StreamBlock(cfg.video_dim, cfg.video_heads, cfg.video_mlp_dim,
-                                 qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs)
+                                 qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs, zero_out=zero)
         self.audio = StreamBlock(cfg.audio_dim, cfg.audio_heads, cfg.audio_mlp_dim,
-                                 qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs)
+                                 qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs, zero_out=zero)
         # v_from_a: video queries audio; a_from_v: audio (and global tokens) query video.
         self.v_from_a = Attention(cfg.video_dim, cfg.audio_dim, cfg.interaction_heads,
-                                  qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs)
+                                  qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs, zero_out=zero)
         self.a_from_v = Attention(cfg.audio_dim, cfg.video_dim, cfg.interaction_heads,
-                                  qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs)
+                                  qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs, zero_out=zero)
         self.impl = cfg.attention_impl
         self.window_s = float(cfg.local_window_s)
         self.video_fps = float(cfg.video_fps)
