@@ -160,7 +160,7 @@ class PixelMelCodec(_LayoutAttrs):
 
   Both are then standardised, latent = (x - mean) / std with one (mean, std) per stream
   (config.codec.video_norm / audio_norm, measured on the training split by
-  `python -m syncdpo_jax.data.stats`), as latent VAEs scale theirs (SD's scaling factor, Wan's
+  `python tools/latent_stats.py`), as latent VAEs scale theirs (SD's scaling factor, Wan's
   per-channel mean / std): the flow then mixes data and noise of equal variance, so t = 0.5 is where
   signal and noise weigh the same and a model's output for the clean signal has unit scale.
 
@@ -208,7 +208,7 @@ def latent_norms(codec_cfg) -> dict:
     v = tuple(float(x) for x in codec_cfg[k])
     if len(v) != 2 or not v[1] > 0:
       raise ValueError(f"config.codec.{k}={codec_cfg[k]!r}: expected (mean, std) with std > 0; "
-                       "`python -m syncdpo_jax.data.stats --config ...` measures them, (0, 1) = none.")
+                       "`python tools/latent_stats.py --config ...` measures them, (0, 1) = none.")
     out[k] = v
   return out
 

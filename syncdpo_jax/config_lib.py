@@ -149,7 +149,7 @@ def codec_config() -> ml_collections.ConfigDict:
   c.name = "pixel_mel"
   c.patch = 4             # pixel_mel: video space-to-depth factor (32x32 px -> 8x8x48 latents)
   # pixel_mel: (mean, std) of each stream's raw latents, standardised away by the codec; (0, 1) = none.
-  # Measure a dataset's with `python -m syncdpo_jax.data.stats --config configs/X.py`.
+  # Measure a dataset's with `python tools/latent_stats.py --config configs/X.py`.
   c.video_norm = (0.0, 1.0)
   c.audio_norm = (0.0, 1.0)
   c.factory = ""          # flax_vae: 'package.module:function' (codec_cfg, data_cfg) -> dict of NNX modules

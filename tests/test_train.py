@@ -338,3 +338,23 @@ def test_ema_decay_warms_up_then_holds():
   d = [float(steps.ema_decay_at(n, 0.99)) for n in (0, 1, 8, 89, 891, 5000)]  # crosses 0.99 at n = 890
   np.testing.assert_allclose(d[:4], [1 / 10, 2 / 11, 9 / 18, 90 / 99], rtol=1e-6)
   assert d[4] == d[5] == pytest.approx(0.99)
+
+
+def test_sample_mode_writes_mp4s_with_sound(tmp_path):
+  """config.mode='sample' (joint, and v2a on a user's mp4): one mp4 per sample, video with its audio."""
+  from syncdpo_jax.data import media
+  from syncdpo_jax.train import evaluate
+  c = _config(tmp_path, num_steps=1)
+  loop.train(c, str(tmp_path / "run"))
+  s = test_config.get_config("sample")
+  s.data.data_dir = c.data.data_dir
+  s.sample_run.checkpoint = str(tmp_path / "run")
+  s.sample_run.num_samples = 1
+  paths = evaluate.sample_run(s, str(tmp_path / "joint"))
+  assert len(paths) == 1
+  frames, fps, audio, sr = media.read_mp4(paths[0])
+  assert frames.shape[0] == round(c.data.window_s * c.data.fps) and fps == pytest.approx(c.data.fps)
+  assert audio.size > 0 and sr > 0
+  s.sample.mode, s.sample_run.input = "v2a", paths[0]
+  (p,) = evaluate.sample_run(s, str(tmp_path / "v2a"))
+  np.testing.assert_array_equal(media.read_mp4(p)[0].shape, frames.shape)

@@ -18,7 +18,8 @@ samplers and guidance use, so everything downstream of the model speaks velocity
 is the best linear per-element guess of x0 and c_out scales the network's output F to unit variance, so
 at low noise the network only adds what the noisy token does not already say; plain 'x' must learn to
 pass every value of a token through the model's narrower width (measured on the demo: it did not, and
-lost detail even from t = 0.2).
+lost detail even from t = 0.2). Not the default: on the demo what the network fails to remove stays in
+the samples as per-pixel noise (README, "Third round").
 
 (`T_EPS` in training, where it bounds the 1 / t^2 weight the x-prediction error gets in velocity
 space; `SAMPLE_T_EPS` in sampling, where Euler's step from t to t' then is exactly the DDIM-like

@@ -518,9 +518,6 @@ def sample_run(config, workdir: str) -> list[str]:
       video[:] = v
     if m is not None:
       mel[:] = m
-  seeds = int(ec.num_seeds)
-  if seeds < 1:
-    raise ValueError(f"config.eval.num_seeds={ec.num_seeds} must be >= 1.")
   graphdef, params_like, rest = abstract_model_on_one_device(config)
   params, src = ckpt_lib.restore_params(run.checkpoint, params_like, config)
   generate = make_generate(graphdef, rest, codec, sc, int(config.model.num_classes),
