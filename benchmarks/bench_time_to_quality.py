@@ -64,6 +64,12 @@ VARIANTS = {
     # identity yet learn from step 1.
     "U": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True}),
     "V": {"model.zero_init_branches": True},
+    # U with the shift towards noise that standardising took away (raw latents' std 0.36 ~ a 2.8x
+    # shift), in training and then also in sampling:
+    "W": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True,
+                        "objective.t_shift": 8.0}),
+    "W2": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True,
+                         "objective.t_shift": 8.0, "sample.shift": 3.0}),
 }
 
 
