@@ -70,6 +70,8 @@ VARIANTS = {
                         "objective.t_shift": 8.0}),
     "W2": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True,
                          "objective.t_shift": 8.0, "sample.shift": 3.0}),
+    "X": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True,
+                        "objective.t_shift": 16.0, "sample.shift": 3.0}),
 }
 
 
