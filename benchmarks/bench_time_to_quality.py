@@ -2,6 +2,7 @@
 
   python benchmarks/bench_time_to_quality.py --seconds 250 --variants G,I,J [--data_dir workdirs/tfds]
   python benchmarks/bench_time_to_quality.py --steps 1000 --variants J,L,M,N   # equal steps instead
+  python benchmarks/bench_time_to_quality.py --steps 1000 --variants P,U,W --grid_dir /tmp/grids
 
 (`make demo` builds the data first; each variant takes its seconds plus ~1.5 min to compile and score.)
 
@@ -12,8 +13,10 @@ t = 0.1 / 0.5 / 0.9 / 1.0 on 16 validation clips against the mean training frame
 (benchmarks/bench_denoiser.py); `rec0.2`, the quality gate's video position of the 16 test clips noised to
 t = 0.2 and denoised back (10 Euler steps, the real audio given): what the model does to a clip it
 almost sees; and the gate's positions of joint generation on the 16 test clips
-(syncdpo_jax/eval/quality.py), sampled without and with SyncCFG. One run interleaves nothing: run it on a
-quiet machine, the variants one after another.
+(syncdpo_jax/eval/quality.py), sampled without and with SyncCFG; the x0-hat errors also as fractions
+of the mean frame's (standardised latents have other units). With --grid_dir each variant's frames and
+log-mels (real, rec0.2, joint with and without SyncCFG) go to ttq_<variant>.png. One run interleaves
+nothing: run it on a quiet machine, the variants one after another.
 """
 from __future__ import annotations
 
@@ -72,6 +75,9 @@ VARIANTS = {
                          "objective.t_shift": 8.0, "sample.shift": 3.0}),
     "X": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True,
                         "objective.t_shift": 16.0, "sample.shift": 3.0}),
+    # W2 at twice the demo's horizon (its cosine schedule over 2000 steps): the slope.
+    "W3": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True,
+                         "objective.t_shift": 8.0, "sample.shift": 3.0, "train.num_steps": 2000}),
 }
 
 
