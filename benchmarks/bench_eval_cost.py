@@ -45,7 +45,7 @@ def main() -> None:
   codec = codec_lib.make_codec(c.codec, c.data)
   data = evaluate.load_eval_set(c, args.clips)
   gt = list(data["events"])
-  video, audio = codec.encode_video(jnp.asarray(data["video"])), codec.encode_audio(jnp.asarray(data["audio"]))
+  video, audio = evaluate.encode_clips(codec, data)
   label = jnp.asarray(data["label"], jnp.int32)
   graphdef, params_like, rest = evaluate.abstract_model_on_one_device(c)
   params, _ = ckpt_lib.restore_params(os.path.abspath(args.workdir), params_like, c)

@@ -15,7 +15,6 @@ import os
 import sys
 
 import cv2
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -55,7 +54,7 @@ def main() -> None:
   c.data.data_dir = os.path.abspath(args.data_dir)
   codec = codec_lib.make_codec(c.codec, c.data)
   test = evaluate.load_eval_set(c, args.clips)
-  tv, ta = codec.encode_video(jnp.asarray(test["video"])), codec.encode_audio(jnp.asarray(test["audio"]))
+  tv, ta = evaluate.encode_clips(codec, test)
   real = evaluate.decode_clips(codec, c.data, tv, ta)
   anchor = evaluate.quality_anchors(c, codec, real, tv, ta)
   print("anchors (fd_video_proxy): " + ", ".join(f"{k} {v:.3f}" for k, v in anchor["video"].items()))

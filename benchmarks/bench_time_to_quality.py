@@ -121,15 +121,14 @@ def run_variant(name: str, seconds: float, data_dir: str, max_steps: int = 0, gr
   codec = setup.codec
   val = pipeline.first_examples(c.data, c.data.split_eval, 16, ("label", "video", "audio"))
   train = pipeline.first_examples(c.data, c.data.split_train, 64, ("video",))
-  video = codec.encode_video(jnp.asarray(val["video"]))
-  audio = codec.encode_audio(jnp.asarray(val["audio"]))
+  video, audio = evaluate.encode_clips(codec, val)
   mean_v = codec.encode_video(jnp.asarray(train["video"])).mean(0)
   apply = steps.make_apply(setup.graphdef, setup.rest, c.objective.prediction)
   ts = (0.1, 0.5, 0.9, 1.0)
   err = x0_errors(apply, state.params, video, audio, jnp.asarray(val["label"], jnp.int32), ts=ts)
   out = {"steps": n, "x0_video": err[:, 0].tolist(), "mean_frame": float(jnp.mean((video - mean_v) ** 2))}
   test = evaluate.load_eval_set(c, 16)
-  tv, ta = codec.encode_video(jnp.asarray(test["video"])), codec.encode_audio(jnp.asarray(test["audio"]))
+  tv, ta = evaluate.encode_clips(codec, test)
   real = evaluate.decode_clips(codec, c.data, tv, ta)
   anchor = evaluate.quality_anchors(c, codec, real, tv, ta)
   label = jnp.asarray(test["label"], jnp.int32)

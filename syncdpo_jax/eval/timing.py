@@ -68,16 +68,20 @@ _KEYS = ("offset_s", "median_abs_error_s", "hit_rate_frame", "hit_rate_40ms", "h
 
 
 def _scores(detected: np.ndarray, gt: np.ndarray, envelope: np.ndarray | None, rate: float,
-            frame_s: float, max_lag_s: float) -> dict[str, Any]:
-  """The shared part of audio_timing / video_timing (offset sign: + = the stream late)."""
+            frame_s: float, max_lag_s: float) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+  """The shared part of audio_timing / video_timing (offset sign: + = the stream late).
+
+  Returns the fields and the matching (detected index, gt index: int [matched] each; empty when the
+  clip cannot be scored)."""
   base = {"num_events": int(gt.size), "num_detected": int(detected.size)}
+  none = np.zeros((0,), np.int64)
   if gt.size == 0:
-    return _nan_result("no ground-truth events", _KEYS, **base)
+    return _nan_result("no ground-truth events", _KEYS, **base), none, none
   if envelope is None or detected.size == 0 or np.std(envelope) <= 1e-12:
-    return _nan_result("no detectable event in the stream", _KEYS, **base)
+    return _nan_result("no detectable event in the stream", _KEYS, **base), none, none
   train = event_train(gt, rate, envelope.shape[0])
   if np.std(train) <= 1e-12:
-    return _nan_result("no ground-truth event inside the clip", _KEYS, **base)
+    return _nan_result("no ground-truth event inside the clip", _KEYS, **base), none, none
   offset = metrics.lag_by_xcorr(envelope, train, rate, max_lag_s)
   rows, cols = metrics.match_events(detected, gt, MATCH_TOL_S)
   err = np.abs(detected[rows] - gt[cols])
@@ -85,7 +89,8 @@ def _scores(detected: np.ndarray, gt: np.ndarray, envelope: np.ndarray | None, r
   return dict(base, offset_s=float(offset),
               median_abs_error_s=float(np.median(err)) if err.size else float("nan"),
               hit_rate_frame=hit(frame_s), hit_rate_40ms=hit(0.04), hit_rate_100ms=hit(MATCH_TOL_S),
-              precision=float(rows.size / detected.size), recall=float(rows.size / gt.size), reason="")
+              precision=float(rows.size / detected.size), recall=float(rows.size / gt.size),
+              reason=""), rows, cols
 
 
 def distinct_events(gt_times: Any, frame_s: float) -> np.ndarray:
@@ -154,7 +159,7 @@ def audio_timing(audio: Any, sr: int, gt_times: Any, *, mel: Any = None, mel_fps
     silent = y.size == 0 or np.max(np.abs(y)) < metrics.SILENCE_PEAK
     env = None if silent else metrics.audio_onset_envelope(y, int(sr), rate)
     detected = metrics.detect_audio_events(y, int(sr))
-  return _scores(detected, distinct_events(gt_times, frame_s), env, rate, frame_s, max_lag_s)
+  return _scores(detected, distinct_events(gt_times, frame_s), env, rate, frame_s, max_lag_s)[0]
 
 
 def video_timing(frames: Any, fps: float, gt_times: Any, *, max_lag_s: float = MAX_LAG_S) -> dict[str, Any]:
@@ -173,10 +178,9 @@ def video_timing(frames: Any, fps: float, gt_times: Any, *, max_lag_s: float = M
     e = metrics.motion_event_envelope(frames, fps, rate=fps)
     env = e if e.size and e.max() > 0 else None
   detected = metrics.detect_video_events(frames, fps)
-  out = _scores(detected, gt, env, fps, 1.0 / fps, max_lag_s)
+  out, rows, cols = _scores(detected, gt, env, fps, 1.0 / fps, max_lag_s)
   if np.isfinite(out["offset_s"]):
     out["offset_s"] = -out["offset_s"]  # + = video early (the audio late relative to it)
-    rows, cols = metrics.match_events(detected, gt, MATCH_TOL_S)
     frame_err = np.abs(np.round(detected[rows] * fps) - np.round(gt[cols] * fps))
     out["frame_accuracy"] = float(np.sum(frame_err == 0) / gt.size)
     out["frame_accuracy_1"] = float(np.sum(frame_err <= 1) / gt.size)

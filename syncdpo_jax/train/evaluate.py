@@ -127,6 +127,12 @@ def load_eval_set(config, num_clips: int, split: str | None = None) -> dict:
   return out
 
 
+def encode_clips(codec, clips: dict) -> tuple[jax.Array, jax.Array]:
+  """Latents (video [B, T_v, h, w, C_v], audio [B, T_a, C_a]) of clips {'video': pixels [B, T, H, W, 3]
+  in [-1, 1], 'audio': normalised log-mel [B, T_a, n_mels]}, e.g. `load_eval_set`'s."""
+  return codec.encode_video(jnp.asarray(clips["video"])), codec.encode_audio(jnp.asarray(clips["audio"]))
+
+
 def to_uint8(video: np.ndarray) -> np.ndarray:
   """[..., H, W, 3] in [-1, 1] -> uint8."""
   return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
@@ -135,8 +141,9 @@ def to_uint8(video: np.ndarray) -> np.ndarray:
 def silence_latent(codec, silence_value: float) -> float:
   """sample.silence_value (normalised log-mel, -1 = -80 dB) as the latent of a pixel_mel codec, which
   standardises the log-mel (codec.audio_norm); other codecs' latents take the value as given."""
-  if isinstance(codec_lib.media_codec(codec), codec_lib.PixelMelCodec):
-    return float(codec_lib.media_codec(codec).encode_audio(jnp.full((), silence_value, jnp.float32)))
+  source = codec_lib.media_codec(codec)
+  if isinstance(source, codec_lib.PixelMelCodec):
+    return float(source.encode_audio(jnp.full((), silence_value, jnp.float32)))
   return silence_value
 
 
@@ -246,8 +253,7 @@ def quality_anchors(config, codec, real: list[dict], video_lat, audio_lat) -> di
   many clips of config.data.split_eval (the floor), the clips with their latent cells shuffled, and
   decoded N(0, I) latents."""
   other = load_eval_set(config, len(real), split=config.data.split_eval)
-  other_real = decode_clips(codec, config.data, codec.encode_video(jnp.asarray(other["video"])),
-                            codec.encode_audio(jnp.asarray(other["audio"])))
+  other_real = decode_clips(codec, config.data, *encode_clips(codec, other))
   k_sv, k_sa, kv, ka = jax.random.split(jax.random.key(int(config.seed) + 1), 4)
   shuffled = decode_clips(codec, config.data, quality.shuffle_cells(k_sv, video_lat),
                           quality.shuffle_cells(k_sa, audio_lat))
@@ -312,8 +318,7 @@ def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
   rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   # Replicated on the training mesh, so the sampler runs against the sharded params where they are
   # (called outside the mesh context: a handful of eval clips need not divide the batch axes).
-  video_lat = jax.device_put(codec.encode_video(jnp.asarray(data["video"])), rep)
-  audio_lat = jax.device_put(codec.encode_audio(jnp.asarray(data["audio"])), rep)
+  video_lat, audio_lat = jax.device_put(encode_clips(codec, data), rep)
   label = jax.device_put(jnp.asarray(data["label"], jnp.int32), rep)
   real = decode_clips(codec, config.data, video_lat, audio_lat)
   generate = make_generate(graphdef, rest, codec, config.sample, int(config.model.num_classes),
@@ -348,8 +353,7 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
   data = load_eval_set(config, int(ec.num_clips))
   gt = list(data["events"])
   tol = float(ec.event_tol_ms) / 1000.0
-  video_lat = codec.encode_video(jnp.asarray(data["video"]))
-  audio_lat = codec.encode_audio(jnp.asarray(data["audio"]))
+  video_lat, audio_lat = encode_clips(codec, data)
   label = jnp.asarray(data["label"], jnp.int32)
 
   real = decode_clips(codec, config.data, video_lat, audio_lat)
