@@ -1,12 +1,14 @@
-"""What the quality gate sees: its video position for real test clips under known degradations.
+"""What the quality gate sees: its video and audio positions for real clips under known degradations.
 
   python benchmarks/bench_quality_gate.py [--clips 16] [--data_dir workdirs/tfds]
 
-The gate (syncdpo_jax/eval/quality.py) places a run between the real-vs-real floor (0) and the data's
-latent cells shuffled (1); it passes at <= 0.25. This prints the anchors and the position of the same
-real clips after per-pixel Gaussian noise of a few grey levels, blurs, 8x8-px blocks and a colour shift,
-so a reader knows what a gate number can and cannot tell apart. (Degraded copies of the eval clips
-themselves can sit below the floor, which is measured on other clips: a negative position.)
+The gate (syncdpo_jax/eval/quality.py) places a run between the real-vs-real floor (0: another split's
+clips against the eval clips) and the data's latent cells shuffled (1), per video feature group, and
+passes at <= 0.25 in every group. This degrades the floor's clips (so no degradation can profit from
+sharing the eval clips' content, and "none" sits at 0 exactly) and prints each degradation's position
+per group and the worst: invisible per-pixel noise must pass; blur, blocks, colour shifts, tiles that
+disagree (a patch-based generator's patchwork) and per-tile flicker must fail. The same for the
+log-mel: noise, blur, 2-frame tiles from other clips, per-tile level offsets.
 """
 from __future__ import annotations
 
@@ -35,14 +37,67 @@ def _blocks(f):
                               interpolation=cv2.INTER_NEAREST) for x in f])
 
 
-DEGRADATIONS = {
-    **{f"noise {s:g} grey levels": _noise(s) for s in (0.5, 1, 2, 4, 8)},
-    "box blur 3x3": lambda f: np.stack([cv2.blur(x, (3, 3)) for x in f]),
-    "box blur 5x5": lambda f: np.stack([cv2.blur(x, (5, 5)) for x in f]),
-    "gaussian blur 1 px": lambda f: np.stack([cv2.GaussianBlur(x, (0, 0), 1.0) for x in f]),
-    "8x8-px blocks": _blocks,
-    "colours +10 levels": lambda f: np.clip(f.astype(np.int32) + 10, 0, 255).astype(np.uint8),
-}
+def _tiles(f, tile: int, fill):
+  """f [T, H, W, 3] with every tile x tile block of every frame replaced by fill(frame, y, x)."""
+  out = f.copy()
+  for i in range(f.shape[0]):
+    for y in range(0, f.shape[1], tile):
+      for x in range(0, f.shape[2], tile):
+        out[i, y:y + tile, x:x + tile] = fill(f[i], y, x)[:tile, :tile]
+  return out
+
+
+def _tiles_from(pool, tile: int = 16, seed: int = 1):
+  """Each tile from the same place of a random frame of `pool` [N, H, W, 3]: tiles that disagree."""
+  rng = np.random.default_rng(seed)
+  return lambda f: _tiles(f, tile, lambda fr, y, x: pool[rng.integers(len(pool)), y:y + tile, x:x + tile])
+
+
+def _tile_offsets(levels: int, tile: int = 16, seed: int = 2):
+  """Each tile of each frame shifted by its own random colour offset: seams and flicker."""
+  rng = np.random.default_rng(seed)
+  return lambda f: _tiles(f, tile, lambda fr, y, x: np.clip(
+      fr[y:y + tile, x:x + tile].astype(np.int32) + rng.integers(-levels, levels + 1, 3), 0, 255
+  ).astype(np.uint8))
+
+
+def video_degradations(pool) -> dict:
+  return {
+      "none": lambda f: f,
+      **{f"noise {s:g} grey levels": _noise(s) for s in (1, 2, 4, 8)},
+      "box blur 3x3": lambda f: np.stack([cv2.blur(x, (3, 3)) for x in f]),
+      "gaussian blur 1 px": lambda f: np.stack([cv2.GaussianBlur(x, (0, 0), 1.0) for x in f]),
+      "8x8-px blocks": _blocks,
+      "colours +10 levels": lambda f: np.clip(f.astype(np.int32) + 10, 0, 255).astype(np.uint8),
+      "16x16 tiles from other frames": _tiles_from(pool),
+      "16x16 tiles +-10 levels": _tile_offsets(10),
+      "16x16 tiles +-20 levels": _tile_offsets(20),
+  }
+
+
+def audio_degradations(pool, seed: int = 3) -> dict:
+  rng = np.random.default_rng(seed)
+
+  def tiles_from(m):
+    out = m.copy()
+    for i in range(0, m.shape[0], 2):
+      out[i:i + 2] = pool[rng.integers(len(pool)), i:i + 2]
+    return out
+
+  def blur(m, axis):
+    p = np.pad(m, [(1, 1) if a == axis else (0, 0) for a in range(2)], mode="edge")
+    n = m.shape[axis]
+    return sum(np.take(p, range(k, k + n), axis=axis) for k in range(3)) / 3.0
+
+  # Normalised log-mel: 1 unit = 40 dB.
+  return {
+      "none": lambda m: m,
+      **{f"noise {40 * s:g} dB": (lambda s: lambda m: np.clip(m + rng.normal(0, s, m.shape), -1, 1))(s)
+         for s in (0.025, 0.05, 0.1)},
+      "time blur 3 frames": lambda m: blur(m, 0),
+      "2-frame tiles from other clips": tiles_from,
+      "level +2 dB": lambda m: np.clip(m + 0.05, -1, 1),
+  }
 
 
 def main() -> None:
@@ -57,12 +112,23 @@ def main() -> None:
   tv, ta = evaluate.encode_clips(codec, test)
   real = evaluate.decode_clips(codec, c.data, tv, ta)
   anchor = evaluate.quality_anchors(c, codec, real, tv, ta)
-  print("anchors (fd_video_proxy): " + ", ".join(f"{k} {v:.3f}" for k, v in anchor["video"].items()))
-  print(f"{'degradation of the real clips':32s} gate_video")
-  for name, fn in DEGRADATIONS.items():
-    clips = [dict(r, frames=fn(r["frames"])) for r in real]
-    g = quality.verdict(quality.proxies(clips, real), anchor, "a2v")["gate_video"]
-    print(f"{name:32s} {g:6.2f}", flush=True)
+  floor = evaluate.decode_clips(codec, c.data, *evaluate.encode_clips(
+      codec, evaluate.load_eval_set(c, args.clips, split=c.data.split_eval)))
+  groups = [k.removeprefix("fd_video_") for k in quality.GATED["video"]]
+  print("video anchors, floor -> shuffled: " + ", ".join(
+      f"{g} {anchor['fd_video_' + g]['floor']:.3f} -> {anchor['fd_video_' + g]['shuffled']:.3f}" for g in groups))
+  print(f"{'degradation of real clips':32s} {'gate':>6s}  " + " ".join(f"{g:>7s}" for g in groups))
+  pool = np.concatenate([r["frames"] for r in real + floor])
+  for name, fn in video_degradations(pool).items():
+    v = quality.verdict(quality.proxies([dict(r, frames=fn(r["frames"])) for r in floor], real), anchor, "a2v")
+    print(f"{name:32s} {v['gate_video']:6.2f}  " + " ".join(f"{v['gate_video_' + g]:7.2f}" for g in groups),
+          flush=True)
+  a = anchor["fd_logmel_proxy"]
+  print(f"\naudio anchor, floor -> shuffled: {a['floor']:.3f} -> {a['shuffled']:.3f}")
+  pool = np.stack([r["mel"] for r in real + floor])
+  for name, fn in audio_degradations(pool).items():
+    v = quality.verdict(quality.proxies([dict(r, mel=fn(r["mel"])) for r in floor], real), anchor, "v2a")
+    print(f"{name:32s} {v['gate_audio']:6.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from syncdpo_jax import eval as ev
+from syncdpo_jax.eval.metrics import VIDEO_FEATURE_GROUPS, video_feature_groups
 
 FPS, SR, DUR = 25, 16000, 4.0
 
@@ -196,8 +197,35 @@ def test_frechet_distance_gaussians_and_proxies():
     assert ev.fd_logmel_proxy(mels_a, mels_a[::-1]) < 1e-6 < ev.fd_logmel_proxy(mels_a, mels_b)
     va = [synth_clip(seed=s)[0] for s in range(2)]
     vb = [np.clip(v.astype(np.int16) + 90, 0, 255).astype(np.uint8) for v in va]
-    assert ev.fd_video_proxy(va, va) < 1e-6 < ev.fd_video_proxy(va, vb)
-    assert ev.video_frame_features(va[0]).shape == (int(DUR * FPS), 3 * 16 + 3 * 8 + 2 * 8 + 1)
+    same, other = ev.fd_video_proxy(va, va), ev.fd_video_proxy(va, vb)
+    assert set(same) == {"all", *VIDEO_FEATURE_GROUPS}
+    assert max(same.values()) < 1e-6 < min(other["all"], other["layout"], other["colour"])
+    t, h, w = va[0].shape[:3]
+    assert ev.video_frame_features(va[0]).shape == (t, 3 * 16 + 3 * 8 + 2 * 8 + (w - 1) + (h - 1) + 2)
+
+
+def _tiled(colours, tile=8):
+    """uint8 [T, 2 tile, 2 tile, 3]: four flat tiles per frame, tile (i, j) of frame k in colours[k, i, j]."""
+    return np.repeat(np.repeat(np.asarray(colours, np.uint8), tile, axis=1), tile, axis=2)
+
+
+def test_video_feature_groups_see_seams_and_flicker_but_not_invisible_noise():
+    rng = np.random.default_rng(0)
+    flat = np.full((6, 16, 16, 3), 100, np.uint8)
+    # Noise of at most 2 grey levels changes no difference by the flat tolerance (6 levels): the edge
+    # and motion features cannot tell it from the flat frames, whatever the seed.
+    noisy = (flat + rng.integers(-2, 3, flat.shape)).astype(np.uint8)
+    g0, g1 = video_feature_groups(flat), video_feature_groups(noisy)
+    np.testing.assert_array_equal(g1["edges"], g0["edges"])
+    np.testing.assert_array_equal(g1["motion"][:, 1], g0["motion"][:, 1])
+    # Tiles that disagree by 30 levels: a seam at column 7 | 8 and row 7 | 8, nothing elsewhere.
+    tiles = _tiled(100 + 30 * rng.integers(0, 2, (6, 2, 2, 1)).repeat(3, -1))
+    seams = video_feature_groups(tiles)["grid"]                             # [T, 15 + 15]
+    assert np.all(seams[:, [7, 15 + 7]].sum(1) > 0)
+    assert np.all(np.delete(seams, [7, 15 + 7], axis=1) == 0)
+    # Tiles that flicker from frame to frame move a quarter of the pixels or more; a still frame none.
+    changed = video_feature_groups(tiles)["motion"][1:, 1]
+    assert np.all(g0["motion"][:, 1] == 0) and changed.max() >= 0.25
 
 
 def syncbench_shifted(family, seed, offset, duration=4.0, margin=0.6):

@@ -45,21 +45,34 @@ def test_bad_value_shape_is_a_clear_error(tmp_path):
 
 def test_quality_gate_positions_verdicts_and_masking():
   from syncdpo_jax.eval import quality
-  anchor = {"video": {"floor": 1.0, "shuffled": 5.0, "noise": 11.0},
-            "audio": {"floor": 2.0, "shuffled": 4.0, "noise": 22.0}}
-  ok = quality.verdict({"video": 1.8, "audio": 2.2}, anchor, "joint")
+  video_keys = quality.GATED["video"]
+  anchor = {k: {"floor": 1.0, "shuffled": 5.0, "noise": 11.0} for k in video_keys}
+  anchor["fd_logmel_proxy"] = {"floor": 2.0, "shuffled": 4.0, "noise": 22.0}
+
+  def fds(audio=2.2, **video):  # every video group at 1.4 (position 0.1) unless given
+    out = {k: 1.4 for k in video_keys}
+    out.update({f"fd_video_{g}": v for g, v in video.items()}, fd_logmel_proxy=audio)
+    return out
+
+  ok = quality.verdict(fds(layout=1.8), anchor, "joint")
   assert ok["quality_gate"] == "pass"
-  np.testing.assert_allclose([ok["gate_video"], ok["gate_audio"], ok["noise_pos_video"], ok["noise_pos_audio"]],
-                             [0.2, 0.1, 0.08, 0.01])
-  # joint needs both streams; v2a judges only the audio it generates, a2v only the video.
-  bad_video = {"video": 3.0, "audio": 2.2}
+  # The stream's position is its worst group's, named beside it; every group's position is reported.
+  np.testing.assert_allclose([ok["gate_video"], ok["gate_audio"], ok["noise_pos_video"], ok["noise_pos_audio"],
+                              ok["gate_video_motion"]], [0.2, 0.1, 0.08, 0.01, 0.1])
+  assert ok["gate_video_worst"] == "fd_video_layout" and ok["gate_audio_worst"] == "fd_logmel_proxy"
+  # One group beyond the gate fails the stream, however near the others are.
+  bad_video = fds(grid=3.0)
   assert quality.verdict(bad_video, anchor, "joint")["quality_gate"] == "fail"
+  assert quality.verdict(bad_video, anchor, "joint")["gate_video_worst"] == "fd_video_grid"
+  # joint needs both streams; v2a judges only the audio it generates, a2v only the video.
   assert quality.verdict(bad_video, anchor, "v2a")["quality_gate"] == "pass"
-  assert set(quality.verdict(bad_video, anchor, "v2a")) == {"gate_audio", "noise_pos_audio", "quality_gate"}
+  assert set(quality.verdict(bad_video, anchor, "v2a")) == {"gate_audio", "gate_audio_worst", "noise_pos_audio",
+                                                            "quality_gate"}
   assert quality.verdict(bad_video, anchor, "a2v")["quality_gate"] == "fail"
   # Anchors that do not separate (too few clips) cannot pass anyone.
-  flat = {"video": {"floor": 3.0, "shuffled": 3.0, "noise": 3.0}}
-  assert quality.verdict({"video": 0.0}, flat, "a2v")["quality_gate"] == "fail"
+  flat = dict(anchor, fd_video_edges={"floor": 3.0, "shuffled": 3.0, "noise": 3.0})
+  v = quality.verdict(fds(), flat, "a2v")
+  assert v["quality_gate"] == "fail" and v["gate_video_worst"] == "fd_video_edges"
   row = {"desync": 0.3, "desync_ci95": 0.1, "av_align": 0.5, "fd_video_proxy": 9.0, "quality_gate": "fail"}
   masked = quality.mask_failed(row, ("desync", "av_align", "event_f1"))
   assert masked["desync"] is None and masked["desync_ci95"] is None and masked["av_align"] is None

@@ -575,20 +575,34 @@ def fd_logmel_proxy(generated: Sequence[Any], real: Sequence[Any]) -> float:
                             np.concatenate([logmel_frame_features(m) for m in real], 0))
 
 
-def video_frame_features(frames: Any, grid: int = 4, bins: int = 8) -> np.ndarray:
-    """Simple per-frame video features for :func:`fd_video_proxy`.
+# A grey-level step below this (6 of 256 levels) counts as flat in the edge and motion features: the
+# per-pixel noise of a couple of grey levels that any generator leaves is invisible and must not read
+# as texture or motion (with a threshold of 1 level, sigma = 2 levels of noise on real clips sat
+# farther from the data than the shuffled-cell anchor; benchmarks/bench_quality_gate.py).
+FLAT_TOL = 6.0 / 256.0
+VIDEO_FEATURE_GROUPS = ("layout", "colour", "edges", "grid", "motion")
 
-    Per frame: a grid x grid x 3 thumbnail (area average, in [0, 1]), a `bins`-bin histogram per colour
-    channel (fractions), a `bins`-bin histogram of the gray level's horizontal and of its vertical pixel
-    differences (log-spaced edges from 1/256 to 1: how much of the frame is flat, soft or edge) and
-    the motion energy mean |frame_i - frame_{i-1}| (0 for the first frame). The difference
-    histograms see spatial structure that thumbnails and colour histograms do not: a patchwork of
-    per-token blobs can have the data's colours but not its mix of flat regions and edges.
+
+def video_feature_groups(frames: Any, grid: int = 4, bins: int = 8, flat_tol: float = FLAT_TOL
+                         ) -> dict[str, np.ndarray]:
+    """Per-frame video features for :func:`fd_video_proxy`, by what they see (VIDEO_FEATURE_GROUPS).
+
+    layout  a grid x grid x 3 thumbnail (area average, in [0, 1]): where the colours are;
+    colour  a `bins`-bin histogram per colour channel (fractions);
+    edges   `bins`-bin histograms of the grey level's horizontal and vertical pixel differences (first
+            bin: flat, below `flat_tol`; then log-spaced to 1): the mix of flat regions, soft ramps and
+            edges (blur empties the upper bins, blocks and noise fill others);
+    grid    the mean |difference| at each column boundary and at each row boundary: the data's edges
+            fall anywhere, the seams of a patch-based generator whose patches disagree always at the
+            same columns and rows;
+    motion  mean |frame_i - frame_{i-1}| and the fraction of grey levels changing by more than
+            `flat_tol` (0 for the first frame): per-patch flicker moves many pixels a little.
 
     Args:
       frames: uint8 [T, H, W, 3].
     Returns:
-      float64 [T, 3 * grid^2 + 3 * bins + 2 * bins + 1].
+      {'layout': [T, 3 grid^2], 'colour': [T, 3 bins], 'edges': [T, 2 bins], 'grid': [T, W + H - 2],
+       'motion': [T, 2]}, float64.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -601,26 +615,47 @@ def video_frame_features(frames: Any, grid: int = 4, bins: int = 8) -> np.ndarra
                      for i in range(t)]).reshape(t, -1)
     hist = hist / float(frames.shape[1] * frames.shape[2])
     f = frames.astype(np.float64) / 255.0
-    gray = f.mean(-1)
-    edges = np.concatenate([[0.0], np.geomspace(1 / 256, 1.0, bins)])
-    grads = [np.abs(np.diff(gray, axis=a)).reshape(t, -1) for a in (1, 2)]
-    ghist = np.stack([np.stack([np.histogram(g[i], edges)[0] / g.shape[1] for g in grads])
+    gray = f.mean(-1)                                                      # [T, H, W]
+    dx, dy = np.abs(np.diff(gray, axis=2)), np.abs(np.diff(gray, axis=1))
+    edges = np.concatenate([[0.0], np.geomspace(flat_tol, 1.0, bins)])
+    ghist = np.stack([np.stack([np.histogram(d[i], edges)[0] / d[i].size for d in (dx, dy)])
                       for i in range(t)]).reshape(t, -1)
-    motion = np.concatenate([[0.0], np.mean(np.abs(np.diff(f, axis=0)), axis=(1, 2, 3))])[:, None]
-    return np.concatenate([thumbs, hist, ghist, motion], axis=1)
+    seams = np.concatenate([dx.mean(1), dy.mean(2)], axis=1)               # [T, (W - 1) + (H - 1)]
+    change = np.abs(np.diff(gray, axis=0))                                 # [T - 1, H, W]
+    motion = np.concatenate([np.zeros((1, 2)), np.stack(
+        [np.mean(np.abs(np.diff(f, axis=0)), axis=(1, 2, 3)), np.mean(change > flat_tol, axis=(1, 2))],
+        axis=1)], axis=0)
+    return {"layout": thumbs, "colour": hist, "edges": ghist, "grid": seams, "motion": motion}
 
 
-def fd_video_proxy(generated: Sequence[Any], real: Sequence[Any]) -> float:
-    """PROXY video quality: Fréchet distance between Gaussian fits of :func:`video_frame_features`
-    (thumbnail colours, colour histograms, motion energy) pooled over all frames of two sets.
+def video_frame_features(frames: Any, grid: int = 4, bins: int = 8) -> np.ndarray:
+    """:func:`video_feature_groups` concatenated: uint8 [T, H, W, 3] -> float64 [T, D]."""
+    g = video_feature_groups(frames, grid, bins)
+    return np.concatenate([g[k] for k in VIDEO_FEATURE_GROUPS], axis=1)
 
-    Not FVD (no I3D embedding): it sees colour layout and amount of motion, not content or realism.
+
+def fd_video_proxy(generated: Sequence[Any], real: Sequence[Any]) -> dict[str, float]:
+    """PROXY video quality: per group of :func:`video_feature_groups`, the Fréchet distance between
+    Gaussian fits of that group's features pooled over all frames of two sets; 'all' for every group
+    at once.
+
+    Not FVD (no I3D embedding): it sees colour layout, edges, seams and flicker, not content or realism.
+    Separate groups keep a small group (motion: 2 numbers) from drowning in a large one (a 32x32 clip
+    has 62 seam features), so each failure shows on its own scale (eval/quality.py).
 
     Args:
-      generated, real: sequences of uint8 [T_i, H_i, W_i, 3] clips.
+      generated, real: sequences of uint8 [T_i, H, W, 3] clips.
+    Returns:
+      {'all': fd, 'layout': fd, 'colour': fd, 'edges': fd, 'grid': fd, 'motion': fd}.
     """
-    return frechet_distance(np.concatenate([video_frame_features(v) for v in generated], 0),
-                            np.concatenate([video_frame_features(v) for v in real], 0))
+    def pooled(clips):
+        per = [video_feature_groups(v) for v in clips]
+        return {k: np.concatenate([p[k] for p in per], 0) for k in VIDEO_FEATURE_GROUPS}
+    a, b = pooled(generated), pooled(real)
+    out = {"all": frechet_distance(np.concatenate([a[k] for k in VIDEO_FEATURE_GROUPS], 1),
+                                   np.concatenate([b[k] for k in VIDEO_FEATURE_GROUPS], 1))}
+    out.update({k: frechet_distance(a[k], b[k]) for k in VIDEO_FEATURE_GROUPS})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------

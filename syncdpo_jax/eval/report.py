@@ -97,8 +97,9 @@ def to_markdown(table: Mapping[str, Mapping[str, Any]]) -> str:
             "(search range +-0.19 s), gt_median_error_s = median |error| of matched events, gt_hit_40ms = "
             "fraction of events hit within 40 ms; fd_* columns are quality PROXIES on hand-made features, not FAD/FVD. "
             "quality_gate: whether the generated streams are near enough the real data on those proxies "
-            "(gate_* = position from the real-vs-real floor, 0, to the data's latent cells shuffled, 1; "
-            "pass at <= 0.25; noise_pos_* = the same from the floor to decoded noise; "
+            "(gate_* = position from the real-vs-real floor, 0, to the data's latent cells shuffled, 1, of the "
+            "stream's worst feature group, gate_video_worst; pass at <= 0.25; noise_pos_* = the same from "
+            "the floor to decoded noise; "
             "syncdpo_jax/eval/quality.py); a row that fails it reports no sync metric (n/a).\n")
     return "\n".join(lines) + "\n" + note
 

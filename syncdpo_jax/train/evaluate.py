@@ -60,8 +60,8 @@ GT_TIMING = {
     "gt_hit_40ms": _hit_40ms,
 }
 HEADLINE = ("desync", "av_align", "event_f1", "event_timing_error_s", *GT_TIMING, "fd_logmel_proxy",
-            "fd_video_proxy", "quality_gate", "gate_video", "gate_audio", "noise_pos_video",
-            "noise_pos_audio")
+            "fd_video_proxy", "quality_gate", "gate_video", "gate_video_worst", "gate_audio",
+            "noise_pos_video", "noise_pos_audio")
 SYNC_METRICS = ("desync", "av_align", "event_f1", "event_timing_error_s", *GT_TIMING)
 
 
@@ -217,8 +217,7 @@ def score(clips: list[dict], real: list[dict], gt_events, tol_s: float, event_st
       values = [float(get(r)) for r in timed]
       res[name] = eval_lib.mean_ci95(values)
       res["per_clip"][name] = values
-  fd = quality.proxies(clips, real)
-  res["fd_logmel_proxy"], res["fd_video_proxy"] = fd["audio"], fd["video"]
+  res.update(quality.proxies(clips, real))
   return res
 
 
@@ -418,15 +417,15 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
                     event_stream="video" if mode == "a2v" else "audio")
         # Sampling (the first call of a mode x sampler includes its compilation) vs decoding + scoring.
         res["sample_seconds"], res["score_seconds"] = t_sampled - t0, time.time() - t_sampled
-        res.update(quality.verdict({"video": res["fd_video_proxy"], "audio": res["fd_logmel_proxy"]},
-                                   anchor, mode))
+        res.update(quality.verdict(res, anchor, mode))
         row = f"{name}/{mode}{suffix}"
         results[row] = res
         if not suffix:  # the grids and mp4s show the configured sampler (seed 0)
           grids[mode][name] = clips[:len(real)]
           write_samples(clips, os.path.join(out_dir, "samples", name), mode, int(ec.num_samples_to_write))
-        gate = " ".join(f"{k}={res[k]:.2f}" for k in ("gate_video", "gate_audio", "noise_pos_video",
-                                                        "noise_pos_audio") if k in res)
+        gate = " ".join(f"{k}={res[k]:.2f}" + (f" [{res[k + '_worst']}]" if k + "_worst" in res else "")
+                        for k in ("gate_video", "gate_audio", "noise_pos_video", "noise_pos_audio")
+                        if k in res)
         print(f"[eval] {row} ({src}): quality gate {res['quality_gate']} ({gate}) "
               f"desync={res['desync'][0]:.3f}s av_align={res['av_align'][0]:.3f} "
               f"event_f1={res.get('event_f1', (float('nan'),))[0]:.3f} skipped={res['num_skipped']} "
