@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import demo  # noqa: E402
 from syncdpo_jax.data import pipeline  # noqa: E402
 from syncdpo_jax.objectives import flow  # noqa: E402
+from syncdpo_jax.model import sharding as sharding_lib  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
 from syncdpo_jax.train import evaluate, steps  # noqa: E402
 from syncdpo_jax import codec as codec_lib  # noqa: E402
@@ -58,7 +59,7 @@ def main() -> int:
   c = demo.get_config("eval")
   c.data.data_dir = os.path.abspath(args.data_dir)
   codec = codec_lib.make_codec(c.codec, c.data)
-  graphdef, params_like, rest = evaluate.abstract_model_on_one_device(c)
+  graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, sharding_lib.make_mesh(c.model.mesh))
   params, src = ckpt_lib.restore_params(args.workdir, params_like, c)
   apply = steps.make_apply(graphdef, rest, c.objective.prediction)
   val = pipeline.first_examples(c.data, c.data.split_eval, args.num_clips, ("label", "video", "audio"))

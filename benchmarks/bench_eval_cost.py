@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import demo  # noqa: E402
 from syncdpo_jax import codec as codec_lib  # noqa: E402
 from syncdpo_jax import eval as eval_lib  # noqa: E402
+from syncdpo_jax.model import sharding as sharding_lib  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
 from syncdpo_jax.train import evaluate  # noqa: E402
 
@@ -47,7 +48,7 @@ def main() -> None:
   gt = list(data["events"])
   video, audio = evaluate.encode_clips(codec, data)
   label = jnp.asarray(data["label"], jnp.int32)
-  graphdef, params_like, rest = evaluate.abstract_model_on_one_device(c)
+  graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, sharding_lib.make_mesh(c.model.mesh))
   params, _ = ckpt_lib.restore_params(os.path.abspath(args.workdir), params_like, c)
   generate = evaluate.make_generate(graphdef, rest, codec, c.sample, int(c.model.num_classes),
                                     c.objective.prediction)

@@ -182,6 +182,22 @@ def gather_data_parallel(module: nnx.Module, rules: Rules) -> nnx.Module:
     return nnx.merge(graphdef, state)
 
 
+def batch_axes(mesh: Mesh, rules: Rules) -> tuple[str, ...]:
+    """The mesh axes the logical 'batch' axis maps to (those the mesh has), in rule order."""
+    return tuple(a for a in _rules_dict(rules).get("batch", ()) if a in mesh.shape)
+
+
+def batch_axes_size(mesh: Mesh, rules: Rules) -> int:
+    """How many ways the rules split a batch on `mesh` (the product of `batch_axes`)."""
+    return math.prod(mesh.shape[a] for a in batch_axes(mesh, rules))
+
+
+def batch_sharding(mesh: Mesh, rules: Rules) -> NamedSharding:
+    """The sharding of an input batch [B, ...]: its leading axis over `batch_axes`, the rest replicated."""
+    axes = batch_axes(mesh, rules)
+    return NamedSharding(mesh, PartitionSpec(axes if axes else None))
+
+
 def check_batch_divides(batch: int, rules: Rules) -> None:
     """Raises if the active mesh's batch axes do not divide `batch` (trace time)."""
     mesh = jax.sharding.get_abstract_mesh()

@@ -42,6 +42,7 @@ from syncdpo_jax.eval import quality  # noqa: E402
 from syncdpo_jax.eval import report as report_lib  # noqa: E402
 from syncdpo_jax.eval import stats as stats_lib  # noqa: E402
 from syncdpo_jax.model import factory as model_lib  # noqa: E402
+from syncdpo_jax.model import sharding as sharding_lib  # noqa: E402
 from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
 from syncdpo_jax.train import probe as probe_lib  # noqa: E402
@@ -167,13 +168,43 @@ def make_generate(graphdef, rest, codec, sample_cfg, null_label: int, prediction
   return generate
 
 
-def abstract_model_on_one_device(config):
-  """(graphdef, params restore target on device 0, rest) of config.model, without allocating."""
+def abstract_model_on_mesh(config, mesh):
+  """(graphdef, params restore target sharded on `mesh` by config.model's logical-axis rules, rest),
+  without allocating: a checkpoint restores straight onto the shards a training run would use."""
   abstract = model_lib.build_abstract(config.model)
   graphdef, abs_params, rest = nnx.split(abstract, nnx.Param, ...)
-  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  params_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), abs_params)
+  shardings = sharding_lib.state_shardings(abs_params, mesh, tuple(config.model.logical_axis_rules))
+  params_like = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), abs_params,
+                             shardings)
   return graphdef, params_like, rest
+
+
+def generate_on_mesh(generate, mesh, rules, params, key, video, audio, label, mode: str):
+  """`make_generate`'s sampler run on `mesh`: (video [B, ...], audio [B, ...]) latents, any B.
+
+  The batch is padded to a multiple of the mesh's batch axes (repeating its last example), sharded over
+  them and sampled under the mesh, next to the sharded params; the result is gathered back to every
+  process and cut to B. The padding leaves the first B examples' noise unchanged (jax's partitionable
+  threefry draws element i of the noise independently of the array's length), so a clip samples the
+  same on any mesh.
+  """
+  n = int(label.shape[0])
+  size = sharding_lib.batch_axes_size(mesh, rules)
+  pad = -n % size
+  batch_sh = sharding_lib.batch_sharding(mesh, rules)
+
+  def put(x):
+    x = np.asarray(x)
+    if pad:
+      x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+    return jax.make_array_from_callback(x.shape, batch_sh, lambda idx: x[idx])
+
+  with jax.set_mesh(mesh):
+    v, a = generate(params, key, put(video), put(audio), put(label), mode=mode)
+  # Replicated, so that every process can read the whole batch (multi-host meshes).
+  v, a = jax.jit(lambda x: x, out_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))(
+      (v, a))
+  return v[:n], a[:n]
 
 
 def decode_clips(codec, data_cfg, video_lat, audio_lat) -> list[dict]:
@@ -314,11 +345,9 @@ def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
   data = load_eval_set(config, int(config.train.eval_clips))
   gt = list(data["events"])
   tol = float(ec.event_tol_ms) / 1000.0
-  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  # Replicated on the training mesh, so the sampler runs against the sharded params where they are
-  # (called outside the mesh context: a handful of eval clips need not divide the batch axes).
-  video_lat, audio_lat = jax.device_put(encode_clips(codec, data), rep)
-  label = jax.device_put(jnp.asarray(data["label"], jnp.int32), rep)
+  rules = tuple(config.model.logical_axis_rules)
+  video_lat, audio_lat = encode_clips(codec, data)
+  label = np.asarray(data["label"], np.int32)
   real = decode_clips(codec, config.data, video_lat, audio_lat)
   generate = make_generate(graphdef, rest, codec, config.sample, int(config.model.num_classes),
                            config.objective.prediction)
@@ -329,7 +358,7 @@ def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
     scalars = {}
     for mode in ec.modes:
       key = jax.random.fold_in(jax.random.key(int(config.seed)), list(sample_lib.config.MODES).index(mode))
-      v, a = generate(state.params, key, video_lat, audio_lat, label, mode=mode)
+      v, a = generate_on_mesh(generate, mesh, rules, state.params, key, video_lat, audio_lat, label, mode)
       res = score(decode_clips(codec, config.data, v, a), real, gt if mode != "joint" else None, tol,
                   event_stream="video" if mode == "a2v" else "audio")
       for k in ("desync", "av_align", "event_f1"):
@@ -343,8 +372,14 @@ def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
   return periodic_eval
 
 
-def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = None) -> dict:
-  """Samples and scores every checkpoint in config.eval.checkpoints; writes WORKDIR/eval/. Returns the table."""
+def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = None, *, mesh=None) -> dict:
+  """Samples and scores every checkpoint in config.eval.checkpoints; writes WORKDIR/eval/. Returns the table.
+
+  Parameters are restored onto `mesh` (default: config.model.mesh, the training run's) with the
+  training shardings, and every batch is sampled there (generate_on_mesh).
+  """
+  mesh = mesh or sharding_lib.make_mesh(config.model.mesh)
+  rules = tuple(config.model.logical_axis_rules)
   ec = config.eval
   checkpoints = checkpoints or parse_checkpoints(ec.checkpoints)
   out_dir = os.path.join(os.path.abspath(workdir), "eval")
@@ -369,7 +404,7 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
   seeds = int(ec.num_seeds)
   if seeds < 1:
     raise ValueError(f"config.eval.num_seeds={ec.num_seeds} must be >= 1.")
-  graphdef, params_like, rest = abstract_model_on_one_device(config)
+  graphdef, params_like, rest = abstract_model_on_mesh(config, mesh)
   # The configured sampler, and with eval.sync_cfg_both the same one with SyncCFG flipped (same noise):
   # rows '<run>/<mode>' and '<run>/<mode>/synccfg_off' (or '_on').
   samplers = [("", config.sample)]
@@ -404,8 +439,8 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
           # Seed 0 keeps the key a single-seed eval always used.
           key_s = key if s == 0 else jax.random.fold_in(key, 1_000_003 + s)
           for i in range(0, len(label), bs):
-            v, a = generate(params, jax.random.fold_in(key_s, i), video_lat[i:i + bs], audio_lat[i:i + bs],
-                            label[i:i + bs], mode=mode)
+            v, a = generate_on_mesh(generate, mesh, rules, params, jax.random.fold_in(key_s, i),
+                                    video_lat[i:i + bs], audio_lat[i:i + bs], label[i:i + bs], mode)
             gv.append(v)
             ga.append(a)
         jax.block_until_ready((gv, ga))
@@ -521,15 +556,17 @@ def sample_run(config, workdir: str) -> list[str]:
       video[:] = v
     if m is not None:
       mel[:] = m
-  graphdef, params_like, rest = abstract_model_on_one_device(config)
+  mesh = sharding_lib.make_mesh(config.model.mesh)
+  graphdef, params_like, rest = abstract_model_on_mesh(config, mesh)
   params, src = ckpt_lib.restore_params(run.checkpoint, params_like, config)
   generate = make_generate(graphdef, rest, codec, sc, int(config.model.num_classes),
                            config.objective.prediction)
   label = jnp.full((n,), int(run.label), jnp.int32)
   # The user's media are pixels and log-mel even when training read precomputed latents.
   enc = codec_lib.media_codec(codec)
-  v_lat, a_lat = generate(params, jax.random.key(int(config.seed)), enc.encode_video(jnp.asarray(video)),
-                          enc.encode_audio(jnp.asarray(mel)), label, mode=mode)
+  v_lat, a_lat = generate_on_mesh(generate, mesh, tuple(config.model.logical_axis_rules), params,
+                                  jax.random.key(int(config.seed)), enc.encode_video(jnp.asarray(video)),
+                                  enc.encode_audio(jnp.asarray(mel)), label, mode)
   clips = decode_clips(codec, config.data, v_lat, a_lat)
   paths = write_samples(clips, os.path.join(os.path.abspath(workdir), "samples"), mode, n)
   print(f"[sample] {mode} from {src}: wrote " + ", ".join(paths), flush=True)

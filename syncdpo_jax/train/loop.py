@@ -77,17 +77,20 @@ def state_shardings(abstract_state: TrainState, tx, mesh, rules) -> TrainState:
 def check_mesh_divides(config, mesh) -> None:
   """The global batch (each micro-batch of it) must split evenly over the batch axes; heads over the
   tensor axis."""
-  n = int(np.prod([mesh.shape[a] for a in ("data", "fsdp") if a in mesh.shape]))
+  rules = config.model.logical_axis_rules
+  axes = sharding_lib.batch_axes(mesh, rules)
+  n = sharding_lib.batch_axes_size(mesh, rules)
   k = int(config.optim.grad_accum_steps)
   if k < 1:
     raise ValueError(f"config.optim.grad_accum_steps={k} must be >= 1 (1 = no accumulation).")
   if config.data.batch_size % (n * k):
     raise ValueError(
         f"config.data.batch_size={config.data.batch_size} is not divisible by the mesh's batch axes "
-        f"data x fsdp = {n} (config.model.mesh={dict(mesh.shape)}) times optim.grad_accum_steps={k}: "
+        f"{' x '.join(axes) or '(none)'} = {n} (config.model.mesh={dict(mesh.shape)}) times "
+        f"optim.grad_accum_steps={k}: "
         f"every micro-batch spreads over the batch axes. Use a batch size that is a multiple of "
         f"{n * k}, or change config.model.mesh / optim.grad_accum_steps.")
-  sharding_lib.check_heads_divide(config.model, mesh, config.model.logical_axis_rules)
+  sharding_lib.check_heads_divide(config.model, mesh, rules)
 
 
 def make_init_fn(config, tx) -> Callable[[jax.Array], TrainState]:
@@ -133,7 +136,7 @@ def build(config, *, mesh=None) -> Setup:
     # Sharded from the start: every parameter is created on its own shard, never whole on one host.
     state = jax.jit(init, out_shardings=sh)(rng)
 
-  batch_sharding = NamedSharding(mesh, P(("data", "fsdp")))
+  batch_sharding = sharding_lib.batch_sharding(mesh, rules)
   make = steps.make_dpo_step if is_dpo else steps.make_sft_step
   step = make(graphdef, rest, codec, tx, config)
   step_fn = jax.jit(step, in_shardings=(sh, batch_sharding), out_shardings=(sh, _replicated(mesh)),
@@ -219,6 +222,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
   is_main = jax.process_index() == 0
   setup = build(config)
   mesh, state = setup.mesh, setup.state
+  batch_axes = sharding_lib.batch_axes(mesh, config.model.logical_axis_rules)
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1))
@@ -298,10 +302,10 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
         jax.profiler.start_trace(os.path.join(workdir, "profile"))
       if ranked is not None:  # indexed by the step: resume needs no iterator state for this branch
         np_batch = pairs_lib.step_batch(ranked, step_done, int(config.data.batch_size), int(config.seed))
-        batch = pipeline.make_global_batch(np_batch, mesh)
+        batch = pipeline.make_global_batch(np_batch, mesh, batch_axes)
       else:
         np_batch = next(data_iter)
-        batch = pipeline.make_global_batch(np_batch, mesh)
+        batch = pipeline.make_global_batch(np_batch, mesh, batch_axes)
         batch = {k: batch[k] for k in ("video", "audio", "label")}
       # The mesh context binds the model's activation constraints (sharding.constrain) to this mesh.
       with jax.set_mesh(mesh):
