@@ -59,6 +59,25 @@ def test_forward_shapes_and_zero_init(cfg):
     assert float(jnp.abs(vv).max()) == 0.0 and float(jnp.abs(va).max()) == 0.0
 
 
+@pytest.mark.parametrize("patch_skip", [False, True])
+def test_head_patch_skip_carries_the_input_patch_past_the_blocks(patch_skip):
+    """With the patch embeddings zeroed the blocks see nothing of the input: only the head's skip
+    (model.head_patch_skip) lets a token's output depend on its own input patch."""
+    cfg = get_model_config("tiny")
+    cfg.head_mlp_dim, cfg.head_patch_skip = 32, patch_skip
+    m = randomize(JointDiT(cfg, rngs=nnx.Rngs(0)))
+    for e in (m.v_embed, m.a_embed):
+        e.patch.kernel[...] = jnp.zeros_like(e.patch.kernel[...])
+        e.patch.bias[...] = jnp.zeros_like(e.patch.bias[...])
+    video, audio, cond = inputs(cfg)
+    t = jnp.array([0.3, 0.9])
+    base = forward(m, video, audio, t, t, cond)
+    moved = forward(m, video.at[0, 0, 0, 0].add(1.0), audio.at[0, 0].add(1.0), t, t, cond)
+    for b, n in zip(base, moved):
+        d = float(jnp.abs(n - b).max())
+        assert (d > 1e-3) if patch_skip else (d == 0.0), d
+
+
 def test_audio_drives_video_and_back(cfg, model):
     """With t_a = 0 (clean audio given), a different audio clip changes the video velocity, and a
     different (clean) video changes the audio velocity: the interaction really flows both ways."""

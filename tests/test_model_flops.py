@@ -1,13 +1,16 @@
 """Analytic FLOPs vs XLA's cost analysis of the compiled forward pass."""
 import jax
 import jax.numpy as jnp
+import pytest
 from flax import nnx
 
 from syncdpo_jax.model import JointDiT, flops_per_example, get_model_config
 
 
-def test_flops_match_xla_cost_analysis():
+@pytest.mark.parametrize("head_mlp_dim,patch_skip", [(0, False), (48, True)])
+def test_flops_match_xla_cost_analysis(head_mlp_dim, patch_skip):
     cfg = get_model_config("tiny")
+    cfg.head_mlp_dim, cfg.head_patch_skip = head_mlp_dim, patch_skip
     s = cfg.shapes
     graphdef, state = nnx.split(JointDiT(cfg, rngs=nnx.Rngs(0)))
     video = jnp.zeros((1, s.T_v, s.h, s.w, cfg.video_channels))

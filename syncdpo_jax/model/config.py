@@ -81,6 +81,10 @@ def _base() -> ml_collections.ConfigDict:
     # Hidden width of a per-token MLP in front of each stream's output projection; 0 = a linear head
     # (DiT). A linear head emits every token from a model-width subspace.
     c.head_mlp_dim = 0
+    # The head also reads each token's noisy input patch (concatenated to the model's output token):
+    # a token's detail then need not fit through the model's width (a 16x16-px token of 768 values
+    # in a 128-wide model loses a few grey levels of detail everywhere, which reads as texture).
+    c.head_patch_skip = False
     # --- latents and patching ---
     c.video_channels = 12         # C_v of video latents [T_v, h, w, C_v]
     c.audio_channels = 8          # C_a of audio latents [T_a, C_a]

@@ -216,8 +216,12 @@ class StreamEmbed(nnx.Module):
         # can only emit a token from a dim-dimensional subspace, too few for a 16x16-px token's
         # content (its PCA needs ~150 components for 99% of the variance on the demo data).
         hidden = int(cfg.head_mlp_dim)
-        self.head_fc = (L.dense(dim, hidden, ("embed", "mlp"), dtype=dtype, rngs=rngs) if hidden else None)
-        self.head = L.dense(hidden or dim, patch_dim, ("mlp" if hidden else "embed", "patch"), dtype=dtype,
+        # model.head_patch_skip: the head also reads the token's own noisy input patch, so its detail
+        # need not pass through the model's width (a U-Net's finest-scale skip, here at the patch).
+        self.patch_skip = bool(cfg.get("head_patch_skip", False))
+        d_in = dim + (patch_dim if self.patch_skip else 0)
+        self.head_fc = (L.dense(d_in, hidden, ("embed", "mlp"), dtype=dtype, rngs=rngs) if hidden else None)
+        self.head = L.dense(hidden or d_in, patch_dim, ("mlp" if hidden else "embed", "patch"), dtype=dtype,
                             rngs=rngs, zero=True)
         self.time_embed_dim = cfg.time_embed_dim
 
@@ -233,10 +237,13 @@ class StreamEmbed(nnx.Module):
             seq = jnp.concatenate([seq, self.text(text).astype(jnp.float32)], axis=1)
         return seq
 
-    def out(self, x: jax.Array, c: jax.Array) -> jax.Array:
-        """x [B, L, D], c [B, D] -> [B, L, patch_dim] float32 (zero at init)."""
+    def out(self, x: jax.Array, c: jax.Array, patches: jax.Array) -> jax.Array:
+        """x [B, L, D], c [B, D], patches [B, L, patch_dim] (the tokens' input, read with
+        head_patch_skip) -> [B, L, patch_dim] float32 (zero at init)."""
         shift, scale = jnp.split(self.head_mod(jax.nn.silu(c)).astype(jnp.float32), 2, axis=-1)
         h = L.modulate(L.layer_norm(x), shift, scale)
+        if self.patch_skip:
+            h = jnp.concatenate([h, patches.astype(h.dtype)], axis=-1)
         if self.head_fc is not None:
             h = jax.nn.gelu(self.head_fc(h), approximate=True)
         return self.head(h).astype(jnp.float32)
@@ -414,8 +421,8 @@ class JointDiT(nnx.Module):
             for block in self.blocks:
                 xv, xa = run((xv, xa), block)
 
-        ov = self.v_embed.out(xv, tv_vec)                                  # [B, T*S, ph*pw*C]
-        oa = self.a_embed.out(xa[:, G:], ta_vec)                           # [B, Tt, pa*C_a]
+        ov = self.v_embed.out(xv, tv_vec, pv)                              # [B, T*S, ph*pw*C]
+        oa = self.a_embed.out(xa[:, G:], ta_vec, pa_)                      # [B, Tt, pa*C_a]
         ov = ov.reshape(B, T, hp, wp, ph, pw, C).transpose(0, 1, 2, 4, 3, 5, 6).reshape(B, T, h, w, C)
         oa = oa.reshape(B, Ta, audio.shape[-1])
         return ov, oa

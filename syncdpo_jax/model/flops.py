@@ -44,7 +44,8 @@ def flops_per_example(cfg: Any, T_v: int, h: int, w: int, T_a: int, text_len: in
         f += 2.0 * (Te * D + D * D + D * 12 * D + D * 2 * D)   # t1, t2, t_mod, head_mod
         f += 2.0 * (Lc - 1) * cfg.text_dim * D     # caption projection
         Hm = int(cfg.get("head_mlp_dim", 0))
-        f += 2.0 * NP * (D * Hm + Hm * P) if Hm else 2.0 * NP * D * P   # head (MLP or linear)
+        Din = D + (P if cfg.get("head_patch_skip", False) else 0)       # + the input patch
+        f += 2.0 * NP * (Din * Hm + Hm * P) if Hm else 2.0 * NP * Din * P   # head (MLP or linear)
 
     def stream_block(N: int, D: int, M: int) -> float:
         g = _attn_proj(N, N, D, D) + 4.0 * N * N * D           # self-attention

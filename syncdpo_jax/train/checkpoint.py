@@ -56,12 +56,13 @@ def fingerprint(config) -> dict:
 
 def _upgrade(saved: dict) -> dict:
   """A fingerprint written before model.name named the architecture (it held the size preset), before
-  model.head_mlp_dim / zero_init_branches (linear heads, random init) or before the codec could standardise its latents (it did not)."""
+  model.head_mlp_dim / zero_init_branches / head_patch_skip (linear heads, random init, no skip) or before the codec could standardise its latents (it did not)."""
   m = saved.get("model")
   if isinstance(m, dict) and "size" not in m and m.get("name") in ("tiny", "demo", "1b", "5b"):
     saved = dict(saved, model=dict(m, name="joint_dit", size=m["name"]))
   if isinstance(saved.get("model"), dict):  # fields added later, at the value every run had before
-    saved = dict(saved, model={**{"head_mlp_dim": 0, "zero_init_branches": False}, **saved["model"]})
+    saved = dict(saved, model={**{"head_mlp_dim": 0, "zero_init_branches": False, "head_patch_skip": False},
+                                 **saved["model"]})
   if "codec" not in saved:
     saved = dict(saved, codec={"video_norm": [0.0, 1.0], "audio_norm": [0.0, 1.0]})
   return saved
