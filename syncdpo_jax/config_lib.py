@@ -65,6 +65,14 @@ def dpo_config() -> ml_collections.ConfigDict:
   # Cross-task DPO: probability that a pair is scored in (joint, audio-driven, video-driven) generation;
   # the given stream is clean and carries no error (train/steps.dpo_task_times). (1, 0, 0) = joint only.
   c.task_probs = (1.0, 0.0, 0.0)
+  # Which stream a rule-based loser distorts in a conditional pair:
+  #   'given'  the GIVEN stream (audio-driven pair: the audio; video-driven: the video), so the
+  #            generated stream stays the real one in winner and loser and e(w) - e(l) can only come
+  #            from how it fits the condition ("this audio given this video" vs "given it shifted");
+  #   'rule'   every rule's own modality (perturb.modality), whatever the task: most rules distort
+  #            the audio, which in a video-driven pair is the denoised target itself.
+  # Joint pairs always take the rule's own modality.
+  c.distort = "given"
   # Where the (winner, loser) pairs come from:
   #   'rules'        SyncDPO: the real pair wins, a rule-based temporal perturbation of it loses, built
   #                  inside the jitted step (perturb, curriculum);
@@ -222,6 +230,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise ValueError("config.mode='sample' needs --config.sample_run.checkpoint=<workdir or checkpoint>.")
   if int(c.train.num_steps) < 1:
     raise ValueError(f"config.train.num_steps={c.train.num_steps} must be >= 1.")
+  if c.dpo.distort not in ("given", "rule"):
+    raise ValueError(f"config.dpo.distort={c.dpo.distort!r}; expected 'given' (a conditional pair's loser "
+                     "distorts its given stream) or 'rule' (each rule's own modality)")
   for field in ("objective.task_probs", "dpo.task_probs"):
     section, name = field.split(".")
     p = list(c[section][name])

@@ -198,14 +198,52 @@ def test_sft_given_stream_is_clean_and_has_no_loss():
 
 def test_cross_task_dpo_times_and_weights():
   """Cross-task DPO: the given stream is clean (t = 0) and carries no error; joint pairs share one t."""
-  from syncdpo_jax.train.steps import dpo_task_times
+  from syncdpo_jax.train.steps import dpo_task_times, dpo_tasks
   t = jnp.linspace(0.1, 0.9, 64)
-  tv, ta, wv, wa = dpo_task_times(jax.random.key(0), t, (1.0, 0.0, 0.0), 1.0, 2.0)
+  assert dpo_tasks(jax.random.key(0), 64, (1.0, 0.0, 0.0)) is None  # joint only: no draw
+  tv, ta, wv, wa = dpo_task_times(None, t, 1.0, 2.0)
   assert (tv == t).all() and (ta == t).all() and (wv == 1.0).all() and (wa == 2.0).all()
-  tv, ta, wv, wa = dpo_task_times(jax.random.key(0), t, (0.0, 0.0, 1.0), 1.0, 2.0)  # video-driven only
+  tv, ta, wv, wa = dpo_task_times(dpo_tasks(jax.random.key(0), 64, (0.0, 0.0, 1.0)), t, 1.0, 2.0)  # video-driven
   assert (tv == 0).all() and (ta == t).all() and (wv == 0).all() and (wa == 2.0).all()
-  tv, ta, wv, wa = dpo_task_times(jax.random.key(1), t, (1.0, 1.0, 1.0), 1.0, 1.0)
+  tv, ta, wv, wa = dpo_task_times(dpo_tasks(jax.random.key(1), 64, (1.0, 1.0, 1.0)), t, 1.0, 1.0)
   joint, audio_given, video_given = (tv == ta), (ta == 0), (tv == 0)
   assert joint.any() and audio_given.any() and video_given.any()
   np.testing.assert_array_equal(np.asarray(wv == 0), np.asarray(video_given))
   np.testing.assert_array_equal(np.asarray(wa == 0), np.asarray(audio_given))
+
+
+@pytest.mark.parametrize("distort", ["given", "rule"])
+def test_rule_losers_of_conditional_pairs_distort_the_given_stream(distort):
+  """dpo.distort='given': a video-driven pair's loser keeps the real (target) audio and distorts the
+  video, an audio-driven pair's the reverse, joint pairs the rule's own stream; 'rule' ignores the task."""
+  from configs import test as test_config
+  from syncdpo_jax import codec as codec_lib
+  from syncdpo_jax.perturb import curriculum as curriculum_lib
+  from syncdpo_jax.train import steps
+  from syncdpo_jax.objectives import sft as sft_lib
+  c = test_config.get_config("dpo")
+  c.dpo.task_probs, c.dpo.distort = (1.0, 1.0, 1.0), distort
+  # Rules with both defaults (shift: audio, reverse: video); strength 1 = coarse, never an identity.
+  c.perturb.mix = {"shift": 1.0, "reverse": 1.0}
+  codec = codec_lib.make_codec(c.codec, c.data)
+  (t_v, h, w, cv), (t_a, ca) = codec.layout.window_shapes(c.data)
+  b = 48
+  video = jax.random.normal(jax.random.key(0), (b, t_v, h, w, cv))
+  audio = jax.random.normal(jax.random.key(1), (b, t_a, ca))
+  task = steps.dpo_tasks(jax.random.key(2), b, c.dpo.task_probs)
+  cur = curriculum_lib.init(c.curriculum)
+  negatives = jax.jit(steps.make_rule_negatives(codec, c))
+  vl, al, info = negatives(jax.random.key(3), cur, video, audio, task)
+  v_changed = np.asarray(jnp.abs(vl - video).max(axis=(1, 2, 3, 4)) > 0)
+  a_changed = np.asarray(jnp.abs(al - audio).max(axis=(1, 2)) > 0)
+  task, rule_audio = np.asarray(task), np.asarray(info["modality"]) == 1
+  assert np.all(v_changed ^ a_changed)  # every loser differs in exactly one stream
+  joint = task == sft_lib.TASK_JOINT
+  np.testing.assert_array_equal(a_changed[joint], rule_audio[joint])
+  if distort == "given":
+    assert np.all(a_changed[task == sft_lib.TASK_AUDIO_DRIVEN])
+    assert np.all(v_changed[task == sft_lib.TASK_VIDEO_DRIVEN])
+  else:
+    np.testing.assert_array_equal(a_changed, rule_audio)
+  # Both rules and all three tasks occur, so every branch above was exercised.
+  assert len(set(task.tolist())) == 3 and rule_audio.any() and (~rule_audio).any()

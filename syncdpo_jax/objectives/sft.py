@@ -25,11 +25,17 @@ def task_weights(lambda_v: float, lambda_a: float) -> jnp.ndarray:
   return jnp.asarray([1.0, lambda_v, lambda_a], jnp.float32)
 
 
+def sample_tasks(key: jax.Array, batch: int, task_probs) -> jax.Array:
+  """Per-example task id int32 [B] (TASK_*) drawn with probabilities `task_probs` (joint, audio-driven,
+  video-driven); shared by SFT's and DPO's cross-task sampling."""
+  probs = jnp.asarray(task_probs, jnp.float32)
+  return jax.random.choice(key, 3, (batch,), p=probs / probs.sum())
+
+
 def sample_tasks_and_times(key: jax.Array, batch: int, task_probs, t_kwargs: dict):
   """Per-example task id [B], t_v [B], t_a [B] (the given stream gets t = 0)."""
   k_task, k_tv, k_ta = jax.random.split(key, 3)
-  probs = jnp.asarray(task_probs, jnp.float32)
-  task = jax.random.choice(k_task, 3, (batch,), p=probs / probs.sum())
+  task = sample_tasks(k_task, batch, task_probs)
   t_v = flow.sample_t(k_tv, (batch,), **t_kwargs)
   t_a = flow.sample_t(k_ta, (batch,), **t_kwargs)
   t_v = jnp.where(task == TASK_VIDEO_DRIVEN, 0.0, t_v)

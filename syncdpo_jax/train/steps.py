@@ -148,21 +148,24 @@ def per_sample_error(pred_v, pred_a, target_v, target_a, video_weight, audio_wei
           + audio_weight * flow.per_sample_mse(pred_a, target_a))
 
 
-def dpo_task_times(key: jax.Array, t: jax.Array, task_probs, w_v: float, w_a: float):
+def dpo_tasks(key: jax.Array, batch: int, task_probs) -> jax.Array | None:
+  """Per-pair task of cross-task DPO (sft.TASK_*, int32 [B]), or None for joint-only DPO (task_probs
+  (1, 0, 0), the default), which draws no random numbers."""
+  if task_probs[1] == 0 and task_probs[2] == 0:
+    return None
+  return sft_lib.sample_tasks(key, batch, task_probs)
+
+
+def dpo_task_times(task: jax.Array | None, t: jax.Array, w_v: float, w_a: float):
   """Per-pair timesteps and error weights of cross-task DPO: (t_v, t_a, weight_v, weight_a), each [B].
 
-  Each pair draws a task (joint, audio-driven, video-driven) with `task_probs` (config.dpo.task_probs),
-  like SFT's cross-task synergy (objectives/sft.py): the given stream is clean (t = 0) and carries no
+  Like SFT's cross-task synergy (objectives/sft.py) the given stream is clean (t = 0) and carries no
   error, so a video-driven pair asks "which audio fits this video": the video->audio preference the
-  conditional modes are evaluated on. Joint pairs keep one t for both streams. With task_probs
-  (1, 0, 0) (the default) this is plain joint DPO and draws no random numbers.
+  conditional modes are evaluated on. Joint pairs (and task None) keep one t for both streams.
   """
-  b = t.shape[0]
-  ones = jnp.ones((b,), jnp.float32)
-  if task_probs[1] == 0 and task_probs[2] == 0:
+  ones = jnp.ones(t.shape, jnp.float32)
+  if task is None:
     return t, t, w_v * ones, w_a * ones
-  probs = jnp.asarray(task_probs, jnp.float32)
-  task = jax.random.choice(key, 3, (b,), p=probs / probs.sum())
   video_given, audio_given = task == sft_lib.TASK_VIDEO_DRIVEN, task == sft_lib.TASK_AUDIO_DRIVEN
   return (jnp.where(video_given, 0.0, t), jnp.where(audio_given, 0.0, t),
           jnp.where(video_given, 0.0, w_v), jnp.where(audio_given, 0.0, w_a))
@@ -174,20 +177,45 @@ def dpo_step_keys(state: TrainState) -> tuple[jax.Array, ...]:
 
 
 def make_rule_negatives(codec, config) -> Callable:
-  """SyncDPO's losers: fn(key, curriculum_state, video_w, audio_w) -> (video_l, audio_l, info).
+  """SyncDPO's losers: fn(key, curriculum_state, video_w, audio_w, task) -> (video_l, audio_l, info).
 
   Latents in and out ([B, T_v, h, w, C_v], [B, T_a, C_a]); the perturbation strength and mix come from
-  the curriculum state (config.curriculum, config.perturb). Pure and jit-able.
+  the curriculum state (config.curriculum, config.perturb). `task` (int32 [B] or None: all joint) and
+  config.dpo.distort = 'given' make a conditional pair's loser distort its given stream: the batch of
+  negatives is then also built with every rule forced onto the video (video-driven pairs) or the audio
+  (audio-driven pairs), with the same key (the same rule and magnitude), and each pair takes its
+  task's. Only the variants some pair can use are built. Pure and jit-able.
   """
   cur_cfg, pert_cfg = config.curriculum, config.perturb
   fps_v, fps_a = float(codec.fps), float(codec.audio_fps)
   default_mix = perturb.probs_from_config(pert_cfg)
   pert_options = perturb.options_from_config(pert_cfg)
+  probs_t = tuple(float(p) for p in config.dpo.task_probs)
+  given = config.dpo.distort == "given"
+  forced = {m: {n: dict(o, modality=m) for n, o in pert_options.items()} for m in ("video", "audio")}
+  # Which option set each task uses; a task that never occurs builds nothing.
+  variants = {sft_lib.TASK_JOINT: pert_options,
+              sft_lib.TASK_AUDIO_DRIVEN: forced["audio"] if given else pert_options,
+              sft_lib.TASK_VIDEO_DRIVEN: forced["video"] if given else pert_options}
 
-  def negatives(key, curriculum, video_w, audio_w):
+  def negatives(key, curriculum, video_w, audio_w, task=None):
     strength = curriculum_lib.strength(curriculum)
     probs = curriculum_lib.mix_probs(curriculum, cur_cfg, default_mix)
-    return perturb.make_negatives(key, video_w, audio_w, strength, fps_v, fps_a, probs, pert_options)
+    build = lambda opts: perturb.make_negatives(key, video_w, audio_w, strength, fps_v, fps_a, probs, opts)
+    if task is None or not given:
+      return build(pert_options)
+    out = None
+    for k in (sft_lib.TASK_JOINT, sft_lib.TASK_AUDIO_DRIVEN, sft_lib.TASK_VIDEO_DRIVEN):
+      if probs_t[k] == 0:
+        continue
+      neg = build(variants[k])
+      if out is None:
+        out = neg
+        continue
+      pick = task == k
+      out = jax.tree.map(lambda n, o: jnp.where(pick.reshape(pick.shape + (1,) * (n.ndim - 1)), n, o),
+                         neg, out)
+    return out
 
   return negatives
 
@@ -224,18 +252,19 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
     if needs_losers and not explicit:
       raise ValueError("config.dpo.pairs='sample_rank' but the batch has no 'loser_video' / 'loser_audio': "
                        "feed the ranked pairs (train/pairs.py), or set config.dpo.pairs='rules'.")
+    b = batch["video"].shape[0]
+    task = dpo_tasks(jax.random.fold_in(k_t, 1), b, task_probs)
     if explicit:
       video_w, audio_w = batch["video"], batch["audio"]
       video_l, audio_l = batch["loser_video"], batch["loser_audio"]
     else:
       video_w, audio_w = encode(codec, batch)
-      video_l, audio_l, info = rule_negatives(k_neg, state.curriculum, video_w, audio_w)
-    b = video_w.shape[0]
+      video_l, audio_l, info = rule_negatives(k_neg, state.curriculum, video_w, audio_w, task)
 
     # Same t and the same noise for winner and loser: the only difference the loss sees is the content
     # (for rule-based losers, the temporal structure the perturbation destroyed).
     t = flow.sample_t(k_t, (b,), **t_kwargs(obj))
-    t_v, t_a, err_w_v, err_w_a = dpo_task_times(jax.random.fold_in(k_t, 1), t, task_probs, w_v, w_a)
+    t_v, t_a, err_w_v, err_w_a = dpo_task_times(task, t, w_v, w_a)
     eps_v = jax.random.normal(k_ev, video_w.shape, video_w.dtype)
     eps_a = jax.random.normal(k_ea, audio_w.shape, audio_w.dtype)
     label = drop_labels(k_drop, batch["label"], float(obj.p_uncond), null_label)
