@@ -8,6 +8,7 @@ Public API (no state, no I/O; everything jit- and vmap-able):
   MAGNITUDES (the strength -> magnitude table), INFO_SCHEMA, DEFAULT_OPTIONS
   get_perturb_config(), get_curriculum_config(schedule), probs_from_config, options_from_config
   curriculum: CurriculumState, init, update, strength, mix_probs, log_metrics
+  audit: stream_statistics, auc, probe_auc, audit_rule (can one stream alone tell a loser? numpy)
 
 Typical use inside a jitted DPO step:
   s = curriculum.strength(state.curriculum)
