@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from syncdpo_jax.data.synth import FAMILIES, SynthSpec, generate_clip
-from syncdpo_jax.eval import metrics
+from syncdpo_jax.eval import clips, signals, sync
 
 OFFSETS_S = (-0.5, -0.2, 0.0, 0.3)
 
@@ -36,14 +36,14 @@ def shifted_clip(family: str, seed: int, offset: float, duration: float, nuisanc
 
 def previous_estimate_offset(frames, fps, audio, sr, max_offset=2.0):
     """The estimator before stabilisation/detrending: rectified increase of raw motion energy."""
-    frames, audio = metrics.check_clip(frames, fps, audio, sr)
-    gray = np.stack(metrics._gray(frames)).astype(np.float32)
+    frames, audio = clips.check_clip(frames, fps, audio, sr)
+    gray = np.stack(signals._gray(frames)).astype(np.float32)
     energy = np.concatenate([[0.0], np.mean(np.abs(np.diff(gray, axis=0)), axis=(1, 2))])
     onset = np.maximum(np.diff(energy, prepend=0.0), 0.0)
-    rate = metrics.ENVELOPE_RATE
+    rate = signals.ENVELOPE_RATE
     t_out = np.arange(int(np.floor(len(frames) / fps * rate))) / rate
     v = np.interp(t_out, np.arange(len(frames)) / fps, onset)
-    return metrics.lag_by_xcorr(metrics.audio_onset_envelope(audio, sr), v, rate, max_offset)
+    return signals.lag_by_xcorr(signals.audio_onset_envelope(audio, sr), v, rate, max_offset)
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--duration", type=float, default=4.0)
     args = ap.parse_args()
-    estimators = {"previous": previous_estimate_offset, "current": metrics.estimate_offset}
+    estimators = {"previous": previous_estimate_offset, "current": sync.estimate_offset}
     print(f"offsets {OFFSETS_S} s x {args.seeds} seeds per family, {args.duration} s windows, "
           f"SynthSpec defaults otherwise (fps {SynthSpec().fps}: one frame = {1 / SynthSpec().fps:.3f} s)")
     print(f"{'nuisance':>8} {'family':>8} | {'previous: <1 frame':>18} {'MAE s':>7} | "

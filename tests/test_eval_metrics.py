@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from syncdpo_jax import eval as ev
-from syncdpo_jax.eval.metrics import VIDEO_FEATURE_GROUPS, video_feature_groups
+from syncdpo_jax.eval.fidelity import VIDEO_FEATURE_GROUPS, video_feature_groups
 
 FPS, SR, DUR = 25, 16000, 4.0
 
@@ -259,10 +259,10 @@ def test_camera_shake_is_cancelled_in_motion_energy():
     scene = np.repeat(rng.integers(0, 256, (40, 40, 1), dtype=np.uint8), 3, axis=2)
     shifts = [(0, 0), (1, 0), (1, -1), (0, -1), (-1, 1), (0, 0)]
     frames = np.stack([np.roll(scene, s, axis=(0, 1)) for s in shifts])[:, 4:36, 4:36]
-    assert np.max(ev.metrics.stabilized_motion_energy(frames)) == 0.0
+    assert np.max(ev.signals.stabilized_motion_energy(frames)) == 0.0
     with_square = scene.copy()
     with_square[14:22, 14:22] = 255  # part of the scene: it shakes with it
     frames = np.stack([np.roll(with_square if i >= 4 else scene, s, axis=(0, 1))
                        for i, s in enumerate(shifts)])[:, 4:36, 4:36]
-    energy = ev.metrics.stabilized_motion_energy(frames)
+    energy = ev.signals.stabilized_motion_energy(frames)
     assert np.argmax(energy) == 4 and energy[4] > 10 * max(energy[1:4].max(), energy[5], 1e-3)

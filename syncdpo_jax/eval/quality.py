@@ -2,7 +2,7 @@
 
 A sync metric computed on generated noise is still a number (an onset detector finds onsets in noise,
 optical flow finds motion in it). So every generated run x mode first gets a verdict from anchors of
-each quality proxy (Fréchet distances on hand-made features, eval/metrics.py), all against the real
+each quality proxy (Fréchet distances on hand-made features, eval/fidelity.py), all against the real
 eval clips:
 
   floor     real vs real: as many clips of another split (what "as good as the data" scores at this
@@ -16,7 +16,7 @@ eval clips:
 A run's position on a scale is (fd - floor) / (anchor - floor): 0 at the floor, 1 at the anchor. The
 verdict uses the shuffled anchor, the sharper of the two failures (decoded noise is so far away that
 a patchwork of plausible colours already sits near the floor on its scale). The video proxy is judged
-per feature group (metrics.VIDEO_FEATURE_GROUPS: layout, colour, edges, seams on a fixed grid,
+per feature group (fidelity.VIDEO_FEATURE_GROUPS: layout, colour, edges, seams on a fixed grid,
 flicker), each on its own scale, and the stream's position is the worst group's: one number over all
 features let the large colour groups hide a patchwork's seams and flicker, and let invisible per-pixel
 noise fail a real clip. A generated stream passes when it is at most `GATE_MAX` of the way from the
@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-from syncdpo_jax.eval import metrics
+from syncdpo_jax.eval import fidelity
 
 # A quarter of the way from the real-vs-real floor to the data's own cells, shuffled, in every group.
 # Calibrated on degraded copies of 16 real clips of another split (benchmarks/bench_quality_gate.py,
@@ -41,7 +41,7 @@ from syncdpo_jax.eval import metrics
 GATE_MAX = 0.25
 GENERATED = {"joint": ("video", "audio"), "v2a": ("audio",), "a2v": ("video",)}
 # The row keys (evaluate.score) each stream is judged on.
-GATED = {"video": tuple(f"fd_video_{g}" for g in metrics.VIDEO_FEATURE_GROUPS),
+GATED = {"video": tuple(f"fd_video_{g}" for g in fidelity.VIDEO_FEATURE_GROUPS),
          "audio": ("fd_logmel_proxy",)}
 
 
@@ -49,8 +49,8 @@ def proxies(clips: Sequence[Mapping], real: Sequence[Mapping]) -> dict[str, floa
   """The quality proxies of `clips` against `real` (dicts with 'frames' uint8 [T, H, W, 3] and 'mel'
   [T_a, n_mels]), keyed as a report row: 'fd_logmel_proxy', 'fd_video_proxy' (all video features at
   once) and 'fd_video_<group>' per video feature group."""
-  v = metrics.fd_video_proxy([c["frames"] for c in clips], [c["frames"] for c in real])
-  out = {"fd_logmel_proxy": metrics.fd_logmel_proxy([c["mel"] for c in clips], [c["mel"] for c in real]),
+  v = fidelity.fd_video_proxy([c["frames"] for c in clips], [c["frames"] for c in real])
+  out = {"fd_logmel_proxy": fidelity.fd_logmel_proxy([c["mel"] for c in clips], [c["mel"] for c in real]),
          "fd_video_proxy": v.pop("all")}
   out.update({f"fd_video_{g}": x for g, x in v.items()})
   return out

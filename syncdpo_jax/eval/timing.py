@@ -16,7 +16,7 @@ Each returns, for one clip:
                       video: + = video early (the audio late relative to it): the sign of
                       `estimate_offset`.
   median_abs_error_s  median over ground-truth events of |detected - true| for the events matched within
-                      100 ms (one-to-one, `metrics.match_events`)
+                      100 ms (one-to-one, `events.match_events`)
   hit_rate_frame, hit_rate_40ms, hit_rate_100ms   fraction of ground-truth events with a detected event
                       within one stream frame / 40 ms / 100 ms
   precision, recall   at 100 ms (the event-F1 tolerance)
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from syncdpo_jax.eval import metrics
+from syncdpo_jax.eval import clips, events, signals
 
 MATCH_TOL_S = 0.1   # one video frame at 10 fps: the widest error still called a hit
 # The GT-anchored offset's search range. It measures the small misalignments SyncDPO is about; a wider
@@ -82,8 +82,8 @@ def _scores(detected: np.ndarray, gt: np.ndarray, envelope: np.ndarray | None, r
   train = event_train(gt, rate, envelope.shape[0])
   if np.std(train) <= 1e-12:
     return _nan_result("no ground-truth event inside the clip", _KEYS, **base), none, none
-  offset = metrics.lag_by_xcorr(envelope, train, rate, max_lag_s)
-  rows, cols = metrics.match_events(detected, gt, MATCH_TOL_S)
+  offset = signals.lag_by_xcorr(envelope, train, rate, max_lag_s)
+  rows, cols = events.match_events(detected, gt, MATCH_TOL_S)
   err = np.abs(detected[rows] - gt[cols])
   hit = lambda tol: float(np.sum(err <= tol + 1e-9) / gt.size)
   return dict(base, offset_s=float(offset),
@@ -150,22 +150,22 @@ def audio_timing(audio: Any, sr: int, gt_times: Any, *, mel: Any = None, mel_fps
     if not mel_fps:
       raise ValueError("audio_timing: mel given without mel_fps (mel frames per second)")
     rate, frame_s = float(mel_fps), 1.0 / float(mel_fps)
-    env = metrics.mel_onset_envelope(mel, rate)  # the envelope detect_mel_events picks onsets on
+    env = signals.mel_onset_envelope(mel, rate)  # the envelope detect_mel_events picks onsets on
     detected = (np.zeros((0,)) if env is None else
-                half_rise_times(np.asarray(mel), metrics.onset_frames(env, rate).astype(np.int64), rate))
+                half_rise_times(np.asarray(mel), signals.onset_frames(env, rate).astype(np.int64), rate))
   else:
     y = np.asarray(audio, np.float32)
-    rate, frame_s = metrics.ENVELOPE_RATE, 1.0 / metrics.ENVELOPE_RATE
-    silent = y.size == 0 or np.max(np.abs(y)) < metrics.SILENCE_PEAK
-    env = None if silent else metrics.audio_onset_envelope(y, int(sr), rate)
-    detected = metrics.detect_audio_events(y, int(sr))
+    rate, frame_s = signals.ENVELOPE_RATE, 1.0 / signals.ENVELOPE_RATE
+    silent = y.size == 0 or np.max(np.abs(y)) < clips.SILENCE_PEAK
+    env = None if silent else signals.audio_onset_envelope(y, int(sr), rate)
+    detected = signals.detect_audio_events(y, int(sr))
   return _scores(detected, distinct_events(gt_times, frame_s), env, rate, frame_s, max_lag_s)[0]
 
 
 def video_timing(frames: Any, fps: float, gt_times: Any, *, max_lag_s: float = MAX_LAG_S) -> dict[str, Any]:
   """Generated frames (uint8 [T, H, W, 3] at `fps`) against ground-truth event times (s).
 
-  Events are the bursts of camera-stabilised motion energy (`metrics.detect_video_events`); the offset
+  Events are the bursts of camera-stabilised motion energy (`signals.detect_video_events`); the offset
   correlates that envelope at the frame rate with the event train. Adds frame_accuracy /
   frame_accuracy_1: the fraction of ground-truth events with a detected event on the same frame /
   within one frame.
@@ -175,9 +175,9 @@ def video_timing(frames: Any, fps: float, gt_times: Any, *, max_lag_s: float = M
   gt = distinct_events(gt_times, 1.0 / fps)
   env = None
   if frames.ndim == 4 and frames.shape[0] >= 3:
-    e = metrics.motion_event_envelope(frames, fps, rate=fps)
+    e = signals.motion_event_envelope(frames, fps, rate=fps)
     env = e if e.size and e.max() > 0 else None
-  detected = metrics.detect_video_events(frames, fps)
+  detected = signals.detect_video_events(frames, fps)
   out, rows, cols = _scores(detected, gt, env, fps, 1.0 / fps, max_lag_s)
   if np.isfinite(out["offset_s"]):
     out["offset_s"] = -out["offset_s"]  # + = video early (the audio late relative to it)
