@@ -9,6 +9,7 @@ PASS when the model is better at every t. At t = 1 the input is pure noise: the 
 there is the mean clip of the label, so a model that loses to the mean frame at high t has not learned
 the layout its samples start from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,15 +70,24 @@ def main() -> int:
   mean_a = codec.encode_audio(jnp.asarray(train["audio"])).mean(0)
   base = np.array([float(jnp.mean((video - mean_v) ** 2)), float(jnp.mean((audio - mean_a) ** 2))])
   err = x0_errors(apply, params, video, audio, jnp.asarray(val["label"], jnp.int32))
-  print(f"x0_hat MSE of {src} on {len(val['label'])} {c.data.split_eval} clips "
-        f"(mean training frame: video {base[0]:.4f}, audio {base[1]:.4f})")
+  print(
+      f"x0_hat MSE of {src} on {len(val['label'])} {c.data.split_eval} clips "
+      f"(mean training frame: video {base[0]:.4f}, audio {base[1]:.4f})"
+  )
   print("   t   video   ratio   audio   ratio")
   for t, (ev, ea) in zip(TS, err):
     print(f"{t:4.1f}  {ev:.4f}  {ev / base[0]:5.2f}   {ea:.4f}  {ea / base[1]:5.2f}")
-  worse = [f"{stream} at t={t:.1f}" for i, t in enumerate(TS) for j, stream in enumerate(("video", "audio"))
-           if not err[i, j] < base[j]]
-  print("PASS: x0_hat beats the mean frame at every t" if not worse else
-        "FAIL: x0_hat is no better than the mean frame for " + ", ".join(worse))
+  worse = [
+      f"{stream} at t={t:.1f}"
+      for i, t in enumerate(TS)
+      for j, stream in enumerate(("video", "audio"))
+      if not err[i, j] < base[j]
+  ]
+  print(
+      "PASS: x0_hat beats the mean frame at every t"
+      if not worse
+      else "FAIL: x0_hat is no better than the mean frame for " + ", ".join(worse)
+  )
   ok = not worse
   return 0 if ok else 1
 

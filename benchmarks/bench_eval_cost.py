@@ -8,6 +8,7 @@ field's metrics (estimate_offset / AV-Align / event F1: Griffin-Lim audio and op
 ground-truth timing metrics (eval/timing.py: the log-mel or the frames, neither Griffin-Lim nor flow).
 It prints seconds per clip for each, and their ratio to sampling. Run on a quiet machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,35 +51,48 @@ def main() -> None:
   label = jnp.asarray(data["label"], jnp.int32)
   graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, sharding_lib.make_mesh(c.model.mesh))
   params, _ = ckpt_lib.restore_params(os.path.abspath(args.workdir), params_like, c)
-  generate = evaluate.make_generate(graphdef, rest, codec, c.sample, int(c.model.num_classes),
-                                    c.objective.prediction)
+  generate = evaluate.make_generate(
+      graphdef, rest, codec, c.sample, int(c.model.num_classes), c.objective.prediction
+  )
   bs = int(c.eval.batch_size)
   n = len(label)
-  print(f"{n} clips, batch {bs}, {c.sample.num_steps} {c.sample.sampler} steps, SyncCFG "
-        f"{c.sample.sync_cfg}; seconds per clip (x sampling)")
+  print(
+      f"{n} clips, batch {bs}, {c.sample.num_steps} {c.sample.sampler} steps, SyncCFG "
+      f"{c.sample.sync_cfg}; seconds per clip (x sampling)"
+  )
   print(f"{'mode':6s} {'sample':>8s} {'decode+GL':>14s} {'field metrics':>16s} {'GT timing':>14s}")
   for mode in ("joint", "v2a", "a2v"):
     key = jax.random.key(0)
 
     def sample():
-      outs = [generate(params, key, video[i:i + bs], audio[i:i + bs], label[i:i + bs], mode=mode)
-              for i in range(0, n, bs)]
+      outs = [
+          generate(params, key, video[i : i + bs], audio[i : i + bs], label[i : i + bs], mode=mode)
+          for i in range(0, n, bs)
+      ]
       return jnp.concatenate([o[0] for o in outs]), jnp.concatenate([o[1] for o in outs])
 
     sample()  # compile
     (v, a), t_sample = _timed(sample)
     clips, t_decode = _timed(lambda: evaluate.decode_clips(codec, c.data, v, a))
     stream = "video" if mode == "a2v" else "audio"
-    _, t_field = _timed(lambda: eval_lib.evaluate_clips(clips, gt if mode != "joint" else None,
-                                                        event_stream=stream))
+    _, t_field = _timed(
+        lambda: eval_lib.evaluate_clips(clips, gt if mode != "joint" else None, event_stream=stream)
+    )
     if mode == "joint":
       t_gt = float("nan")  # nothing is given: no ground truth to time against
     else:
-      _, t_gt = _timed(lambda: [
-          eval_lib.audio_timing(None, cl["sr"], g, mel=cl["mel"], mel_fps=cl["mel_fps"]) if stream == "audio"
-          else eval_lib.video_timing(cl["frames"], cl["fps"], g) for cl, g in zip(clips, gt)])
+      _, t_gt = _timed(
+          lambda: [
+              eval_lib.audio_timing(None, cl["sr"], g, mel=cl["mel"], mel_fps=cl["mel_fps"])
+              if stream == "audio"
+              else eval_lib.video_timing(cl["frames"], cl["fps"], g)
+              for cl, g in zip(clips, gt)
+          ]
+      )
     per = [x / n for x in (t_sample, t_decode, t_field, t_gt)]
-    print(f"{mode:6s} {per[0]:8.3f} " + " ".join(f"{x:7.3f} ({x / per[0]:4.2f}x)" for x in per[1:]), flush=True)
+    print(
+        f"{mode:6s} {per[0]:8.3f} " + " ".join(f"{x:7.3f} ({x / per[0]:4.2f}x)" for x in per[1:]), flush=True
+    )
 
 
 if __name__ == "__main__":

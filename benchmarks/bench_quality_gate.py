@@ -10,6 +10,7 @@ per group and the worst: invisible per-pixel noise must pass; blur, blocks, colo
 disagree (a patch-based generator's patchwork) and per-tile flicker must fail. The same for the
 log-mel: noise, blur, 2-frame tiles from other clips, per-tile level offsets.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,16 @@ def _noise(levels: float, seed: int = 0):
 
 
 def _blocks(f):
-  return np.stack([cv2.resize(cv2.resize(x, (4, 4), interpolation=cv2.INTER_AREA), x.shape[:2][::-1],
-                              interpolation=cv2.INTER_NEAREST) for x in f])
+  return np.stack(
+      [
+          cv2.resize(
+              cv2.resize(x, (4, 4), interpolation=cv2.INTER_AREA),
+              x.shape[:2][::-1],
+              interpolation=cv2.INTER_NEAREST,
+          )
+          for x in f
+      ]
+  )
 
 
 def _tiles(f, tile: int, fill):
@@ -43,22 +52,26 @@ def _tiles(f, tile: int, fill):
   for i in range(f.shape[0]):
     for y in range(0, f.shape[1], tile):
       for x in range(0, f.shape[2], tile):
-        out[i, y:y + tile, x:x + tile] = fill(f[i], y, x)[:tile, :tile]
+        out[i, y : y + tile, x : x + tile] = fill(f[i], y, x)[:tile, :tile]
   return out
 
 
 def _tiles_from(pool, tile: int = 16, seed: int = 1):
   """Each tile from the same place of a random frame of `pool` [N, H, W, 3]: tiles that disagree."""
   rng = np.random.default_rng(seed)
-  return lambda f: _tiles(f, tile, lambda fr, y, x: pool[rng.integers(len(pool)), y:y + tile, x:x + tile])
+  return lambda f: _tiles(f, tile, lambda fr, y, x: pool[rng.integers(len(pool)), y : y + tile, x : x + tile])
 
 
 def _tile_offsets(levels: int, tile: int = 16, seed: int = 2):
   """Each tile of each frame shifted by its own random colour offset: seams and flicker."""
   rng = np.random.default_rng(seed)
-  return lambda f: _tiles(f, tile, lambda fr, y, x: np.clip(
-      fr[y:y + tile, x:x + tile].astype(np.int32) + rng.integers(-levels, levels + 1, 3), 0, 255
-  ).astype(np.uint8))
+  return lambda f: _tiles(
+      f,
+      tile,
+      lambda fr, y, x: np.clip(
+          fr[y : y + tile, x : x + tile].astype(np.int32) + rng.integers(-levels, levels + 1, 3), 0, 255
+      ).astype(np.uint8),
+  )
 
 
 def video_degradations(pool) -> dict:
@@ -81,7 +94,7 @@ def audio_degradations(pool, seed: int = 3) -> dict:
   def tiles_from(m):
     out = m.copy()
     for i in range(0, m.shape[0], 2):
-      out[i:i + 2] = pool[rng.integers(len(pool)), i:i + 2]
+      out[i : i + 2] = pool[rng.integers(len(pool)), i : i + 2]
     return out
 
   def blur(m, axis):
@@ -92,8 +105,10 @@ def audio_degradations(pool, seed: int = 3) -> dict:
   # Normalised log-mel: 1 unit = 40 dB.
   return {
       "none": lambda m: m,
-      **{f"noise {40 * s:g} dB": (lambda s: lambda m: np.clip(m + rng.normal(0, s, m.shape), -1, 1))(s)
-         for s in (0.025, 0.05, 0.1)},
+      **{
+          f"noise {40 * s:g} dB": (lambda s: lambda m: np.clip(m + rng.normal(0, s, m.shape), -1, 1))(s)
+          for s in (0.025, 0.05, 0.1)
+      },
       "time blur 3 frames": lambda m: blur(m, 0),
       "2-frame tiles from other clips": tiles_from,
       "level +2 dB": lambda m: np.clip(m + 0.05, -1, 1),
@@ -112,17 +127,29 @@ def main() -> None:
   tv, ta = evaluate.encode_clips(codec, test)
   real = evaluate.decode_clips(codec, c.data, tv, ta)
   anchor = evaluate.quality_anchors(c, codec, real, tv, ta)
-  floor = evaluate.decode_clips(codec, c.data, *evaluate.encode_clips(
-      codec, evaluate.load_eval_set(c, args.clips, split=c.data.split_eval)))
+  floor = evaluate.decode_clips(
+      codec,
+      c.data,
+      *evaluate.encode_clips(codec, evaluate.load_eval_set(c, args.clips, split=c.data.split_eval)),
+  )
   groups = [k.removeprefix("fd_video_") for k in quality.GATED["video"]]
-  print("video anchors, floor -> shuffled: " + ", ".join(
-      f"{g} {anchor['fd_video_' + g]['floor']:.3f} -> {anchor['fd_video_' + g]['shuffled']:.3f}" for g in groups))
+  print(
+      "video anchors, floor -> shuffled: "
+      + ", ".join(
+          f"{g} {anchor['fd_video_' + g]['floor']:.3f} -> {anchor['fd_video_' + g]['shuffled']:.3f}"
+          for g in groups
+      )
+  )
   print(f"{'degradation of real clips':32s} {'gate':>6s}  " + " ".join(f"{g:>7s}" for g in groups))
   pool = np.concatenate([r["frames"] for r in real + floor])
   for name, fn in video_degradations(pool).items():
-    v = quality.verdict(quality.proxies([dict(r, frames=fn(r["frames"])) for r in floor], real), anchor, "a2v")
-    print(f"{name:32s} {v['gate_video']:6.2f}  " + " ".join(f"{v['gate_video_' + g]:7.2f}" for g in groups),
-          flush=True)
+    v = quality.verdict(
+        quality.proxies([dict(r, frames=fn(r["frames"])) for r in floor], real), anchor, "a2v"
+    )
+    print(
+        f"{name:32s} {v['gate_video']:6.2f}  " + " ".join(f"{v['gate_video_' + g]:7.2f}" for g in groups),
+        flush=True,
+    )
   a = anchor["fd_logmel_proxy"]
   print(f"\naudio anchor, floor -> shuffled: {a['floor']:.3f} -> {a['shuffled']:.3f}")
   pool = np.stack([r["mel"] for r in real + floor])

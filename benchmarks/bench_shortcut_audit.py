@@ -9,6 +9,7 @@ separation (max(AUC, 1 - AUC), 0.5 = chance) and a cross-validated logistic prob
 anything above is a cue DPO can learn without looking at the other modality. The control row's
 "losers" are as many other real clips: what chance looks like at this number of clips.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,25 +39,32 @@ def main() -> None:
   codec = codec_lib.make_codec(c.codec, c.data)
   clips = pipeline.first_examples(c.data, c.data.split_train, 2 * args.clips, ("video", "audio"))
   video2, audio2 = evaluate.encode_clips(codec, clips)
-  video, audio = video2[:args.clips], audio2[:args.clips]
+  video, audio = video2[: args.clips], audio2[: args.clips]
   fps_v, fps_a = float(codec.fps), float(codec.audio_fps)
   options = perturb.options_from_config(c.perturb)
   print(f"{args.clips} demo training clips; separation = max(AUC, 1 - AUC) of the distorted stream alone")
-  print(f"{'rule':10s} {'strength':>8s} {'stream':>6s} {'changed':>7s} {'probe':>6s} {'best statistic':>24s}  "
-        + " ".join(f"{s:>12s}" for s in audit.STATISTICS))
+  print(
+      f"{'rule':10s} {'strength':>8s} {'stream':>6s} {'changed':>7s} {'probe':>6s} {'best statistic':>24s}  "
+      + " ".join(f"{s:>12s}" for s in audit.STATISTICS)
+  )
   for stream, x in (("video", video2), ("audio", audio2)):
-    w, l = audit.stream_statistics(x[:args.clips]), audit.stream_statistics(x[args.clips:])
+    w, l = audit.stream_statistics(x[: args.clips]), audit.stream_statistics(x[args.clips :])
     sep = [audit.separation(l[:, i], w[:, i]) for i in range(len(audit.STATISTICS))]
     label = f"{audit.STATISTICS[int(np.argmax(sep))]} {max(sep):.2f}"
-    print(f"{'control':10s} {'-':>8s} {stream:>6s} {1.0:7.2f} {audit.probe_auc(w, l):6.2f} {label:>24s}  "
-          + " ".join(f"{v:12.2f}" for v in sep))
+    print(
+        f"{'control':10s} {'-':>8s} {stream:>6s} {1.0:7.2f} {audit.probe_auc(w, l):6.2f} {label:>24s}  "
+        + " ".join(f"{v:12.2f}" for v in sep)
+    )
   for name in perturb.names():
     for strength in (1.0, 0.5, 0.0):
       r = audit.audit_rule(name, jax.random.key(0), video, audio, strength, fps_v, fps_a, options)
       best = max(r["auc"], key=r["auc"].get)
       label = f"{best} {r['auc'][best]:.2f}"
-      print(f"{name:10s} {strength:8.1f} {r['stream']:>6s} {r['changed']:7.2f} {r['probe_auc']:6.2f} "
-            f"{label:>24s}  " + " ".join(f"{r['auc'][s]:12.2f}" for s in audit.STATISTICS), flush=True)
+      print(
+          f"{name:10s} {strength:8.1f} {r['stream']:>6s} {r['changed']:7.2f} {r['probe_auc']:6.2f} "
+          f"{label:>24s}  " + " ".join(f"{r['auc'][s]:12.2f}" for s in audit.STATISTICS),
+          flush=True,
+      )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ of the mean frame's (standardised latents have other units). With --grid_dir eac
 log-mels (real, rec0.2, joint with and without SyncCFG) go to ttq_<variant>.png. One run interleaves
 nothing: run it on a quiet machine, the variants one after another.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,7 @@ VARIANTS = {
     # Measured at equal steps (--steps 1000; the demo's horizon):
     "L": {"data.batch_size": 8, "train.num_steps": 2000},  # J at half the batch, twice the steps
     "L2": {"data.batch_size": 8, "train.num_steps": 2000, "optim.lr": 2e-3, "train.ema_decay": 0.995},
-    "M": {"objective.error_space": "x0"},                     # J, errors of the clean estimate
+    "M": {"objective.error_space": "x0"},  # J, errors of the clean estimate
     "N": {"objective.error_space": "x0", "objective.t_shift": 1.0},  # M, uniform times
     "O": {"objective.error_space": "x0", "objective.t_shift": 1.0, "model.gate_init": 0.25},
     # Standardised latents (codec.video_norm / audio_norm, measured on the training split), then EDM's
@@ -69,15 +70,38 @@ VARIANTS = {
     "V": {"model.zero_init_branches": True},
     # U with the shift towards noise that standardising took away (raw latents' std 0.36 ~ a 2.8x
     # shift), in training and then also in sampling:
-    "W": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True,
-                        "objective.t_shift": 8.0}),
-    "W2": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True,
-                         "objective.t_shift": 8.0, "sample.shift": 3.0}),
-    "X": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True,
-                        "objective.t_shift": 16.0, "sample.shift": 3.0}),
+    "W": dict(
+        _NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True, "objective.t_shift": 8.0}
+    ),
+    "W2": dict(
+        _NORM,
+        **{
+            "model.head_mlp_dim": 512,
+            "model.zero_init_branches": True,
+            "objective.t_shift": 8.0,
+            "sample.shift": 3.0,
+        },
+    ),
+    "X": dict(
+        _NORM,
+        **{
+            "model.head_mlp_dim": 512,
+            "model.zero_init_branches": True,
+            "objective.t_shift": 16.0,
+            "sample.shift": 3.0,
+        },
+    ),
     # W2 at twice the demo's horizon (its cosine schedule over 2000 steps): the slope.
-    "W3": dict(_NORM, **{"model.head_mlp_dim": 512, "model.zero_init_branches": True,
-                         "objective.t_shift": 8.0, "sample.shift": 3.0, "train.num_steps": 2000}),
+    "W3": dict(
+        _NORM,
+        **{
+            "model.head_mlp_dim": 512,
+            "model.zero_init_branches": True,
+            "objective.t_shift": 8.0,
+            "sample.shift": 3.0,
+            "train.num_steps": 2000,
+        },
+    ),
 }
 
 
@@ -139,8 +163,9 @@ def run_variant(name: str, seconds: float, data_dir: str, max_steps: int = 0, gr
   for sync_cfg in (False, True):
     sc = c.sample.copy_and_resolve_references()
     sc.sync_cfg = sync_cfg
-    gen = evaluate.make_generate(setup.graphdef, setup.rest, codec, sc, int(c.model.num_classes),
-                                 c.objective.prediction)
+    gen = evaluate.make_generate(
+        setup.graphdef, setup.rest, codec, sc, int(c.model.num_classes), c.objective.prediction
+    )
     v, a = gen(state.params, jax.random.key(7), tv, ta, label, mode="joint")
     clips = evaluate.decode_clips(codec, c.data, v, a)
     rows["joint synccfg" if sync_cfg else "joint"] = clips
@@ -159,15 +184,24 @@ def main() -> None:
   ap.add_argument("--data_dir", default="workdirs/tfds")
   ap.add_argument("--grid_dir", default="", help="write ttq_<variant>.png (real, rec0.2, joint samples) here")
   args = ap.parse_args()
-  print(f"{'run':4s} {'steps':>6s}  x0-hat video MSE t=0.1/0.5/0.9/1.0 (mean frame)  rec0.2  "
-        "gate_video plain / SyncCFG")
+  print(
+      f"{'run':4s} {'steps':>6s}  x0-hat video MSE t=0.1/0.5/0.9/1.0 (mean frame)  rec0.2  "
+      "gate_video plain / SyncCFG"
+  )
   for name in args.variants.split(","):
     r = run_variant(name, args.seconds, os.path.abspath(args.data_dir), args.steps, args.grid_dir)
     # In the codec's latent units; / mean frame makes standardised and raw latents comparable.
-    e = " / ".join(f"{x:.3f}" for x in r["x0_video"]) + " [" + " / ".join(
-        f"{x / r['mean_frame']:.2f}" for x in r["x0_video"]) + " of it]"
-    print(f"{name:4s} {r['steps']:6d}  {e} ({r['mean_frame']:.3f})  {r['rec0.2']:6.2f}  "
-          f"{r['plain']['gate_video']:.2f} / {r['synccfg']['gate_video']:.2f}", flush=True)
+    e = (
+        " / ".join(f"{x:.3f}" for x in r["x0_video"])
+        + " ["
+        + " / ".join(f"{x / r['mean_frame']:.2f}" for x in r["x0_video"])
+        + " of it]"
+    )
+    print(
+        f"{name:4s} {r['steps']:6d}  {e} ({r['mean_frame']:.3f})  {r['rec0.2']:6.2f}  "
+        f"{r['plain']['gate_video']:.2f} / {r['synccfg']['gate_video']:.2f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

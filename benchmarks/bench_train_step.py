@@ -8,6 +8,7 @@ and noisy: absolute times drift, ratios taken together hold). Targets (issues #4
   negatives / DPO step            <  2%
   train FLOP/s / matmul FLOP/s    reported (MFU against what this machine really does)
 """
+
 import argparse
 import os
 import sys
@@ -63,6 +64,7 @@ def main():
     def f():
       states[mode], metrics = setups[mode].step_fn(states[mode], batch)
       jax.block_until_ready(metrics)
+
     return f
 
   # The negatives exactly as the DPO step builds them (same shapes, same curriculum-driven mix).
@@ -88,19 +90,33 @@ def main():
       f()
     rows = []
     for _ in range(args.rounds):
-      rows.append([timeit(run_step("sft"), args.repeats), timeit(run_step("dpo"), args.repeats),
-                   timeit(neg, args.repeats), timeit(matmul, args.repeats)])
+      rows.append(
+          [
+              timeit(run_step("sft"), args.repeats),
+              timeit(run_step("dpo"), args.repeats),
+              timeit(neg, args.repeats),
+              timeit(matmul, args.repeats),
+          ]
+      )
   sft_t, dpo_t, neg_t, mm_t = np.median(np.asarray(rows), axis=0)
-  mm_flops = 2.0 * n ** 3 / mm_t
+  mm_flops = 2.0 * n**3 / mm_t
   b = c.data.batch_size
-  print(f"demo config, batch {b}, {jax.devices()[0].platform}, median of {args.rounds} interleaved rounds "
-        f"x {args.repeats} calls")
-  print(f"  SFT step        {sft_t * 1e3:9.1f} ms   {setups['sft'].flops_per_step / sft_t / 1e9:6.1f} GFLOP/s")
-  print(f"  DPO step        {dpo_t * 1e3:9.1f} ms   {setups['dpo'].flops_per_step / dpo_t / 1e9:6.1f} GFLOP/s")
+  print(
+      f"demo config, batch {b}, {jax.devices()[0].platform}, median of {args.rounds} interleaved rounds "
+      f"x {args.repeats} calls"
+  )
+  print(
+      f"  SFT step        {sft_t * 1e3:9.1f} ms   {setups['sft'].flops_per_step / sft_t / 1e9:6.1f} GFLOP/s"
+  )
+  print(
+      f"  DPO step        {dpo_t * 1e3:9.1f} ms   {setups['dpo'].flops_per_step / dpo_t / 1e9:6.1f} GFLOP/s"
+  )
   print(f"  negatives       {neg_t * 1e3:9.2f} ms")
   print(f"  matmul {n}^2   {mm_t * 1e3:9.1f} ms   {mm_flops / 1e9:6.1f} GFLOP/s")
-  print(f"DPO / SFT step time:          {dpo_t / sft_t:.2f}x   (target <= 2.8x; FLOP ratio "
-        f"{setups['dpo'].flops_per_step / setups['sft'].flops_per_step:.2f}x)")
+  print(
+      f"DPO / SFT step time:          {dpo_t / sft_t:.2f}x   (target <= 2.8x; FLOP ratio "
+      f"{setups['dpo'].flops_per_step / setups['sft'].flops_per_step:.2f}x)"
+  )
   print(f"negatives / DPO step:         {100 * neg_t / dpo_t:.2f}%   (target < 2%)")
   print(f"SFT FLOP/s / matmul FLOP/s:   {setups['sft'].flops_per_step / sft_t / mm_flops:.2f}")
   print(f"DPO FLOP/s / matmul FLOP/s:   {setups['dpo'].flops_per_step / dpo_t / mm_flops:.2f}")

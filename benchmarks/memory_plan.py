@@ -11,6 +11,7 @@ Measured on 2 CPU cores (batch 8): 'full' and 'dots_no_batch' saved == jax exact
 within 5%; xla / est = 0.72-0.86 for 'full', 'dots_no_batch', 'dots' (the estimate errs on the safe
 side), 1.08-1.21 for 'none'. Each compile takes ~10-60 s on CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,16 @@ def model_and_loss(name: str, remat: str, batch: int):
     cfg.shapes.T_v, cfg.shapes.h, cfg.shapes.w, cfg.shapes.T_a = 8, 8, 8, 40
   gd, params, rest = nnx.split(model_lib.build_abstract(cfg), nnx.Param, ...)
   s = cfg.shapes
-  args = (jax.ShapeDtypeStruct((batch, s.T_v, s.h, s.w, cfg.video_channels), jnp.float32),
-          jax.ShapeDtypeStruct((batch, s.T_a, cfg.audio_channels), jnp.float32),
-          jax.ShapeDtypeStruct((batch,), jnp.float32), jax.ShapeDtypeStruct((batch,), jnp.int32))
+  args = (
+      jax.ShapeDtypeStruct((batch, s.T_v, s.h, s.w, cfg.video_channels), jnp.float32),
+      jax.ShapeDtypeStruct((batch, s.T_a, cfg.audio_channels), jnp.float32),
+      jax.ShapeDtypeStruct((batch,), jnp.float32),
+      jax.ShapeDtypeStruct((batch,), jnp.int32),
+  )
 
   def loss(params, video, audio, t, label):
     v, a = nnx.merge(gd, params, rest)(video, audio, t, t, {"label": label})
-    return jnp.mean(v ** 2) + jnp.mean(a ** 2)
+    return jnp.mean(v**2) + jnp.mean(a**2)
 
   return cfg, loss, params, args
 
@@ -52,23 +56,39 @@ def main() -> None:
   ap.add_argument("--remat", default="full,dots_no_batch,dots,none")
   ap.add_argument("--batch", type=int, default=8)
   args = ap.parse_args()
-  print(f"{'model':>5} {'remat':>14} {'saved':>8} {'jax':>8} {'est':>8} {'xla':>8} {'xla/est':>8} "
-        f"{'compile s':>9}")
+  print(
+      f"{'model':>5} {'remat':>14} {'saved':>8} {'jax':>8} {'est':>8} {'xla':>8} {'xla/est':>8} "
+      f"{'compile s':>9}"
+  )
   for name in args.models.split(","):
     for remat in args.remat.split(","):
       cfg, loss, params, shapes = model_and_loss(name, remat, args.batch)
       zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), (params,) + shapes)
-      jax_saved = sum(math.prod(a.shape) * a.dtype.itemsize for a, src in saved_residuals(loss, *zeros)
-                      if "argument" not in src and a.shape[:1] == (cfg.depth,))
+      jax_saved = sum(
+          math.prod(a.shape) * a.dtype.itemsize
+          for a, src in saved_residuals(loss, *zeros)
+          if "argument" not in src and a.shape[:1] == (cfg.depth,)
+      )
       t0 = time.perf_counter()
-      compiled = jax.jit(jax.grad(loss)).lower(params, *shapes).compile(
-          compiler_options={"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True})
+      compiled = (
+          jax.jit(jax.grad(loss))
+          .lower(params, *shapes)
+          .compile(
+              compiler_options={
+                  "xla_backend_optimization_level": 0,
+                  "xla_llvm_disable_expensive_passes": True,
+              }
+          )
+      )
       dt = time.perf_counter() - t0
       xla = compiled.memory_analysis().temp_size_in_bytes
       est = activation_bytes(cfg, per_device_batch=args.batch)
       total = est["saved"] + est["layer"]
-      print(f"{name:>5} {remat:>14} {est['saved'] / 1e6:>8.2f} {jax_saved / 1e6:>8.2f} {total / 1e6:>8.2f} "
-            f"{xla / 1e6:>8.2f} {xla / total:>8.2f} {dt:>9.1f}", flush=True)
+      print(
+          f"{name:>5} {remat:>14} {est['saved'] / 1e6:>8.2f} {jax_saved / 1e6:>8.2f} {total / 1e6:>8.2f} "
+          f"{xla / 1e6:>8.2f} {xla / total:>8.2f} {dt:>9.1f}",
+          flush=True,
+      )
 
 
 if __name__ == "__main__":

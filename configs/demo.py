@@ -6,6 +6,7 @@
 
 (`make demo` runs both plus the evaluation; see launch/demo.py.)
 """
+
 from syncdpo_jax import config_lib
 
 

@@ -17,6 +17,7 @@ storage every node mounts. bf16 compute with f32 params and optimizer, remat per
 attention for the long unmasked attention (syncdpo_jax/scale.py has the shared settings).
 The plan budgets the whole card: export XLA_PYTHON_CLIENT_MEM_FRACTION=0.92 (JAX reserves 75% by default).
 """
+
 from syncdpo_jax import config_lib, scale
 
 # preset: (GPUs, default model size, mesh, global batch, remat policy)
@@ -34,6 +35,7 @@ def get_config(arg: str = "1x80gb"):
   c.hardware = scale.hardware_config(preset, "h100-80gb", devices)
   scale.set_data_source(c, opts["data"], resolution=512)
   # A lost node costs at most checkpoint_every steps; SIGTERM (SLURM preemption, scancel) also saves.
-  scale.configure_run(c, mesh=mesh, batch_size=batch, remat=remat, attention_impl="cudnn",
-                      checkpoint_every=500)
+  scale.configure_run(
+      c, mesh=mesh, batch_size=batch, remat=remat, attention_impl="cudnn", checkpoint_every=500
+  )
   return c

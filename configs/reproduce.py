@@ -16,6 +16,7 @@ post-training steps, all nine perturbations alone, 3 seeds, 64 eval clips, every
 and mode.
 Every run is an ordinary run config (printed by the driver, re-runnable with launch/main.py).
 """
+
 import ml_collections
 
 from syncdpo_jax import config_lib
@@ -35,7 +36,7 @@ def get_config(arg: str = "quick"):
   c.eval.num_clips = 16 if quick else 64
   c.eval.batch_size = 16
   c.eval.num_samples_to_write = 1  # per run and mode: enough to listen to, cheap to write
-  c.eval.sync_cfg_both = False     # the claims compare runs under one sampler; keeps the budget
+  c.eval.sync_cfg_both = False  # the claims compare runs under one sampler; keeps the budget
 
   # DPO runs score a pair in joint, audio-driven and video-driven generation (the given stream clean),
   # as the SFT objective trains all three: the conditional modes are where timing is evaluated.

@@ -1,8 +1,9 @@
 """Tiny config for tests: runs in seconds on 1 device or on 8 virtual devices.
 
-  python launch/main.py --config configs/test.py:sft --workdir /tmp/t_sft
-  python launch/main.py --config configs/test.py:dpo --workdir /tmp/t_dpo --config.init_from=/tmp/t_sft
+python launch/main.py --config configs/test.py:sft --workdir /tmp/t_sft
+python launch/main.py --config configs/test.py:dpo --workdir /tmp/t_dpo --config.init_from=/tmp/t_sft
 """
+
 from syncdpo_jax import config_lib
 
 

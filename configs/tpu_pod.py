@@ -15,6 +15,7 @@ data must be on storage all hosts mount (set --config.data.data_dir). bf16 compu
 and optimizer, remat per slice, Pallas splash attention; a preempted run (SIGTERM) saves a checkpoint
 and the same command resumes from it (syncdpo_jax/scale.py has the shared settings).
 """
+
 from syncdpo_jax import config_lib, scale
 
 # slice: (default model size, mesh, global batch, remat policy)
@@ -34,6 +35,7 @@ def get_config(arg: str = "v5p-8"):
   scale.set_data_source(c, opts["data"], resolution=704)
   # Spot/preemptible slices get SIGTERM ~30 s before they go and the loop saves then; periodic saves
   # bound what a hard failure (a host lost without notice) costs.
-  scale.configure_run(c, mesh=mesh, batch_size=batch, remat=remat, attention_impl="splash",
-                      checkpoint_every=250)
+  scale.configure_run(
+      c, mesh=mesh, batch_size=batch, remat=remat, attention_impl="splash", checkpoint_every=250
+  )
   return c

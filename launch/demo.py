@@ -8,6 +8,7 @@ Outputs under WORKDIR: examples/ (dataset clips + sync plots), perturbations.png
 (metrics.jsonl, tensorboard/, plots/curves.png, checkpoints/), eval/ (report.md/json/png,
 grid_<mode>.png, samples/).
 """
+
 import argparse
 import os
 import subprocess
@@ -30,22 +31,52 @@ def main() -> None:
   ap.add_argument("--data_dir", default="workdirs/tfds")
   args = ap.parse_args()
   w = os.path.abspath(args.workdir)
-  py, main_py, cfg = sys.executable, os.path.join(REPO, "launch", "main.py"), os.path.join(REPO, "configs", "demo.py")
+  py, main_py, cfg = (
+      sys.executable,
+      os.path.join(REPO, "launch", "main.py"),
+      os.path.join(REPO, "configs", "demo.py"),
+  )
   data = f"--config.data.data_dir={os.path.abspath(args.data_dir)}"
   t0 = time.time()
-  stage("1/5 SyncBench-Synth: build the dataset, write example clips and sync plots",
-        [py, "-m", "syncdpo_jax.data.build", "--variant", "demo", "--data_dir", args.data_dir,
-         "--examples", os.path.join(w, "examples")])
-  stage("2/5 The negatives: a figure of every perturbation at strengths 0, 0.5, 1",
-        [py, "-m", "syncdpo_jax.perturb.figure", "--out", os.path.join(w, "perturbations.png")])
-  stage("3/5 SFT: flow matching with cross-task synergy",
-        [py, main_py, f"--config={cfg}:sft", f"--workdir={w}/sft", data])
-  stage("4/5 SyncDPO: DPO against on-the-fly temporal negatives, coarse-to-subtle curriculum",
-        [py, main_py, f"--config={cfg}:dpo", f"--workdir={w}/dpo", f"--config.init_from={w}/sft", data])
-  stage("5/5 Evaluation: SFT vs SyncDPO, joint and conditional generation",
-        [py, main_py, f"--config={cfg}:eval", f"--workdir={w}", data,
-         f"--config.eval.checkpoints=sft={w}/sft,syncdpo={w}/dpo"])
-  print(f"""
+  stage(
+      "1/5 SyncBench-Synth: build the dataset, write example clips and sync plots",
+      [
+          py,
+          "-m",
+          "syncdpo_jax.data.build",
+          "--variant",
+          "demo",
+          "--data_dir",
+          args.data_dir,
+          "--examples",
+          os.path.join(w, "examples"),
+      ],
+  )
+  stage(
+      "2/5 The negatives: a figure of every perturbation at strengths 0, 0.5, 1",
+      [py, "-m", "syncdpo_jax.perturb.figure", "--out", os.path.join(w, "perturbations.png")],
+  )
+  stage(
+      "3/5 SFT: flow matching with cross-task synergy",
+      [py, main_py, f"--config={cfg}:sft", f"--workdir={w}/sft", data],
+  )
+  stage(
+      "4/5 SyncDPO: DPO against on-the-fly temporal negatives, coarse-to-subtle curriculum",
+      [py, main_py, f"--config={cfg}:dpo", f"--workdir={w}/dpo", f"--config.init_from={w}/sft", data],
+  )
+  stage(
+      "5/5 Evaluation: SFT vs SyncDPO, joint and conditional generation",
+      [
+          py,
+          main_py,
+          f"--config={cfg}:eval",
+          f"--workdir={w}",
+          data,
+          f"--config.eval.checkpoints=sft={w}/sft,syncdpo={w}/dpo",
+      ],
+  )
+  print(
+      f"""
 Demo finished in {time.time() - t0:.0f}s. Look at:
   {w}/eval/report.md             the table above (report.json, report.png beside it)
   {w}/eval/grid_<mode>.png       what was generated: frames and log-mels, real / SFT / SyncDPO, per mode
@@ -54,7 +85,9 @@ Demo finished in {time.time() - t0:.0f}s. Look at:
   {w}/perturbations.png          what the negatives do to onset/motion curves
   {w}/examples/                  dataset clips and their sync plots
   tensorboard --logdir {w}       the same curves in TensorBoard
-""", flush=True)
+""",
+      flush=True,
+  )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ shards them (built with jax.eval_shape on an abstract mesh of config.hardware.nu
 estimate of activations under the config's remat policy; then FITS / DOES NOT FIT against
 config.hardware.hbm_gib. Exits 1 when it does not fit. See syncdpo_jax/train/plan.py.
 """
+
 import os
 import sys
 
@@ -19,10 +20,12 @@ from ml_collections import config_flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file (get_config(arg)).",
-                                          lock_config=True)
-_NUM_DEVICES = flags.DEFINE_integer("num_devices", None,
-                                    "Target device count (default: config.hardware.num_devices).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Run config file (get_config(arg)).", lock_config=True
+)
+_NUM_DEVICES = flags.DEFINE_integer(
+    "num_devices", None, "Target device count (default: config.hardware.num_devices)."
+)
 _HBM_GIB = flags.DEFINE_float("hbm_gib", None, "Memory per device in GiB (default: config.hardware.hbm_gib).")
 flags.mark_flags_as_required(["config"])
 
@@ -30,6 +33,7 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   del argv
   from syncdpo_jax.train import plan
+
   p = plan.make_plan(_CONFIG.value, num_devices=_NUM_DEVICES.value, hbm_gib=_HBM_GIB.value)
   print(p.format(), flush=True)
   return 0 if p.fits is not False else 1

@@ -6,6 +6,7 @@
 The notebook is edited here, as Python, and regenerated; tests/test_notebook.py executes it headless on
 the tiny test-size setting and checks that it is in sync with this file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,9 @@ import nbformat
 NOTEBOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "quickstart.ipynb")
 
 CELLS: list[tuple[str, str]] = [
-    ("markdown", """\
+    (
+        "markdown",
+        """\
 # syncdpo_jax quickstart: SFT, then SyncDPO, on SyncBench-Synth
 
 This notebook runs the whole pipeline through the library API, the same stages as `make demo`:
@@ -31,8 +34,11 @@ This notebook runs the whole pipeline through the library API, the same stages a
 
 On Colab (CPU runtime) or any 2-core machine the demo-size setting takes about 11 minutes after the
 install. The test
-suite runs this notebook on its tiny test-size setting (`SYNCDPO_NOTEBOOK_SMOKE=1`), so it cannot rot."""),
-    ("code", """\
+suite runs this notebook on its tiny test-size setting (`SYNCDPO_NOTEBOOK_SMOKE=1`), so it cannot rot.""",
+    ),
+    (
+        "code",
+        """\
 # Setup. On Colab: clone the repository and install it with its pinned requirements.
 # Elsewhere: use the checkout this kernel already imports (`pip install -e .` or `make venv` there).
 import os
@@ -62,21 +68,30 @@ else:
     raise ImportError("syncdpo_jax is not importable from this kernel: run `pip install -e .` in the "
                       "repository root (or start Jupyter from its .venv, made by `make venv`).") from e
   REPO = Path(syncdpo_jax.__file__).resolve().parents[1]
-print("repository:", REPO)"""),
-    ("markdown", """\
+print("repository:", REPO)""",
+    ),
+    (
+        "markdown",
+        """\
 ## Parameters
 
 `SMOKE` picks the size. The demo-size setting is `configs/demo.py` (SyncBench-Synth `demo`: 4-s clips at
 32x32 px, 2-s training windows; 1000 SFT steps, 30 SyncDPO steps, 16 evaluation clips). The smoke setting
 is `configs/test.py` (16x16 px, 1-s windows, a tiny model) with a handful of steps: it only checks that
-every stage runs, its numbers mean nothing."""),
-    ("code", """\
+every stage runs, its numbers mean nothing.""",
+    ),
+    (
+        "code",
+        """\
 SMOKE = os.environ.get("SYNCDPO_NOTEBOOK_SMOKE", "0") == "1"
 WORKDIR = Path(os.environ.get("SYNCDPO_NOTEBOOK_WORKDIR", REPO / "workdirs" / "quickstart")).resolve()
 DATA_DIR = Path(os.environ.get("SYNCDPO_NOTEBOOK_DATA_DIR", REPO / "workdirs" / "tfds")).resolve()
 WORKDIR.mkdir(parents=True, exist_ok=True)
-print(f"SMOKE={SMOKE}  WORKDIR={WORKDIR}  DATA_DIR={DATA_DIR}")"""),
-    ("code", """\
+print(f"SMOKE={SMOKE}  WORKDIR={WORKDIR}  DATA_DIR={DATA_DIR}")""",
+    ),
+    (
+        "code",
+        """\
 import importlib.util
 import json
 
@@ -102,15 +117,21 @@ if SMOKE:  # seconds, not minutes: a few steps, two eval clips, one sampler step
   sft_config.train.log_every = dpo_config.train.log_every = 1
   eval_config.eval.num_clips = eval_config.eval.batch_size = 2
   eval_config.eval.modes = ("v2a",)
-  eval_config.sample.num_steps = 1"""),
-    ("markdown", """\
+  eval_config.sample.num_steps = 1""",
+    ),
+    (
+        "markdown",
+        """\
 ## 1. SyncBench-Synth
 
 Each clip is a small scene whose sounds and motions come from one list of event times, so
 synchronisation can be measured against the truth. `build_dataset` writes the tfds dataset
 (ArrayRecord, no TensorFlow) once and reuses it afterwards. The plot shows one training clip: video
-motion energy (top) and audio onset strength (bottom) peak together at the dashed event times."""),
-    ("code", """\
+motion energy (top) and audio onset strength (bottom) peak together at the dashed event times.""",
+    ),
+    (
+        "code",
+        """\
 from syncdpo_jax import data as data_lib
 from syncdpo_jax.data import build as build_lib
 
@@ -118,8 +139,11 @@ builder = data_lib.build_dataset(sft_config.data)
 print(build_lib.summarize(builder))
 clip = builder.as_data_source(split="train")[0]
 build_lib.plot_alignment(clip, str(WORKDIR / "example_clip.png"))
-display(Image(filename=str(WORKDIR / "example_clip.png")))"""),
-    ("markdown", """\
+display(Image(filename=str(WORKDIR / "example_clip.png")))""",
+    ),
+    (
+        "markdown",
+        """\
 ## 2. The negatives
 
 DPO needs a preferred and a rejected sample for the same prompt. SyncDPO's **winner** is the real
@@ -129,32 +153,50 @@ Everything else (content, quality) stays the same, so the only thing the model c
 preference is timing. A strength in [0, 1] maps coarse (strength 1: large, obvious, e.g. a shift of a
 second) to subtle (strength 0: tens of milliseconds). The figure shows, for one clip, the audio onset
 strength (blue) and video motion energy (orange) of every perturbation at strengths 0, 0.5 and 1; the
-real pair is drawn faintly behind."""),
-    ("code", """\
+real pair is drawn faintly behind.""",
+    ),
+    (
+        "code",
+        """\
 from syncdpo_jax.perturb import figure as perturb_figure
 
 perturb_figure.make_figure(str(WORKDIR / "perturbations.png"))
-display(Image(filename=str(WORKDIR / "perturbations.png")))"""),
-    ("markdown", """\
+display(Image(filename=str(WORKDIR / "perturbations.png")))""",
+    ),
+    (
+        "markdown",
+        """\
 ## 3. SFT: flow matching with cross-task synergy
 
 `syncdpo_jax.train.loop.train` is what `launch/main.py` runs for `config.mode='sft'`. It writes
 checkpoints, `metrics.jsonl` and TensorBoard files to the workdir, and resumes from the latest
-checkpoint if you run the cell again."""),
-    ("code", """\
+checkpoint if you run the cell again.""",
+    ),
+    (
+        "code",
+        """\
 from syncdpo_jax.train import loop
 
-loop.train(sft_config, str(WORKDIR / "sft"));"""),
-    ("markdown", """\
+loop.train(sft_config, str(WORKDIR / "sft"));""",
+    ),
+    (
+        "markdown",
+        """\
 ## 4. SyncDPO
 
 The policy starts from the SFT model; a frozen copy is the reference. Each step builds the negatives
 inside the jitted step and pushes the policy to denoise the real pair better, *relative to the
 reference*, than the perturbed one. The curriculum raises the **difficulty** from coarse to subtle
-negatives as training goes on."""),
-    ("code", """\
-loop.train(dpo_config, str(WORKDIR / "dpo"));"""),
-    ("markdown", """\
+negatives as training goes on.""",
+    ),
+    (
+        "code",
+        """\
+loop.train(dpo_config, str(WORKDIR / "dpo"));""",
+    ),
+    (
+        "markdown",
+        """\
 ## Curves
 
 **Reward accuracy** is the fraction of pairs where the policy's implicit reward (how much better than
@@ -162,8 +204,11 @@ the reference it denoises a clip) is higher for the real pair than for its negat
 the policy *is* the reference: every reward difference is exactly 0, the loss is log 2 = 0.693 and the
 accuracy 0 (a tie is not a win). It should rise past 0.5 (a coin flip, dashed) as the model learns to
 prefer synchronised clips; when the curriculum's **difficulty** moves to subtler negatives it can dip
-again before it recovers."""),
-    ("code", """\
+again before it recovers.""",
+    ),
+    (
+        "code",
+        """\
 def read_metrics(run: str) -> list[dict]:
   with open(WORKDIR / run / "metrics.jsonl") as f:
     return [json.loads(line) for line in f]
@@ -189,8 +234,11 @@ fig.tight_layout()
 # render inline on their own.
 fig.savefig(WORKDIR / "curves.png", dpi=90)
 plt.close(fig)
-display(Image(filename=str(WORKDIR / "curves.png")))"""),
-    ("markdown", """\
+display(Image(filename=str(WORKDIR / "curves.png")))""",
+    ),
+    (
+        "markdown",
+        """\
 ## 5. Evaluation
 
 Both checkpoints generate clips for the test split's labels; `v2a` is given the real video and generates
@@ -204,20 +252,29 @@ and scored:
 * `fd_*_proxy`: Frechet distances of simple features to the real clips (quality proxies, lower is better).
 
 The `real` rows score the data itself through the same decode path: the ceiling a model can reach.
-Each value is a mean with its 95% confidence half-width."""),
-    ("code", """\
+Each value is a mean with its 95% confidence half-width.""",
+    ),
+    (
+        "code",
+        """\
 from syncdpo_jax.train import evaluate
 
 evaluate.evaluate(eval_config, str(WORKDIR), [("sft", str(WORKDIR / "sft")), ("syncdpo", str(WORKDIR / "dpo"))])
 display(Markdown((WORKDIR / "eval" / "report.md").read_text()))
-display(Image(filename=str(WORKDIR / "eval" / "report.png")))"""),
-    ("markdown", """\
+display(Image(filename=str(WORKDIR / "eval" / "report.png")))""",
+    ),
+    (
+        "markdown",
+        """\
 ## Generated clips (video with sound)
 
 The same real video, with the soundtrack each model generated for it (`v2a`): listen for whether the
 sounds land on the visible events. More samples (every mode, and the real clips) are in
-`WORKDIR/eval/samples/`."""),
-    ("code", """\
+`WORKDIR/eval/samples/`.""",
+    ),
+    (
+        "code",
+        """\
 import base64
 
 
@@ -231,7 +288,8 @@ def video_html(path: Path, caption: str) -> str:
 
 samples = WORKDIR / "eval" / "samples"
 display(HTML(video_html(samples / "sft" / "v2a_0.mp4", "SFT, v2a") +
-             video_html(samples / "syncdpo" / "v2a_0.mp4", "SyncDPO, v2a")))"""),
+             video_html(samples / "syncdpo" / "v2a_0.mp4", "SyncDPO, v2a")))""",
+    ),
 ]
 
 

@@ -14,6 +14,7 @@ tests. We hold an exclusive file lock while importing the modules that define th
 (``librosa.onset`` pulls in ``util``, ``core.audio`` and ``core.pitch``), so the first process compiles
 and writes the cache and the others wait, then load a consistent one. Uncontended, the lock costs nothing.
 """
+
 from __future__ import annotations
 
 import contextlib

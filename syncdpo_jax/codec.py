@@ -19,6 +19,7 @@ Conventions (input of every encoder; output of every decoder):
 Latents: video [B, T / s_t, H / s, W / s, C_v], audio [B, T_a / s_a, C_a]; latent frame k covers pixel
 frames [k * s_t, (k + 1) * s_t), so it sits at k * s_t / data.fps seconds.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,6 +46,7 @@ class LatentLayout:
     fps: video latent frames per second (= data.fps / s_t).
     audio_fps: audio latent frames per second (= data.sr / data.hop / s_a).
   """
+
   video_channels: int
   audio_channels: int
   spatial_downsample: int
@@ -58,12 +60,19 @@ class LatentLayout:
 
     Raises ValueError naming the fields when the window is not a whole number of latent frames.
     """
-    t_v = _whole(data_cfg.window_s * self.fps, "data.window_s * latent fps (data.fps / "
-                 f"codec.temporal_downsample = {self.fps:g})")
-    t_a = _whole(data_cfg.window_s * self.audio_fps, "data.window_s * audio latent fps (data.sr / "
-                 f"data.hop / codec.audio_temporal_downsample = {self.audio_fps:g})")
-    h = _whole(data_cfg.resolution / self.spatial_downsample,
-               f"data.resolution={data_cfg.resolution} / spatial downsample {self.spatial_downsample}")
+    t_v = _whole(
+        data_cfg.window_s * self.fps,
+        "data.window_s * latent fps (data.fps / " f"codec.temporal_downsample = {self.fps:g})",
+    )
+    t_a = _whole(
+        data_cfg.window_s * self.audio_fps,
+        "data.window_s * audio latent fps (data.sr / "
+        f"data.hop / codec.audio_temporal_downsample = {self.audio_fps:g})",
+    )
+    h = _whole(
+        data_cfg.resolution / self.spatial_downsample,
+        f"data.resolution={data_cfg.resolution} / spatial downsample {self.spatial_downsample}",
+    )
     return (t_v, h, h, self.video_channels), (t_a, self.audio_channels)
 
   def to_dict(self) -> dict:
@@ -72,44 +81,58 @@ class LatentLayout:
 
 def _whole(x: float, what: str) -> int:
   if abs(x - round(x)) > 1e-6 or round(x) < 1:
-    raise ValueError(f"{what} = {x:g} is not a positive whole number of frames; pick data.window_s, "
-                     "data.fps, data.resolution and the codec's downsampling factors so it is.")
+    raise ValueError(
+        f"{what} = {x:g} is not a positive whole number of frames; pick data.window_s, "
+        "data.fps, data.resolution and the codec's downsampling factors so it is."
+    )
   return int(round(x))
 
 
 class Codec(Protocol):
   """What the training steps, samplers and evaluation need from a codec (see module docstring)."""
+
   layout: LatentLayout
 
   @property
-  def fps(self) -> float: ...  # video latent frames per second
+  def fps(self) -> float:
+    ...  # video latent frames per second
 
   @property
-  def audio_fps(self) -> float: ...  # audio latent frames per second
+  def audio_fps(self) -> float:
+    ...  # audio latent frames per second
 
   @property
-  def video_channels(self) -> int: ...
+  def video_channels(self) -> int:
+    ...
 
   @property
-  def audio_channels(self) -> int: ...
+  def audio_channels(self) -> int:
+    ...
 
   @property
-  def spatial_downsample(self) -> int: ...
+  def spatial_downsample(self) -> int:
+    ...
 
   @property
-  def temporal_downsample(self) -> int: ...  # pixel frames per video latent frame
+  def temporal_downsample(self) -> int:
+    ...  # pixel frames per video latent frame
 
-  def encode_video(self, video: jax.Array) -> jax.Array: ...
+  def encode_video(self, video: jax.Array) -> jax.Array:
+    ...
 
-  def decode_video(self, latent: jax.Array) -> jax.Array: ...
+  def decode_video(self, latent: jax.Array) -> jax.Array:
+    ...
 
-  def encode_audio(self, mel: jax.Array) -> jax.Array: ...
+  def encode_audio(self, mel: jax.Array) -> jax.Array:
+    ...
 
-  def decode_audio(self, latent: jax.Array) -> jax.Array: ...
+  def decode_audio(self, latent: jax.Array) -> jax.Array:
+    ...
 
 
 class _LayoutAttrs:
   """The `Codec` attributes, read from `self.layout`."""
+
   layout: LatentLayout
 
   fps = property(lambda self: self.layout.fps)
@@ -128,8 +151,10 @@ def space_to_depth(video: jax.Array, p: int) -> jax.Array:
   """[..., T, H, W, C] -> [..., T, H/p, W/p, C*p*p] (channel order: (py, px, c))."""
   *lead, h, w, c = video.shape
   if h % p or w % p:
-    raise ValueError(f"video frames {h}x{w} are not divisible by config.codec.patch={p}; "
-                     f"pick a patch that divides config.data.resolution.")
+    raise ValueError(
+        f"video frames {h}x{w} are not divisible by config.codec.patch={p}; "
+        f"pick a patch that divides config.data.resolution."
+    )
   x = video.reshape(*lead, h // p, p, w // p, p, c)
   x = jnp.moveaxis(x, -4, -3)  # [..., H/p, W/p, p, p, C]
   return x.reshape(*lead, h // p, w // p, p * p * c)
@@ -147,11 +172,18 @@ def depth_to_space(latent: jax.Array, p: int) -> jax.Array:
 def pixel_mel_layout(patch: int, data_cfg) -> LatentLayout:
   """Layout of `PixelMelCodec`: 3 p^2 video channels, n_mels audio channels, data rates."""
   if data_cfg.resolution % patch:
-    raise ValueError(f"config.data.resolution={data_cfg.resolution} is not divisible by "
-                     f"config.codec.patch={patch}.")
-  return LatentLayout(video_channels=3 * patch * patch, audio_channels=int(data_cfg.n_mels),
-                      spatial_downsample=int(patch), temporal_downsample=1, audio_temporal_downsample=1,
-                      fps=float(data_cfg.fps), audio_fps=float(data_cfg.sr) / float(data_cfg.hop))
+    raise ValueError(
+        f"config.data.resolution={data_cfg.resolution} is not divisible by " f"config.codec.patch={patch}."
+    )
+  return LatentLayout(
+      video_channels=3 * patch * patch,
+      audio_channels=int(data_cfg.n_mels),
+      spatial_downsample=int(patch),
+      temporal_downsample=1,
+      audio_temporal_downsample=1,
+      fps=float(data_cfg.fps),
+      audio_fps=float(data_cfg.sr) / float(data_cfg.hop),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +201,7 @@ class PixelMelCodec(_LayoutAttrs):
     layout: `pixel_mel_layout(patch, data_cfg)`.
     video_norm, audio_norm: (mean, std) of each stream's raw latents; (0, 1) = none.
   """
+
   patch: int
   layout: LatentLayout
   video_norm: tuple[float, float] = (0.0, 1.0)
@@ -207,8 +240,10 @@ def latent_norms(codec_cfg) -> dict:
   for k in ("video_norm", "audio_norm"):
     v = tuple(float(x) for x in codec_cfg[k])
     if len(v) != 2 or not v[1] > 0:
-      raise ValueError(f"config.codec.{k}={codec_cfg[k]!r}: expected (mean, std) with std > 0; "
-                       "`python tools/latent_stats.py --config ...` measures them, (0, 1) = none.")
+      raise ValueError(
+          f"config.codec.{k}={codec_cfg[k]!r}: expected (mean, std) with std > 0; "
+          "`python tools/latent_stats.py --config ...` measures them, (0, 1) = none."
+      )
     out[k] = v
   return out
 
@@ -233,6 +268,7 @@ class FlaxVAECodec(_LayoutAttrs):
     video_decoder, audio_decoder: the inverses (optional; needed only to look at or score samples).
       Decoders return the encoder's input conventions; outputs are clipped to [-1, 1].
   """
+
   layout: LatentLayout
   video_encoder: Callable[[jax.Array], jax.Array]
   audio_encoder: Callable[[jax.Array], jax.Array]
@@ -247,14 +283,18 @@ class FlaxVAECodec(_LayoutAttrs):
 
   def decode_video(self, latent: jax.Array) -> jax.Array:
     if self.video_decoder is None:
-      raise ValueError("the flax_vae codec has no video_decoder: return one from config.codec.factory "
-                       "to decode samples (training on latents needs none).")
+      raise ValueError(
+          "the flax_vae codec has no video_decoder: return one from config.codec.factory "
+          "to decode samples (training on latents needs none)."
+      )
     return jnp.clip(self.video_decoder(latent), -1.0, 1.0)
 
   def decode_audio(self, latent: jax.Array) -> jax.Array:
     if self.audio_decoder is None:
-      raise ValueError("the flax_vae codec has no audio_decoder: return one from config.codec.factory "
-                       "to decode samples (training on latents needs none).")
+      raise ValueError(
+          "the flax_vae codec has no audio_decoder: return one from config.codec.factory "
+          "to decode samples (training on latents needs none)."
+      )
     return jnp.clip(self.audio_decoder(latent), -1.0, 1.0)
 
 
@@ -262,14 +302,18 @@ def load_factory(path: str) -> Callable[..., dict]:
   """'package.module:function' -> the function (config.codec.factory)."""
   mod, sep, fn = path.partition(":")
   if not sep or not mod or not fn:
-    raise ValueError(f"config.codec.factory={path!r}; expected 'package.module:function', a function "
-                     "(codec_cfg, data_cfg) -> {'video_encoder', 'audio_encoder', 'video_decoder', "
-                     "'audio_decoder'} of Flax NNX modules with their pretrained weights loaded.")
+    raise ValueError(
+        f"config.codec.factory={path!r}; expected 'package.module:function', a function "
+        "(codec_cfg, data_cfg) -> {'video_encoder', 'audio_encoder', 'video_decoder', "
+        "'audio_decoder'} of Flax NNX modules with their pretrained weights loaded."
+    )
   try:
     return getattr(importlib.import_module(mod), fn)
   except (ImportError, AttributeError) as e:
-    raise ValueError(f"config.codec.factory={path!r} cannot be imported ({e}); make {mod!r} importable "
-                     "(installed, or on PYTHONPATH) and define {fn!r} in it.") from e
+    raise ValueError(
+        f"config.codec.factory={path!r} cannot be imported ({e}); make {mod!r} importable "
+        "(installed, or on PYTHONPATH) and define {fn!r} in it."
+    ) from e
 
 
 def check_codec_layout(codec: Codec, data_cfg) -> None:
@@ -279,16 +323,24 @@ def check_codec_layout(codec: Codec, data_cfg) -> None:
   t_pix = t_v * codec.layout.temporal_downsample
   t_mel = t_a * codec.layout.audio_temporal_downsample
   got_v = jax.eval_shape(codec.encode_video, jax.ShapeDtypeStruct((1, t_pix, r, r, 3), jnp.float32)).shape
-  got_a = jax.eval_shape(codec.encode_audio,
-                         jax.ShapeDtypeStruct((1, t_mel, int(data_cfg.n_mels)), jnp.float32)).shape
+  got_a = jax.eval_shape(
+      codec.encode_audio, jax.ShapeDtypeStruct((1, t_mel, int(data_cfg.n_mels)), jnp.float32)
+  ).shape
   for what, got, want, fields in (
-      ("video", got_v, (1, t_v, h, w, c_v),
-       "codec.temporal_downsample, codec.spatial_downsample, codec.video_channels"),
-      ("audio", got_a, (1, t_a, c_a), "codec.audio_temporal_downsample, codec.audio_channels")):
+      (
+          "video",
+          got_v,
+          (1, t_v, h, w, c_v),
+          "codec.temporal_downsample, codec.spatial_downsample, codec.video_channels",
+      ),
+      ("audio", got_a, (1, t_a, c_a), "codec.audio_temporal_downsample, codec.audio_channels"),
+  ):
     if tuple(got) != want:
-      raise ValueError(f"the {what} encoder maps a {data_cfg.window_s:g} s window to latents {tuple(got)}, "
-                       f"but config.{fields.replace(', ', ', config.')} say {want}; set them to what the "
-                       "VAE produces.")
+      raise ValueError(
+          f"the {what} encoder maps a {data_cfg.window_s:g} s window to latents {tuple(got)}, "
+          f"but config.{fields.replace(', ', ', config.')} say {want}; set them to what the "
+          "VAE produces."
+      )
 
 
 # --------------------------------------------------------------------------------------- precomputed
@@ -302,6 +354,7 @@ class PrecomputedCodec(_LayoutAttrs):
     layout: the stored latents' layout (checked against the dataset's metadata by the pipeline).
     decoder: the codec that made the latents, used to decode (eval, sampling); None = cannot decode.
   """
+
   layout: LatentLayout
   decoder: Codec | None = None
 
@@ -315,9 +368,11 @@ class PrecomputedCodec(_LayoutAttrs):
 
   def _decoder(self) -> Codec:
     if self.decoder is None:
-      raise ValueError("config.codec.name='precomputed' with config.codec.decoder='' cannot decode latents "
-                       "to media (eval / sample runs need it): set --config.codec.decoder to the codec that "
-                       "made them ('pixel_mel', or 'flax_vae' with config.codec.factory).")
+      raise ValueError(
+          "config.codec.name='precomputed' with config.codec.decoder='' cannot decode latents "
+          "to media (eval / sample runs need it): set --config.codec.decoder to the codec that "
+          "made them ('pixel_mel', or 'flax_vae' with config.codec.factory)."
+      )
     return self.decoder
 
   def decode_video(self, latent: jax.Array) -> jax.Array:
@@ -350,34 +405,52 @@ def latent_layout(codec_cfg, data_cfg) -> LatentLayout:
     raise ValueError(f"config.codec.decoder={codec_cfg.decoder!r}; expected one of {DECODERS}.")
   if name == "pixel_mel" or (name == "precomputed" and codec_cfg.decoder == "pixel_mel"):
     return pixel_mel_layout(int(codec_cfg.patch), data_cfg)
-  fields = ("video_channels", "audio_channels", "spatial_downsample", "temporal_downsample",
-            "audio_temporal_downsample")
+  fields = (
+      "video_channels",
+      "audio_channels",
+      "spatial_downsample",
+      "temporal_downsample",
+      "audio_temporal_downsample",
+  )
   bad = [f for f in fields if int(codec_cfg[f]) < 1]
   if bad:
-    raise ValueError(f"config.codec.name={name!r} needs the latent layout: set "
-                     + ", ".join(f"--config.codec.{f}" for f in bad) + " (>= 1) to the VAE's numbers, e.g. "
-                     "a Wan2.2 video VAE: video_channels=48, spatial_downsample=16, temporal_downsample=4.")
+    raise ValueError(
+        f"config.codec.name={name!r} needs the latent layout: set "
+        + ", ".join(f"--config.codec.{f}" for f in bad)
+        + " (>= 1) to the VAE's numbers, e.g. "
+        "a Wan2.2 video VAE: video_channels=48, spatial_downsample=16, temporal_downsample=4."
+    )
   if data_cfg.resolution % int(codec_cfg.spatial_downsample):
-    raise ValueError(f"config.data.resolution={data_cfg.resolution} is not divisible by "
-                     f"config.codec.spatial_downsample={codec_cfg.spatial_downsample}.")
+    raise ValueError(
+        f"config.data.resolution={data_cfg.resolution} is not divisible by "
+        f"config.codec.spatial_downsample={codec_cfg.spatial_downsample}."
+    )
   s_t, s_a = int(codec_cfg.temporal_downsample), int(codec_cfg.audio_temporal_downsample)
-  return LatentLayout(video_channels=int(codec_cfg.video_channels),
-                      audio_channels=int(codec_cfg.audio_channels),
-                      spatial_downsample=int(codec_cfg.spatial_downsample), temporal_downsample=s_t,
-                      audio_temporal_downsample=s_a, fps=float(data_cfg.fps) / s_t,
-                      audio_fps=float(data_cfg.sr) / float(data_cfg.hop) / s_a)
+  return LatentLayout(
+      video_channels=int(codec_cfg.video_channels),
+      audio_channels=int(codec_cfg.audio_channels),
+      spatial_downsample=int(codec_cfg.spatial_downsample),
+      temporal_downsample=s_t,
+      audio_temporal_downsample=s_a,
+      fps=float(data_cfg.fps) / s_t,
+      audio_fps=float(data_cfg.sr) / float(data_cfg.hop) / s_a,
+  )
 
 
 def _make_flax_vae(codec_cfg, data_cfg, layout: LatentLayout) -> FlaxVAECodec:
   if not codec_cfg.factory:
-    raise ValueError("config.codec.name='flax_vae' needs config.codec.factory='package.module:function' "
-                     "returning the VAE's NNX modules (see syncdpo_jax.codec.FlaxVAECodec).")
+    raise ValueError(
+        "config.codec.name='flax_vae' needs config.codec.factory='package.module:function' "
+        "returning the VAE's NNX modules (see syncdpo_jax.codec.FlaxVAECodec)."
+    )
   modules: dict[str, Any] = load_factory(codec_cfg.factory)(codec_cfg, data_cfg)
   known = {"video_encoder", "audio_encoder", "video_decoder", "audio_decoder"}
   if not isinstance(modules, dict) or not {"video_encoder", "audio_encoder"} <= set(modules) <= known:
-    raise ValueError(f"config.codec.factory={codec_cfg.factory!r} must return a dict with 'video_encoder' "
-                     f"and 'audio_encoder' (optionally 'video_decoder', 'audio_decoder'); got "
-                     f"{sorted(modules) if isinstance(modules, dict) else type(modules).__name__}.")
+    raise ValueError(
+        f"config.codec.factory={codec_cfg.factory!r} must return a dict with 'video_encoder' "
+        f"and 'audio_encoder' (optionally 'video_decoder', 'audio_decoder'); got "
+        f"{sorted(modules) if isinstance(modules, dict) else type(modules).__name__}."
+    )
   codec = FlaxVAECodec(layout=layout, **modules)
   check_codec_layout(codec, data_cfg)
   return codec
@@ -397,6 +470,7 @@ def make_codec(codec_cfg, data_cfg) -> Codec:
     return _make_flax_vae(codec_cfg, data_cfg, layout)
   # The model is built for `layout`; the stored latents must have it (reads the dataset's metadata).
   from syncdpo_jax.data import latents  # local: the data package imports this module
+
   latents.check_stored_layout(data_cfg, layout)
   decoder = None
   if codec_cfg.decoder == "pixel_mel":

@@ -11,6 +11,7 @@ A run config has these sections (each a ConfigDict; every field documented where
   optim, train                      optimizer and loop
   sample, eval                      sampling and evaluation
 """
+
 from __future__ import annotations
 
 import ml_collections
@@ -44,8 +45,8 @@ def objective_config() -> ml_collections.ConfigDict:
   c.t_sampling = "shifted"
   c.t_logit_mean = 0.0
   c.t_logit_std = 1.0
-  c.t_shift = 3.0                 # timestep shift applied after sampling (1 = none)
-  c.p_uncond = 0.1                # label dropout that trains the unconditional (CFG) branch
+  c.t_shift = 3.0  # timestep shift applied after sampling (1 = none)
+  c.p_uncond = 0.1  # label dropout that trains the unconditional (CFG) branch
   # Harmony's cross-task synergy: L = L_joint + lambda_v L_audio-driven + lambda_a L_video-driven.
   c.lambda_v = 0.1
   c.lambda_a = 0.3
@@ -58,10 +59,10 @@ def objective_config() -> ml_collections.ConfigDict:
 
 def dpo_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.beta = 5000.0        # Diffusion-DPO's value for mean-reduced errors; > 0
-  c.video_weight = 1.0   # per-sample error e = w_v * mse_video + w_a * mse_audio
+  c.beta = 5000.0  # Diffusion-DPO's value for mean-reduced errors; > 0
+  c.video_weight = 1.0  # per-sample error e = w_v * mse_video + w_a * mse_audio
   c.audio_weight = 1.0
-  c.sft_weight = 0.0     # optional + sft_weight * e_theta(winner)
+  c.sft_weight = 0.0  # optional + sft_weight * e_theta(winner)
   # Cross-task DPO: probability that a pair is scored in (joint, audio-driven, video-driven) generation;
   # the given stream is clean and carries no error (train/steps.dpo_task_times). (1, 0, 0) = joint only.
   c.task_probs = (1.0, 0.0, 0.0)
@@ -81,10 +82,10 @@ def dpo_config() -> ml_collections.ConfigDict:
   #                  as winner and the worst as loser (train/pairs.py; saved in WORKDIR/pairs.npz).
   c.pairs = "rules"
   c.rank = ml_collections.ConfigDict()
-  c.rank.num_candidates = 4   # K samples per condition (>= 2)
-  c.rank.num_pairs = 64       # conditions drawn from data.split_train = pairs built; steps cycle over them
-  c.rank.mode = "joint"       # which streams are sampled: 'joint' | 'v2a' (real video given, audios
-                              # sampled) | 'a2v' (real audio given, videos sampled)
+  c.rank.num_candidates = 4  # K samples per condition (>= 2)
+  c.rank.num_pairs = 64  # conditions drawn from data.split_train = pairs built; steps cycle over them
+  c.rank.mode = "joint"  # which streams are sampled: 'joint' | 'v2a' (real video given, audios
+  # sampled) | 'a2v' (real audio given, videos sampled)
   c.rank.sample_steps = config_dict.placeholder(int)  # ODE steps per candidate; None = sample.num_steps
   return c
 
@@ -98,7 +99,7 @@ def optim_config() -> ml_collections.ConfigDict:
   c.b1 = 0.9
   c.b2 = 0.99
   c.weight_decay = 0.0
-  c.grad_clip = 1.0      # global-norm clipping; 0 disables
+  c.grad_clip = 1.0  # global-norm clipping; 0 disables
   # Micro-batches per step: the step's data.batch_size examples go through the model k at a time
   # (1/k of the activations live) and make one update; results equal k = 1 (train/steps.py).
   c.grad_accum_steps = 1
@@ -115,16 +116,16 @@ def train_config() -> ml_collections.ConfigDict:
   # > 0 keeps EMA params in the TrainState (warmed up: train/steps.ema_decay_at); eval, sampling and
   # init_from then load them (config.load_ema).
   c.ema_decay = 0.0
-  c.eval_every = 0        # > 0: sample + score config.train.eval_clips clips every that many steps
+  c.eval_every = 0  # > 0: sample + score config.train.eval_clips clips every that many steps
   c.eval_clips = 8
-  c.profile_step = -1     # >= 0: write a profiler trace of steps [s, s+2) to WORKDIR/profile
+  c.profile_step = -1  # >= 0: write a profiler trace of steps [s, s+2) to WORKDIR/profile
   return c
 
 
 def eval_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.checkpoints = ""       # 'name=workdir,...' to compare (mode='eval'); bare paths are named by basename
-  c.split = "test"         # 'test' (in distribution) or 'ood' (held-out kinds/speeds/timbres)
+  c.checkpoints = ""  # 'name=workdir,...' to compare (mode='eval'); bare paths are named by basename
+  c.split = "test"  # 'test' (in distribution) or 'ood' (held-out kinds/speeds/timbres)
   c.num_clips = 16
   # Sampler seeds per clip: every generated row is num_seeds x num_clips samples (seed-major), and two
   # runs see the same noise for the same (seed, clip), so their per-clip values pair up (paired.json).
@@ -137,16 +138,16 @@ def eval_config() -> ml_collections.ConfigDict:
   # The sync-sensitivity probe (train/probe.py): this many whole clips of eval.split, the given stream
   # shifted by 0, +-1, +-2, +-3, +-5 video frames; eval/probe.json + probe.png. 0 = off.
   c.probe_clips = 64
-  c.event_tol_ms = 100.0   # event matching tolerance (one video frame at 10 fps)
+  c.event_tol_ms = 100.0  # event matching tolerance (one video frame at 10 fps)
   c.num_samples_to_write = 3
   return c
 
 
 def sample_run_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.checkpoint = ""        # workdir or checkpoint to sample from (mode='sample')
-  c.input = ""             # v2a: an mp4 whose video is given; a2v: a wav/mp3/flac (or mp4's audio)
-  c.label = 0              # class to condition on (data.num_classes = unconditional)
+  c.checkpoint = ""  # workdir or checkpoint to sample from (mode='sample')
+  c.input = ""  # v2a: an mp4 whose video is given; a2v: a wav/mp3/flac (or mp4's audio)
+  c.label = 0  # class to condition on (data.num_classes = unconditional)
   c.num_samples = 2
   return c
 
@@ -155,20 +156,20 @@ def codec_config() -> ml_collections.ConfigDict:
   """What the model sees (syncdpo_jax.codec): 'pixel_mel' | 'flax_vae' | 'precomputed'."""
   c = ml_collections.ConfigDict()
   c.name = "pixel_mel"
-  c.patch = 4             # pixel_mel: video space-to-depth factor (32x32 px -> 8x8x48 latents)
+  c.patch = 4  # pixel_mel: video space-to-depth factor (32x32 px -> 8x8x48 latents)
   # pixel_mel: (mean, std) of each stream's raw latents, standardised away by the codec; (0, 1) = none.
   # Measure a dataset's with `python tools/latent_stats.py --config configs/X.py`.
   c.video_norm = (0.0, 1.0)
   c.audio_norm = (0.0, 1.0)
-  c.factory = ""          # flax_vae: 'package.module:function' (codec_cfg, data_cfg) -> dict of NNX modules
+  c.factory = ""  # flax_vae: 'package.module:function' (codec_cfg, data_cfg) -> dict of NNX modules
   # Latent layout of a flax_vae codec, or of precomputed latents not made by pixel_mel (0 = unset).
   c.video_channels = 0
   c.audio_channels = 0
   c.spatial_downsample = 0
-  c.temporal_downsample = 1         # pixel frames per video latent frame
-  c.audio_temporal_downsample = 1   # log-mel frames per audio latent frame
+  c.temporal_downsample = 1  # pixel frames per video latent frame
+  c.audio_temporal_downsample = 1  # log-mel frames per audio latent frame
   # precomputed: the codec that made the latents, used to decode them (eval, sample); '' = none.
-  c.decoder = ""          # '' | 'pixel_mel' | 'flax_vae'
+  c.decoder = ""  # '' | 'pixel_mel' | 'flax_vae'
   return c
 
 
@@ -177,7 +178,7 @@ def base_config(*, data: str = "demo", model: str = "demo", mode: str = "sft") -
   c = ml_collections.ConfigDict()
   c.mode = mode
   c.seed = 0
-  c.init_from = ""        # workdir or checkpoint dir to start from (DPO: also the reference)
+  c.init_from = ""  # workdir or checkpoint dir to start from (DPO: also the reference)
   # Loading a checkpoint's parameters (init_from, eval.checkpoints, sample.checkpoint): its EMA
   # parameters where it has them (train.ema_decay > 0), else the raw ones; False: always the raw ones.
   c.load_ema = True
@@ -218,11 +219,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
   model_factory.factory(c.model.name)  # a registered architecture
   if c.mode == "dpo":
     if not c.init_from:
-      raise ValueError("config.mode='dpo' needs a reference model: set --config.init_from=<SFT workdir or "
-                       "checkpoint>. DPO from a random reference has nothing to prefer against.")
+      raise ValueError(
+          "config.mode='dpo' needs a reference model: set --config.init_from=<SFT workdir or "
+          "checkpoint>. DPO from a random reference has nothing to prefer against."
+      )
     if not c.dpo.beta > 0:
-      raise ValueError(f"config.dpo.beta={c.dpo.beta} must be > 0 (Diffusion-DPO uses 5000 with "
-                       "mean-reduced errors).")
+      raise ValueError(
+          f"config.dpo.beta={c.dpo.beta} must be > 0 (Diffusion-DPO uses 5000 with " "mean-reduced errors)."
+      )
     validate_dpo_pairs(c)
   if c.mode == "eval" and not c.eval.checkpoints:
     raise ValueError("config.mode='eval' needs --config.eval.checkpoints='name=workdir,...'.")
@@ -231,59 +235,85 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if int(c.train.num_steps) < 1:
     raise ValueError(f"config.train.num_steps={c.train.num_steps} must be >= 1.")
   if c.dpo.distort not in ("given", "rule"):
-    raise ValueError(f"config.dpo.distort={c.dpo.distort!r}; expected 'given' (a conditional pair's loser "
-                     "distorts its given stream) or 'rule' (each rule's own modality)")
+    raise ValueError(
+        f"config.dpo.distort={c.dpo.distort!r}; expected 'given' (a conditional pair's loser "
+        "distorts its given stream) or 'rule' (each rule's own modality)"
+    )
   for field in ("objective.task_probs", "dpo.task_probs"):
     section, name = field.split(".")
     p = list(c[section][name])
     if len(p) != 3 or min(p) < 0 or sum(p) <= 0:
-      raise ValueError(f"config.{field}={p}: need 3 non-negative probabilities "
-                       "(joint, audio-driven, video-driven).")
+      raise ValueError(
+          f"config.{field}={p}: need 3 non-negative probabilities " "(joint, audio-driven, video-driven)."
+      )
   probs = list(c.objective.task_probs)
   for i, (lam, name) in enumerate(((c.objective.lambda_v, "lambda_v"), (c.objective.lambda_a, "lambda_a"))):
     if lam > 0 and probs[i + 1] == 0:
-      raise ValueError(f"config.objective.{name}={lam} > 0 but task_probs[{i + 1}] = 0: that task would "
-                       "never be sampled. Give it a probability or set the lambda to 0.")
+      raise ValueError(
+          f"config.objective.{name}={lam} > 0 but task_probs[{i + 1}] = 0: that task would "
+          "never be sampled. Give it a probability or set the lambda to 0."
+      )
   if (c.codec.name == "precomputed") != (c.data.name == "precomputed_latents"):
-    raise ValueError(f"config.codec.name={c.codec.name!r} with config.data.name={c.data.name!r}: latents "
-                     "stored by syncdpo_jax.data.precompute are read with data.name='precomputed_latents' "
-                     "and codec.name='precomputed' together (the command prints both flags).")
+    raise ValueError(
+        f"config.codec.name={c.codec.name!r} with config.data.name={c.data.name!r}: latents "
+        "stored by syncdpo_jax.data.precompute are read with data.name='precomputed_latents' "
+        "and codec.name='precomputed' together (the command prints both flags)."
+    )
   layout = codec_lib.latent_layout(c.codec, c.data)
   (_, h, w, _), (t_a, _) = layout.window_shapes(c.data)
   ph, pw = tuple(c.model.video_patch)
   if h % ph or w % pw:
-    raise ValueError(f"config.data.resolution={c.data.resolution} gives {h}x{w} video latents (codec "
-                     f"downsampling {layout.spatial_downsample}), not divisible by model.video_patch="
-                     f"{(ph, pw)}: pick a resolution whose latent size the patch divides.")
+    raise ValueError(
+        f"config.data.resolution={c.data.resolution} gives {h}x{w} video latents (codec "
+        f"downsampling {layout.spatial_downsample}), not divisible by model.video_patch="
+        f"{(ph, pw)}: pick a resolution whose latent size the patch divides."
+    )
   if t_a % int(c.model.audio_patch):
-    raise ValueError(f"config.data.window_s={c.data.window_s} gives {t_a} audio latent frames (at "
-                     f"{layout.audio_fps:g}/s), not divisible by model.audio_patch={c.model.audio_patch}: "
-                     f"use a window of a multiple of {c.model.audio_patch / layout.audio_fps:g} s.")
-  expect = dict(video_channels=layout.video_channels, audio_channels=layout.audio_channels,
-                video_fps=layout.fps, audio_fps=layout.audio_fps, num_classes=c.data.num_classes)
+    raise ValueError(
+        f"config.data.window_s={c.data.window_s} gives {t_a} audio latent frames (at "
+        f"{layout.audio_fps:g}/s), not divisible by model.audio_patch={c.model.audio_patch}: "
+        f"use a window of a multiple of {c.model.audio_patch / layout.audio_fps:g} s."
+    )
+  expect = dict(
+      video_channels=layout.video_channels,
+      audio_channels=layout.audio_channels,
+      video_fps=layout.fps,
+      audio_fps=layout.audio_fps,
+      num_classes=c.data.num_classes,
+  )
   for k, v in expect.items():
     if abs(float(c.model[k]) - float(v)) > 1e-9:
-      raise ValueError(f"config.model.{k}={c.model[k]} does not match the data/codec ({v}): it is derived "
-                       "from them (launch/main.py derives it again after the command line); in Python, "
-                       "call syncdpo_jax.config_lib.tie_model_to_data(config) after changing data or codec.")
+      raise ValueError(
+          f"config.model.{k}={c.model[k]} does not match the data/codec ({v}): it is derived "
+          "from them (launch/main.py derives it again after the command line); in Python, "
+          "call syncdpo_jax.config_lib.tie_model_to_data(config) after changing data or codec."
+      )
 
 
 def validate_dpo_pairs(c: ml_collections.ConfigDict) -> None:
   """Checks config.dpo.pairs and, for 'sample_rank', config.dpo.rank (see dpo_config)."""
   if c.dpo.pairs not in DPO_PAIRS:
-    raise ValueError(f"config.dpo.pairs={c.dpo.pairs!r}; expected one of {DPO_PAIRS} ('rules' = SyncDPO's "
-                     "perturbed negatives, 'sample_rank' = conventional DPO on sampled, ranked pairs).")
+    raise ValueError(
+        f"config.dpo.pairs={c.dpo.pairs!r}; expected one of {DPO_PAIRS} ('rules' = SyncDPO's "
+        "perturbed negatives, 'sample_rank' = conventional DPO on sampled, ranked pairs)."
+    )
   if c.dpo.pairs != "sample_rank":
     return
   r = c.dpo.rank
   if int(r.num_candidates) < 2:
-    raise ValueError(f"config.dpo.rank.num_candidates={r.num_candidates}: ranking needs at least 2 "
-                     "candidates per condition (a best and a worst); use 2 or more.")
+    raise ValueError(
+        f"config.dpo.rank.num_candidates={r.num_candidates}: ranking needs at least 2 "
+        "candidates per condition (a best and a worst); use 2 or more."
+    )
   if int(r.num_pairs) < 1:
     raise ValueError(f"config.dpo.rank.num_pairs={r.num_pairs} must be >= 1.")
   if r.mode not in SAMPLE_MODES:
-    raise ValueError(f"config.dpo.rank.mode={r.mode!r}; expected one of {SAMPLE_MODES} (which streams "
-                     "the candidates are sampled for).")
+    raise ValueError(
+        f"config.dpo.rank.mode={r.mode!r}; expected one of {SAMPLE_MODES} (which streams "
+        "the candidates are sampled for)."
+    )
   if r.sample_steps is not None and int(r.sample_steps) < 1:
-    raise ValueError(f"config.dpo.rank.sample_steps={r.sample_steps} must be >= 1, or None to use "
-                     f"config.sample.num_steps={c.sample.num_steps}.")
+    raise ValueError(
+        f"config.dpo.rank.sample_steps={r.sample_steps} must be >= 1, or None to use "
+        f"config.sample.num_steps={c.sample.num_steps}."
+    )

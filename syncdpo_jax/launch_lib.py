@@ -1,5 +1,6 @@
 """What `launch/main.py` runs: join the other processes (--distributed), print the resolved config and
 mesh, then dispatch on config.mode."""
+
 from __future__ import annotations
 
 import logging
@@ -34,6 +35,7 @@ def quiet_console(verbosity_given: bool) -> None:
   if verbosity_given:
     return
   from absl import logging as absl_logging
+
   absl_logging.set_verbosity(absl_logging.WARNING)
   absl_logging.get_absl_handler().addFilter(_DropLibraryChatter())
 
@@ -50,6 +52,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   field and an OSError naming no file for a config file that cannot be loaded; this names the flag.
   """
   from absl import flags
+
   if any(a.split("=")[0] in ("--verbosity", "-v") for a in argv):  # the traceback was asked for
     return flags.FLAGS(argv)
   try:
@@ -59,12 +62,16 @@ def parse_flags(argv: list[str]) -> list[str]:
   except (KeyError, AttributeError) as e:
     name = str(e).strip("'\"")
     given = [a for a in argv if a.startswith("--config.") and name in a.split("=", 1)[0].split(".")]
-    _fail(f"{given[0] if given else '--config.*'}: the config has no field {name!r}. Fix: check the name "
-          "against the 'Resolved config' a run prints (or the config file's get_config).")
+    _fail(
+        f"{given[0] if given else '--config.*'}: the config has no field {name!r}. Fix: check the name "
+        "against the 'Resolved config' a run prints (or the config file's get_config)."
+    )
   except OSError as e:
     given = [a for a in argv if a.startswith("--config=") or a == "--config"]
-    _fail(f"{given[0] if given else '--config'}: cannot load the config file ({e.__cause__ or e}). Fix: "
-          "pass an existing file, e.g. --config=configs/demo.py:sft.")
+    _fail(
+        f"{given[0] if given else '--config'}: cannot load the config file ({e.__cause__ or e}). Fix: "
+        "pass an existing file, e.g. --config=configs/demo.py:sft."
+    )
 
 
 def run_cli(fn: Callable[[], object], verbosity_given: bool) -> None:
@@ -96,8 +103,13 @@ def _wait_for_coordinator(address: str, timeout_s: float) -> bool:
       time.sleep(0.5)
 
 
-def init_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                     process_id: int | None = None, *, timeout_s: int = 300) -> None:
+def init_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    timeout_s: int = 300,
+) -> None:
   """`jax.distributed.initialize` for `launch/main.py --distributed`, with errors a user can act on.
 
   Arguments left None are auto-detected by JAX (Cloud TPU, SLURM, Open MPI; the coordinator also from
@@ -108,29 +120,38 @@ def init_distributed(coordinator_address: str | None = None, num_processes: int 
   error instead.
   """
   address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
-  where = (f"process {process_id} of {num_processes}" if process_id is not None
-           else "this process")
+  where = f"process {process_id} of {num_processes}" if process_id is not None else "this process"
   if address and process_id not in (None, 0) and not _wait_for_coordinator(address, timeout_s):
     raise ConnectionError(
         f"--distributed: {where} could not reach the coordinator at {address} within {timeout_s} s "
         "(--distributed_timeout). Process 0 must be running and listen there: check "
         "--coordinator_address / $JAX_COORDINATOR_ADDRESS (process 0's host and a free port), that "
-        "process 0 started, and that no firewall blocks the port.")
-  print(f"jax.distributed: {where} connecting to {address or '(auto-detected)'}; waiting up to "
-        f"{timeout_s} s for all processes.", flush=True)
+        "process 0 started, and that no firewall blocks the port."
+    )
+  print(
+      f"jax.distributed: {where} connecting to {address or '(auto-detected)'}; waiting up to "
+      f"{timeout_s} s for all processes.",
+      flush=True,
+  )
   try:
-    jax.distributed.initialize(coordinator_address, num_processes, process_id,
-                               initialization_timeout=timeout_s)
+    jax.distributed.initialize(
+        coordinator_address, num_processes, process_id, initialization_timeout=timeout_s
+    )
   except ValueError as e:
-    hint = (" No cluster environment (Cloud TPU, SLURM, Open MPI) was detected: pass "
-            "--coordinator_address=HOST:PORT (process 0's host), --num_processes and --process_id to "
-            "every process." if None in (address, num_processes, process_id) else "")
+    hint = (
+        " No cluster environment (Cloud TPU, SLURM, Open MPI) was detected: pass "
+        "--coordinator_address=HOST:PORT (process 0's host), --num_processes and --process_id to "
+        "every process."
+        if None in (address, num_processes, process_id)
+        else ""
+    )
     raise ValueError(f"--distributed: {e}{hint}") from e
   except jax.errors.JaxRuntimeError as e:
     raise RuntimeError(
         f"--distributed: {where} could not start the JAX distributed runtime at {address}: {e}. "
         "If process 0 could not start its RPC server, the port is in use: pick another in "
-        "--coordinator_address.") from e
+        "--coordinator_address."
+    ) from e
   _process_independent_cpu_cache_keys()
 
 
@@ -176,12 +197,17 @@ def run(config, workdir: str):
   config_lib.validate(config)
   if jax.process_index() == 0:
     print("Resolved config:\n" + str(config), flush=True)
-    print(f"Devices: {jax.device_count()} ({jax.devices()[0].platform}), processes: "
-          f"{jax.process_count()}, mesh: {dict(config.model.mesh)}", flush=True)
+    print(
+        f"Devices: {jax.device_count()} ({jax.devices()[0].platform}), processes: "
+        f"{jax.process_count()}, mesh: {dict(config.model.mesh)}",
+        flush=True,
+    )
   if config.mode in ("sft", "dpo"):
     from syncdpo_jax.train import loop
+
     return loop.train(config, workdir)
   from syncdpo_jax.train import evaluate
+
   if config.mode == "eval":
     return evaluate.evaluate(config, workdir)
   return evaluate.sample_run(config, workdir)

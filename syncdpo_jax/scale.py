@@ -1,13 +1,14 @@
 """Building blocks of the real-hardware run configs (configs/gpu.py, configs/tpu_pod.py).
 
-  * `ACCELERATORS` and `hardware_config`: the target a config is written for (device count, HBM per
-    device, devices per host); the memory plan (syncdpo_jax.train.plan) reads `config.hardware`.
-  * `tpu_slice`: a Cloud TPU slice name ('v5p-128', 'v6e-256') -> (accelerator, chips).
-  * `set_data_source`: where a pod or cluster reads its clips: precomputed VAE latents (the way to
-    train at scale: no media decoding in the loop) or a folder of mp4s (av_folder), both on storage
-    every host mounts.
-  * `parse_arg`: 'preset,key=value,...' config arguments.
+* `ACCELERATORS` and `hardware_config`: the target a config is written for (device count, HBM per
+  device, devices per host); the memory plan (syncdpo_jax.train.plan) reads `config.hardware`.
+* `tpu_slice`: a Cloud TPU slice name ('v5p-128', 'v6e-256') -> (accelerator, chips).
+* `set_data_source`: where a pod or cluster reads its clips: precomputed VAE latents (the way to
+  train at scale: no media decoding in the loop) or a folder of mp4s (av_folder), both on storage
+  every host mounts.
+* `parse_arg`: 'preset,key=value,...' config arguments.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,6 +21,7 @@ import ml_collections
 class Accelerator:
   """platform: 'gpu' | 'tpu'; hbm_gib: memory per device (nominal, as sold); devices_per_host:
   devices one host (VM / node) drives in a multi-host slice or cluster."""
+
   platform: str
   hbm_gib: float
   devices_per_host: int
@@ -41,8 +43,10 @@ def tpu_slice(name: str) -> tuple[str, int]:
   """'v5p-128' -> ('v5p', 64 chips = JAX devices); 'v6e-256' -> ('v6e', 256)."""
   m = re.fullmatch(r"(v5p|v5e|v6e)-(\d+)", name)
   if not m:
-    raise ValueError(f"TPU slice {name!r}: expected e.g. 'v5p-128' or 'v6e-256' (accelerator "
-                     f"{sorted(_CORES_PER_CHIP)} and the number gcloud uses in --accelerator-type)")
+    raise ValueError(
+        f"TPU slice {name!r}: expected e.g. 'v5p-128' or 'v6e-256' (accelerator "
+        f"{sorted(_CORES_PER_CHIP)} and the number gcloud uses in --accelerator-type)"
+    )
   acc, n = m.group(1), int(m.group(2))
   if n % _CORES_PER_CHIP[acc]:
     raise ValueError(f"TPU slice {name!r}: {acc} slice sizes count {_CORES_PER_CHIP[acc]} cores per chip")
@@ -55,13 +59,13 @@ def hardware_config(name: str, accelerator: str, num_devices: int) -> ml_collect
     raise ValueError(f"accelerator {accelerator!r}; expected one of {sorted(ACCELERATORS)}")
   a = ACCELERATORS[accelerator]
   c = ml_collections.ConfigDict()
-  c.name = name                      # e.g. 'v5p-128', '8x h100-80gb'
+  c.name = name  # e.g. 'v5p-128', '8x h100-80gb'
   c.accelerator = accelerator
   c.platform = a.platform
-  c.num_devices = int(num_devices)   # JAX devices (chips / GPUs) of the whole run
+  c.num_devices = int(num_devices)  # JAX devices (chips / GPUs) of the whole run
   c.devices_per_host = min(a.devices_per_host, int(num_devices))
   c.num_hosts = max(1, int(num_devices) // a.devices_per_host)
-  c.hbm_gib = a.hbm_gib              # per device; the plan's fits/does-not-fit line compares with it
+  c.hbm_gib = a.hbm_gib  # per device; the plan's fits/does-not-fit line compares with it
   return c
 
 
@@ -123,8 +127,10 @@ def parse_arg(arg: str | None, presets, defaults: dict[str, str]) -> tuple[str, 
   parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
   preset = parts[0] if parts and "=" not in parts[0] else ""
   if preset not in presets:
-    raise ValueError(f"config argument {arg!r}: start with a preset, one of {sorted(presets)} "
-                     f"(e.g. '{sorted(presets)[0]},size=5b,mode=dpo')")
+    raise ValueError(
+        f"config argument {arg!r}: start with a preset, one of {sorted(presets)} "
+        f"(e.g. '{sorted(presets)[0]},size=5b,mode=dpo')"
+    )
   opts = dict(defaults)
   for p in parts[1:]:
     key, sep, value = p.partition("=")
@@ -134,8 +140,15 @@ def parse_arg(arg: str | None, presets, defaults: dict[str, str]) -> tuple[str, 
   return preset, opts
 
 
-def configure_run(c: ml_collections.ConfigDict, *, mesh: dict, batch_size: int, remat: str,
-                  attention_impl: str, checkpoint_every: int) -> None:
+def configure_run(
+    c: ml_collections.ConfigDict,
+    *,
+    mesh: dict,
+    batch_size: int,
+    remat: str,
+    attention_impl: str,
+    checkpoint_every: int,
+) -> None:
   """Mesh, numerics, batch and the train/optimizer schedule shared by the hardware configs.
 
   bf16 compute (params and optimizer stay f32); SFT: 50k steps at lr 1e-4 after a 1k warm-up;

@@ -4,6 +4,7 @@ Tests that need a mesh build one from `jax.devices()[:8]`; all other tests run o
 they would on a one-device machine (jax places un-sharded arrays on the first device).
 This must run before any test imports jax, hence module level in conftest.
 """
+
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -32,5 +33,7 @@ jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE
 # Every compile is cached, however small: orbax's per-array slicing programs and the like add up over
 # the many processes (xdist workers, CLI subprocesses, the notebook kernel) that compile the same ones.
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+jax.config.update(
+    "jax_persistent_cache_min_compile_time_secs",
+    float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+)

@@ -1,4 +1,5 @@
 """Eval and sampling run on the training mesh: the same clips as on one device, from sharded params."""
+
 import json
 import os
 import sys
@@ -26,7 +27,9 @@ def _random_params(params_like, seed=0, scale=0.05):
   shardings `params_like` carries."""
   leaves, tree = jax.tree.flatten(params_like)
   keys = jax.random.split(jax.random.key(seed), len(leaves))
-  leaves = [jax.device_put(scale * jax.random.normal(k, x.shape, x.dtype), x.sharding) for k, x in zip(keys, leaves)]
+  leaves = [
+      jax.device_put(scale * jax.random.normal(k, x.shape, x.dtype), x.sharding) for k, x in zip(keys, leaves)
+  ]
   return jax.tree.unflatten(tree, leaves)
 
 
@@ -45,10 +48,13 @@ def test_generate_on_a_2x2x2_mesh_equals_one_device_with_a_padded_batch(tmp_path
   for name, mesh in (("one", _one_device()), ("mesh", sharding_lib.make_mesh(MESH))):
     graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, mesh)
     params = _random_params(params_like)
-    gen = evaluate.make_generate(graphdef, rest, codec, c.sample, int(c.model.num_classes), c.objective.prediction)
+    gen = evaluate.make_generate(
+        graphdef, rest, codec, c.sample, int(c.model.num_classes), c.objective.prediction
+    )
     for mode in ("joint", "v2a"):
-      out[name, mode] = evaluate.generate_on_mesh(gen, mesh, rules, params, jax.random.key(3), video, audio, label,
-                                                  mode)
+      out[name, mode] = evaluate.generate_on_mesh(
+          gen, mesh, rules, params, jax.random.key(3), video, audio, label, mode
+      )
     if name == "mesh":  # the params really are split: FSDP and tensor-parallel shards
       specs = {str(x.sharding.spec) for x in jax.tree.leaves(params)}
       assert any("fsdp" in sp for sp in specs) and any("tensor" in sp for sp in specs), specs

@@ -1,5 +1,6 @@
 """Paired comparisons (eval/stats.py, evaluate.paired_differences): the arithmetic, checked by hand and
 by simulation."""
+
 import math
 
 import numpy as np
@@ -56,10 +57,13 @@ def test_pairs_needed_inverts_resolvable_difference():
 def test_eval_pairs_rows_of_the_same_mode_and_sampler_that_pass_the_gate():
   def row(values, gate="pass"):
     return {"quality_gate": gate, "per_clip": {m: list(values) for m in evaluate.SYNC_METRICS}}
+
   results = {
       "real": row([0.0, 0.0, 0.0], "real data"),
-      "sft/v2a": row([0.10, 0.20, 0.30]), "dpo/v2a": row([0.08, 0.17, 0.29]),
-      "sft/v2a/synccfg_off": row([0.1, 0.2, 0.3]), "dpo/v2a/synccfg_off": row([0.1, 0.2, 0.3], "fail"),
+      "sft/v2a": row([0.10, 0.20, 0.30]),
+      "dpo/v2a": row([0.08, 0.17, 0.29]),
+      "sft/v2a/synccfg_off": row([0.1, 0.2, 0.3]),
+      "dpo/v2a/synccfg_off": row([0.1, 0.2, 0.3], "fail"),
       "sft/a2v": row([0.1, 0.2, 0.3]),  # no dpo/a2v row
   }
   paired = evaluate.paired_differences(results, ["sft", "dpo"])
@@ -77,9 +81,11 @@ def test_eval_with_seeds_pairs_the_same_noise_across_checkpoints(tmp_path_factor
   import json
   import os
   import sys
+
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from configs import test as test_config
   from syncdpo_jax.train import loop
+
   c = test_config.get_config("sft")
   c.data.data_dir = str(tmp_path_factory.getbasetemp() / "tfds_shared")
   c.train.num_steps = 1
@@ -87,8 +93,9 @@ def test_eval_with_seeds_pairs_the_same_noise_across_checkpoints(tmp_path_factor
   loop.train(c, run)
   e = test_config.get_config("eval")
   e.data.data_dir = c.data.data_dir
-  e.eval.update(num_clips=2, num_seeds=2, modes=("v2a",), probe_clips=0, sync_cfg_both=False,
-                num_samples_to_write=0)
+  e.eval.update(
+      num_clips=2, num_seeds=2, modes=("v2a",), probe_clips=0, sync_cfg_both=False, num_samples_to_write=0
+  )
   out = str(tmp_path_factory.mktemp("seeds_eval"))
   evaluate.evaluate(e, out, [("a", run), ("b", run)])
   per_clip = json.load(open(os.path.join(out, "eval", "per_clip.json")))

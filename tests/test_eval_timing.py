@@ -1,5 +1,6 @@
 """Ground-truth timing metrics (eval/timing.py) on real SyncBench-Synth clips: their floor, their
 response to known shifts of the stream, and clips they cannot score."""
+
 import numpy as np
 import pytest
 
@@ -10,7 +11,7 @@ from syncdpo_jax.eval import timing
 CFG = get_data_config("demo")
 MEL_FPS = CFG.sr / CFG.hop  # 50 mel frames per second
 SPEC = synth.SynthSpec(duration_s=4.0, resolution=32)
-START, WINDOW = 0.5, 3.0     # scored window inside each 4 s clip; shifts crop around it (no padding)
+START, WINDOW = 0.5, 3.0  # scored window inside each 4 s clip; shifts crop around it (no padding)
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +33,20 @@ def _window_events(c):
 def _mel_crop(c, late_frames=0):
   """The window's mel with the audio `late_frames` mel frames late (content from earlier in the clip)."""
   a = int(round(START * MEL_FPS)) - late_frames
-  return c["mel"][a:a + int(round(WINDOW * MEL_FPS))]
+  return c["mel"][a : a + int(round(WINDOW * MEL_FPS))]
 
 
 def _video_crop(c, early_frames=0):
   """The window's frames with the video `early_frames` frames early (content from later in the clip)."""
   a = int(round(START * c["fps"])) + early_frames
-  return c["video"][a:a + int(round(WINDOW * c["fps"]))]
+  return c["video"][a : a + int(round(WINDOW * c["fps"]))]
 
 
 def test_audio_floor_on_real_clips(clips):
   """The real audio times its events to within 20 ms (median) and hits >= 95% of them within 40 ms."""
-  rs = [timing.audio_timing(None, CFG.sr, _window_events(c), mel=_mel_crop(c), mel_fps=MEL_FPS)
-        for c in clips]
+  rs = [
+      timing.audio_timing(None, CFG.sr, _window_events(c), mel=_mel_crop(c), mel_fps=MEL_FPS) for c in clips
+  ]
   assert all(r["reason"] == "" for r in rs), [r["reason"] for r in rs]
   assert np.median([r["median_abs_error_s"] for r in rs]) <= 0.020
   hits = sum(r["hit_rate_40ms"] * r["num_events"] for r in rs) / sum(r["num_events"] for r in rs)
@@ -107,14 +109,16 @@ def test_aligned_beats_shifted_by_one_video_frame_for_every_deciding_metric(clip
   # the ground truth). On real clips each must score the aligned stream better than the same stream one
   # video frame (0.1 s) late or early, as a mean over the clips.
   from syncdpo_jax.train import evaluate
+
   assert set(_DECIDING) == set(evaluate.GT_TIMING)
   per_fps = MEL_FPS / 10.0  # mel frames per video frame
   aligned, shifted = [], []
   for c in clips:
     gt = _window_events(c)
     if stream == "audio":
-      score = lambda k: timing.audio_timing(None, CFG.sr, gt, mel=_mel_crop(c, int(k * per_fps)),
-                                            mel_fps=MEL_FPS)
+      score = lambda k: timing.audio_timing(
+          None, CFG.sr, gt, mel=_mel_crop(c, int(k * per_fps)), mel_fps=MEL_FPS
+      )
     else:
       score = lambda k: timing.video_timing(_video_crop(c, k), c["fps"], gt)
     aligned.append(score(0))

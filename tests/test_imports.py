@@ -1,4 +1,5 @@
 """Every library module imports on its own, first, and no module-level imports form a cycle."""
+
 import ast
 import importlib
 import multiprocessing
@@ -22,9 +23,11 @@ def _import_alone(name: str):
 def _check() -> int:
   sys.path.insert(0, REPO)
   import syncdpo_jax  # the package's __init__ only
+
   names = sorted(m.name for m in pkgutil.walk_packages(syncdpo_jax.__path__, "syncdpo_jax."))
   # The heavy dependencies once, so each forked child pays only for our own modules.
   import flax.nnx, grain, jax, optax, orbax.checkpoint, tensorflow_datasets  # noqa: F401, E401
+
   with multiprocessing.get_context("fork").Pool(2, maxtasksperchild=1) as pool:
     results = pool.map(_import_alone, names, chunksize=1)
   failed = [f"{n}: {err}" for n, err in results if err]
@@ -60,7 +63,7 @@ def module_graph() -> dict[str, set[str]]:
         base = node.module or ""
         if node.level:
           pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
-          base = ".".join(pkg[:len(pkg) - node.level + 1] + ([base] if base else []))
+          base = ".".join(pkg[: len(pkg) - node.level + 1] + ([base] if base else []))
         targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
       else:
         continue
@@ -81,7 +84,7 @@ def test_no_import_cycles():
     state[m] = "open"
     for n in sorted(graph[m]):
       if state.get(n) == "open":
-        cycles.append(stack[stack.index(n):] + [n])
+        cycles.append(stack[stack.index(n) :] + [n])
       elif n not in state:
         visit(n, stack + [n])
     state[m] = "done"

@@ -1,5 +1,6 @@
 """Latent codecs and precomputed latents: stored latents equal the codec's encoding of the pixels, the
 pipeline crops the same windows from them, SFT from latents equals SFT from pixels, a Flax VAE slots in."""
+
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ sys.path.insert(0, REPO)
 from configs import test as test_config  # noqa: E402
 
 # float16 keeps 11 significant bits: rounding a value in [-1, 1] moves it by at most 2^-12.
-F16_ERR = 2.0 ** -12
+F16_ERR = 2.0**-12
 
 
 def _config(tmp_path_factory, **data):
@@ -70,8 +71,10 @@ def test_stored_latents_are_the_encoded_clips(stored):
     np.testing.assert_array_equal(st["caption_embedding"], emb.astype(np.float16).reshape(-1))
     np.testing.assert_array_equal(st["caption_mask"], mask)
   # A second call with the same settings reuses the dataset; other settings under its name are refused.
-  assert precompute.precompute(c, builder.data_dir_root, splits=["train"], text_dim=8, text_len=4
-                               ).data_dir == builder.data_dir
+  assert (
+      precompute.precompute(c, builder.data_dir_root, splits=["train"], text_dim=8, text_len=4).data_dir
+      == builder.data_dir
+  )
   with pytest.raises(ValueError, match="other settings"):
     precompute.precompute(c, builder.data_dir_root, splits=["train"], text_dim=0)
 
@@ -144,6 +147,7 @@ class _Encoder(nnx.Module):
 
 
 class _Decoder(nnx.Module):
+
   def __init__(self, cin, cout, stride, rngs):
     self.conv = nnx.ConvTranspose(cin, cout, stride, strides=stride, padding="VALID", rngs=rngs)
 
@@ -155,15 +159,25 @@ def toy_vae(codec_cfg, data_cfg):
   """config.codec.factory for the test: video /2 in time, /4 in space, 8 channels; audio /2, 6 channels."""
   r = nnx.Rngs(0)
   s, st, sa = codec_cfg.spatial_downsample, codec_cfg.temporal_downsample, codec_cfg.audio_temporal_downsample
-  return dict(video_encoder=_Encoder(3, 8, (st, s, s), r), video_decoder=_Decoder(8, 3, (st, s, s), r),
-              audio_encoder=_Encoder(data_cfg.n_mels, 6, (sa,), r),
-              audio_decoder=_Decoder(6, data_cfg.n_mels, (sa,), r))
+  return dict(
+      video_encoder=_Encoder(3, 8, (st, s, s), r),
+      video_decoder=_Decoder(8, 3, (st, s, s), r),
+      audio_encoder=_Encoder(data_cfg.n_mels, 6, (sa,), r),
+      audio_decoder=_Decoder(6, data_cfg.n_mels, (sa,), r),
+  )
 
 
 def _vae_config(tmp_path_factory):
   c = _config(tmp_path_factory, window_s=2.0)  # 10 video / 50 audio latent frames in a window
-  c.codec.update(name="flax_vae", factory=f"{__name__}:toy_vae", video_channels=8, audio_channels=6,
-                 spatial_downsample=4, temporal_downsample=2, audio_temporal_downsample=2)
+  c.codec.update(
+      name="flax_vae",
+      factory=f"{__name__}:toy_vae",
+      video_channels=8,
+      audio_channels=6,
+      spatial_downsample=4,
+      temporal_downsample=2,
+      audio_temporal_downsample=2,
+  )
   config_lib.tie_model_to_data(c)
   return c
 
@@ -223,6 +237,7 @@ def test_pixel_mel_standardisation_round_trips_and_maps_silence(tmp_path_factory
   # codec.video_norm / audio_norm: latent = (x - mean) / std, decode inverts it exactly; the sampler's
   # silent anchor (sample.silence_value, -1 = -80 dB log-mel) lands on the standardised silence.
   from syncdpo_jax.train import evaluate
+
   c = _config(tmp_path_factory)
   plain = codec_lib.make_codec(c.codec, c.data)
   c.codec.video_norm, c.codec.audio_norm = (-0.5, 0.25), (-0.4, 0.5)

@@ -1,4 +1,5 @@
 """The librosa import lock (syncdpo_jax._librosa): first-time imports run one process at a time."""
+
 import threading
 
 from syncdpo_jax import _librosa

@@ -1,5 +1,6 @@
 """The model factory: every part of the library builds through it, and a user's own NNX module
 trains by registering a name."""
+
 import os
 import sys
 
@@ -28,8 +29,10 @@ class PerCellModel(nnx.Module):
 
   def __call__(self, video, audio, t_v, t_a, cond):
     bias = self.label(cond["label"])  # [B, 1]
-    return (self.video(video) + bias[:, None, None, None] * t_v[:, None, None, None, None],
-            self.audio(audio) + bias[:, None] * t_a[:, None, None])
+    return (
+        self.video(video) + bias[:, None, None, None] * t_v[:, None, None, None, None],
+        self.audio(audio) + bias[:, None] * t_a[:, None, None],
+    )
 
 
 @model.register("per_cell_test_model")

@@ -1,4 +1,5 @@
 """Analytic FLOPs vs XLA's cost analysis of the compiled forward pass."""
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -9,31 +10,32 @@ from syncdpo_jax.model import JointDiT, flops_per_example, get_model_config
 
 @pytest.mark.parametrize("head_mlp_dim,patch_skip", [(0, False), (48, True)])
 def test_flops_match_xla_cost_analysis(head_mlp_dim, patch_skip):
-    cfg = get_model_config("tiny")
-    cfg.head_mlp_dim, cfg.head_patch_skip = head_mlp_dim, patch_skip
-    s = cfg.shapes
-    graphdef, state = nnx.split(JointDiT(cfg, rngs=nnx.Rngs(0)))
-    video = jnp.zeros((1, s.T_v, s.h, s.w, cfg.video_channels))
-    audio = jnp.zeros((1, s.T_a, cfg.audio_channels))
-    cond = {"label": jnp.zeros((1,), jnp.int32), "text": jnp.zeros((1, 3, cfg.text_dim))}
-    t = jnp.zeros((1,))
-    compiled = jax.jit(lambda st, *a: nnx.merge(graphdef, st)(*a)).lower(
-        state, video, audio, t, t, cond).compile()
-    cost = compiled.cost_analysis()
-    xla = (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
-    ours = flops_per_example(cfg, s.T_v, s.h, s.w, s.T_a, text_len=3)
-    # XLA also counts elementwise work (norms, RoPE, softmax, GELU) that the matmul count leaves
-    # out; on this tiny width it is ~12% (3% on 'demo'). The matmul count must never exceed XLA's.
-    assert 0.85 * xla <= ours <= xla, (ours, xla)
+  cfg = get_model_config("tiny")
+  cfg.head_mlp_dim, cfg.head_patch_skip = head_mlp_dim, patch_skip
+  s = cfg.shapes
+  graphdef, state = nnx.split(JointDiT(cfg, rngs=nnx.Rngs(0)))
+  video = jnp.zeros((1, s.T_v, s.h, s.w, cfg.video_channels))
+  audio = jnp.zeros((1, s.T_a, cfg.audio_channels))
+  cond = {"label": jnp.zeros((1,), jnp.int32), "text": jnp.zeros((1, 3, cfg.text_dim))}
+  t = jnp.zeros((1,))
+  compiled = (
+      jax.jit(lambda st, *a: nnx.merge(graphdef, st)(*a)).lower(state, video, audio, t, t, cond).compile()
+  )
+  cost = compiled.cost_analysis()
+  xla = (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
+  ours = flops_per_example(cfg, s.T_v, s.h, s.w, s.T_a, text_len=3)
+  # XLA also counts elementwise work (norms, RoPE, softmax, GELU) that the matmul count leaves
+  # out; on this tiny width it is ~12% (3% on 'demo'). The matmul count must never exceed XLA's.
+  assert 0.85 * xla <= ours <= xla, (ours, xla)
 
 
 def test_flops_scale_with_depth_and_length():
-    # Every joint block costs the same: FLOPs are affine in depth (the embeddings and heads are the
-    # intercept; with the demo's 768-value video tokens they are 15% of a 4-block model).
-    cfg = get_model_config("demo")
-    f = {}
-    for d in (4, 8, 12):
-        cfg.depth = d
-        f[d] = flops_per_example(cfg, 20, 8, 8, 100)
-    assert f[8] - f[4] > 0.8 * f[4]
-    assert abs((f[12] - f[8]) - (f[8] - f[4])) <= 1e-9 * f[12]
+  # Every joint block costs the same: FLOPs are affine in depth (the embeddings and heads are the
+  # intercept; with the demo's 768-value video tokens they are 15% of a 4-block model).
+  cfg = get_model_config("demo")
+  f = {}
+  for d in (4, 8, 12):
+    cfg.depth = d
+    f[d] = flops_per_example(cfg, 20, 8, 8, 100)
+  assert f[8] - f[4] > 0.8 * f[4]
+  assert abs((f[12] - f[8]) - (f[8] - f[4])) <= 1e-9 * f[12]

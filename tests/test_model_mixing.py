@@ -6,6 +6,7 @@ that sits in OTHER tokens of the input (another frame, the other modality). From
 (all gates and heads zero) 150 Adam steps must learn them; a broken mask, RoPE, gate or
 axis that stops the flow between tokens leaves the loss at the per-token floor.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,8 +25,8 @@ def _task(name, video, audio, cfg):
     ta = jnp.concatenate([audio[:, pa:], jnp.zeros_like(audio[:, :pa])], axis=1)
     return tv, ta
   if name == "synchronous":  # each stream must show the OTHER stream's content at the same instant
-    r = audio.shape[1] // video.shape[1]                                # audio frames per video frame
-    per_frame = audio.reshape(audio.shape[0], video.shape[1], r, -1).mean(2)   # [B, T_v, C_a]
+    r = audio.shape[1] // video.shape[1]  # audio frames per video frame
+    per_frame = audio.reshape(audio.shape[0], video.shape[1], r, -1).mean(2)  # [B, T_v, C_a]
     cv, ca = video.shape[-1], audio.shape[-1]
     tv = jnp.broadcast_to(per_frame[:, :, None, None, jnp.arange(cv) % ca], video.shape)
     ta = jnp.repeat(video[:, :, 0, 0, jnp.arange(ca) % cv], r, axis=1)  # frame content (frame-constant)
@@ -58,7 +59,7 @@ def _train(cfg, name, steps=150, lr=3e-3, seed=0):
     t = jnp.full((B,), 0.5)
     ov, oa = nnx.merge(graphdef, p, rest)(video, audio, t, t, {"label": jnp.zeros((B,), jnp.int32)})
     # Relative to the target's power: 1.0 is what predicting zero gets.
-    return (jnp.mean((ov - tv) ** 2) / jnp.mean(tv ** 2) + jnp.mean((oa - ta) ** 2) / jnp.mean(ta ** 2)) / 2
+    return (jnp.mean((ov - tv) ** 2) / jnp.mean(tv**2) + jnp.mean((oa - ta) ** 2) / jnp.mean(ta**2)) / 2
 
   @jax.jit
   def step(p, o, key):
@@ -97,6 +98,7 @@ def test_a_model_without_token_mixing_fails_the_same_task(cfg):
   # exactly per-token), the same training leaves the loss at the floor. This is what the test above
   # would see if masks, RoPE or a gate broke the flow between tokens.
   import syncdpo_jax.model.dit as dit
+
   orig = dit.Attention.out
   try:
     dit.Attention.out = lambda self, o: jnp.zeros(o.shape[:2] + (self.o.out_features,), o.dtype)

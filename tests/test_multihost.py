@@ -16,6 +16,7 @@ the cache), 47 s warm; plus 11-19 s for the single-process reference. Per launch
 left is importing (~3.5 s), tracing the step (~4-5 s: ~5800 equations, half of them the per-leaf
 optimizer and EMA updates), building the state and the two saves. The 4-process test is marked slow.
 """
+
 import os
 import pathlib
 import signal
@@ -42,8 +43,12 @@ RTOL = 1e-6
 # Every run here (the processes and the reference) uses these on top of configs/test.py. A constant
 # LR schedule makes step k independent of train.num_steps, so a killed run, its resume and the
 # reference agree step by step whatever their lengths (and share one compiled step each).
-OVERRIDES = {"optim.schedule": "constant", "train.log_every": 1, "train.checkpoint_every": 1,
-             "train.keep_checkpoints": 100}
+OVERRIDES = {
+    "optim.schedule": "constant",
+    "train.log_every": 1,
+    "train.checkpoint_every": 1,
+    "train.keep_checkpoints": 100,
+}
 LONG = 100_000  # num_steps of a run that is stopped from outside
 TIMEOUT_S = 600  # per launch
 
@@ -105,18 +110,33 @@ def _launch(workdir, data_dir, nproc: int, ndev: int, num_steps: int, tag: str) 
   port = _free_port()
   # The processes inherit the conftest's compilation cache and XLA flags; cache misses are logged
   # (JAX_EXPLAIN_CACHE_MISSES) so a test can check which programs a launch compiled.
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(ndev),
-             JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", JAX_EXPLAIN_CACHE_MISSES="1")
-  cmd = [sys.executable, os.path.join(REPO, "launch", "main.py"), "--config",
-         os.path.join(REPO, "configs", "test.py"), "--workdir", str(workdir),
-         f"--config.data.data_dir={data_dir}", f"--config.train.num_steps={num_steps}",
-         *[f"--config.{k}={v}" for k, v in OVERRIDES.items()],
-         "--distributed", f"--coordinator_address=localhost:{port}", f"--num_processes={nproc}"]
+  env = dict(
+      os.environ,
+      JAX_PLATFORMS="cpu",
+      JAX_NUM_CPU_DEVICES=str(ndev),
+      JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+      JAX_EXPLAIN_CACHE_MISSES="1",
+  )
+  cmd = [
+      sys.executable,
+      os.path.join(REPO, "launch", "main.py"),
+      "--config",
+      os.path.join(REPO, "configs", "test.py"),
+      "--workdir",
+      str(workdir),
+      f"--config.data.data_dir={data_dir}",
+      f"--config.train.num_steps={num_steps}",
+      *[f"--config.{k}={v}" for k, v in OVERRIDES.items()],
+      "--distributed",
+      f"--coordinator_address=localhost:{port}",
+      f"--num_processes={nproc}",
+  ]
   procs = []
   for i in range(nproc):
     with open(_log(workdir, tag, i), "w") as log:
-      procs.append(subprocess.Popen(cmd + [f"--process_id={i}"], env=env, stdout=log,
-                                    stderr=subprocess.STDOUT))
+      procs.append(
+          subprocess.Popen(cmd + [f"--process_id={i}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+      )
   return procs
 
 
@@ -177,8 +197,10 @@ def test_each_process_reads_its_rows_of_the_single_process_batches(data_dir):
   cfg = _config(data_dir, 1).data
   cfg.batch_size = 4  # 2 rows per process; two batches cross a global-batch boundary
   one = iter(pipeline.make_dataset(cfg, cfg.split_train, seed=0, train=True))
-  two = [iter(pipeline.make_dataset(cfg, cfg.split_train, seed=0, train=True, process_index=p,
-                                    process_count=2)) for p in (0, 1)]
+  two = [
+      iter(pipeline.make_dataset(cfg, cfg.split_train, seed=0, train=True, process_index=p, process_count=2))
+      for p in (0, 1)
+  ]
   for _ in range(2):
     want, halves = next(one), [next(it) for it in two]
     for k in ("video", "audio", "label", "events"):
@@ -196,8 +218,13 @@ def test_two_processes_killed_mid_run_resume_to_the_single_process_losses(tmp_pa
   workdir = str(tmp_path / "run")
   procs = _launch(workdir, data_dir, 2, 4, LONG, "first")
   try:
-    _wait_until(lambda: any(s >= 2 for s in _complete_checkpoints(workdir)), procs, workdir, "first",
-                "a checkpoint of step >= 2")
+    _wait_until(
+        lambda: any(s >= 2 for s in _complete_checkpoints(workdir)),
+        procs,
+        workdir,
+        "first",
+        "a checkpoint of step >= 2",
+    )
     procs[1].kill()  # SIGKILL: no handler runs; the next step's save is likely in flight
     procs[1].wait(timeout=60)
     # Process 0 now waits in a collective for its dead peer. JAX's coordination service would
@@ -237,8 +264,9 @@ def test_four_processes_stop_together_on_one_sigterm(tmp_path, data_dir, referen
   procs = _launch(workdir, data_dir, 4, 2, LONG, "sigterm")
   try:
     metrics = os.path.join(workdir, "metrics.jsonl")
-    _wait_until(lambda: os.path.exists(metrics) and _losses(workdir), procs, workdir, "sigterm",
-                "a logged step")
+    _wait_until(
+        lambda: os.path.exists(metrics) and _losses(workdir), procs, workdir, "sigterm", "a logged step"
+    )
     procs[2].send_signal(signal.SIGTERM)
     _wait_all(procs, workdir, "sigterm")
   finally:

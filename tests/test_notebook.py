@@ -4,6 +4,7 @@ it promises: the perturbation figure, the training curves, the eval table and ge
 The notebook runs once per module in a kernel of this interpreter (the `python3` kernel spec resolves to
 sys.executable), in a temporary working directory, on configs/test.py with a few steps.
 """
+
 import base64
 import importlib.util
 import io
@@ -20,8 +21,9 @@ NOTEBOOK = os.path.join(REPO, "notebooks", "quickstart.ipynb")
 
 
 def _generator():
-  spec = importlib.util.spec_from_file_location("make_quickstart",
-                                                os.path.join(REPO, "notebooks", "make_quickstart.py"))
+  spec = importlib.util.spec_from_file_location(
+      "make_quickstart", os.path.join(REPO, "notebooks", "make_quickstart.py")
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -46,8 +48,9 @@ def executed(tmp_path_factory):
     mp.setenv("SYNCDPO_NOTEBOOK_DATA_DIR", str(tmp_path_factory.getbasetemp() / "tfds_shared"))
     mp.setenv("JAX_PLATFORMS", "cpu")
     # XLA_FLAGS (-O0: a 4-step run is mostly compile time) come from tests/conftest.py.
-    NotebookClient(nb, kernel_name="python3", timeout=600,
-                   resources={"metadata": {"path": str(run_dir)}}).execute()
+    NotebookClient(
+        nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(run_dir)}}
+    ).execute()
   return nb
 
 
@@ -67,7 +70,7 @@ def _text(cell) -> str:
 
 
 def test_notebook_ran_the_smoke_setting_through_sft_and_dpo(executed):
-  assert "SMOKE=True" in _text(_cell(executed, 'SMOKE = os.environ.get('))
+  assert "SMOKE=True" in _text(_cell(executed, "SMOKE = os.environ.get("))
   assert "[sft] step 4/4" in _text(_cell(executed, "loop.train(sft_config"))
   dpo = _text(_cell(executed, "loop.train(dpo_config"))
   assert "[dpo] step 4/4" in dpo and "reward_accuracy=" in dpo
@@ -91,7 +94,9 @@ def test_notebook_shows_the_eval_table(executed):
     # A few smoke steps do not make clips: such a row fails the quality gate and shows no sync number.
     row = re.search(rf"^\| {re.escape(run)} \| .*$", table, re.M)
     assert row, (run, table)
-    assert re.match(rf"\| {re.escape(run)} \| ([0-9]|n/a( ± n/a)? \|.*\| fail \|)", row.group(0)), row.group(0)
+    assert re.match(rf"\| {re.escape(run)} \| ([0-9]|n/a( ± n/a)? \|.*\| fail \|)", row.group(0)), row.group(
+        0
+    )
     # eval.sync_cfg_both: the same mode sampled without SyncCFG, as its own row.
     assert re.search(rf"^\| {re.escape(run)}/synccfg_off \| ", table, re.M), table
   assert len(_data(cell, "image/png")) == 1  # report.png

@@ -1,4 +1,5 @@
 """Flow matching, SFT cross-task synergy and flow-DPO: the formulas, checked by direct recomputation."""
+
 import math
 
 import jax
@@ -34,13 +35,16 @@ def test_exact_outputs_convert_to_the_flow_velocity(prediction):
   t = jnp.array([0.05, 0.3, 0.7, 0.95])
   xt = flow.noisy(x0, eps, t)
   c_skip, _, _ = flow.skip_coefficients(flow.broadcast_t(t, xt))
-  c_out = flow.broadcast_t(t, xt) / jnp.sqrt((1 - flow.broadcast_t(t, xt)) ** 2 + flow.broadcast_t(t, xt) ** 2)
+  c_out = flow.broadcast_t(t, xt) / jnp.sqrt(
+      (1 - flow.broadcast_t(t, xt)) ** 2 + flow.broadcast_t(t, xt) ** 2
+  )
   ideal = {"x": x0, "eps": eps, "v": eps - x0, "x_skip": (x0 - c_skip * xt) / c_out}[prediction]
   v = flow.to_velocity(ideal, xt, t, prediction)
   np.testing.assert_allclose(v, flow.velocity_target(x0, eps), atol=2e-5)
   # (x_skip's ideal F was built by dividing by c_out ~ 0.05: float32 round-off of that size.)
-  np.testing.assert_allclose(flow.velocity_error_target(x0, eps, xt, t, prediction), v,
-                             atol=2e-5 if prediction == "x_skip" else 1e-6)
+  np.testing.assert_allclose(
+      flow.velocity_error_target(x0, eps, xt, t, prediction), v, atol=2e-5 if prediction == "x_skip" else 1e-6
+  )
   # One Euler step from t with that velocity lands on x0 (the clean end of the straight path).
   np.testing.assert_allclose(xt - flow.broadcast_t(t, xt) * v, x0, atol=2e-5)
 
@@ -52,11 +56,14 @@ def test_x_prediction_error_is_x0_error_over_t_squared():
   x0_hat = x0 + 0.1 * jax.random.normal(jax.random.key(9), x0.shape)
   t = jnp.array([0.01, 0.05, 0.4, 0.9])
   xt = flow.noisy(x0, eps, t)
-  err = flow.per_sample_mse(flow.to_velocity(x0_hat, xt, t, "x"),
-                            flow.velocity_error_target(x0, eps, xt, t, "x"))
+  err = flow.per_sample_mse(
+      flow.to_velocity(x0_hat, xt, t, "x"), flow.velocity_error_target(x0, eps, xt, t, "x")
+  )
   want = flow.per_sample_mse(x0_hat, x0) / jnp.maximum(t, flow.T_EPS) ** 2
   np.testing.assert_allclose(err, want, rtol=1e-4)
-  zero = flow.per_sample_mse(flow.to_velocity(x0, xt, t, "x"), flow.velocity_error_target(x0, eps, xt, t, "x"))
+  zero = flow.per_sample_mse(
+      flow.to_velocity(x0, xt, t, "x"), flow.velocity_error_target(x0, eps, xt, t, "x")
+  )
   np.testing.assert_allclose(zero, 0.0, atol=1e-10)
 
 
@@ -71,17 +78,18 @@ def test_skip_is_the_best_linear_denoiser_and_finite_everywhere(sigma):
   t = jnp.array([0.1, 0.3, 0.6, 0.9])
   xt = flow.noisy(x0, eps, t)
   c_skip, a, b = flow.skip_coefficients(t[:, None], sigma)
-  d = (1 - t) ** 2 * sigma ** 2 + t ** 2
+  d = (1 - t) ** 2 * sigma**2 + t**2
   mse = lambda c: jnp.mean((c * xt - x0) ** 2, axis=1)
-  np.testing.assert_allclose(mse(c_skip), sigma ** 2 * t ** 2 / d, rtol=0.03)
+  np.testing.assert_allclose(mse(c_skip), sigma**2 * t**2 / d, rtol=0.03)
   # ... and c_skip is the least-squares coefficient <x_t, x0> / <x_t, x_t> of these draws (its
   # sampling std at 1e5 draws is <= 1.5e-3).
   np.testing.assert_allclose(c_skip[:, 0], jnp.sum(xt * x0, 1) / jnp.sum(xt * xt, 1), rtol=0.03, atol=5e-3)
   # velocity = a x_t - b F is (x_t - x0_hat) / t with x0_hat = c_skip x_t + c_out F, c_out = t sigma / sqrt(D).
   F = jax.random.normal(jax.random.key(8), xt.shape)
   x0_hat = c_skip * xt + (t * sigma / jnp.sqrt(d))[:, None] * F
-  np.testing.assert_allclose(flow.to_velocity(F, xt, t, "x_skip", sigma_data=sigma),
-                             (xt - x0_hat) / t[:, None], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+      flow.to_velocity(F, xt, t, "x_skip", sigma_data=sigma), (xt - x0_hat) / t[:, None], rtol=1e-4, atol=1e-4
+  )
   for edge in (0.0, 1.0):
     c, a, b = flow.skip_coefficients(jnp.float32(edge), sigma)
     assert all(bool(jnp.isfinite(x)) for x in (c, a, b))
@@ -157,8 +165,9 @@ def test_flow_dpo_loss_is_log2_when_policy_equals_reference():
 
 def test_flow_dpo_gradient_prefers_winner():
   """d loss / d err_w > 0 and d loss / d err_l < 0: DPO lowers the winner's error, raises the loser's."""
-  g_w, g_l = jax.grad(lambda w, l: objectives.flow_dpo_loss(w, l, jnp.ones(2), jnp.ones(2), 10.0)[0],
-                      argnums=(0, 1))(jnp.ones(2), jnp.ones(2))
+  g_w, g_l = jax.grad(
+      lambda w, l: objectives.flow_dpo_loss(w, l, jnp.ones(2), jnp.ones(2), 10.0)[0], argnums=(0, 1)
+  )(jnp.ones(2), jnp.ones(2))
   assert np.all(np.asarray(g_w) > 0) and np.all(np.asarray(g_l) < 0)
 
 
@@ -177,8 +186,16 @@ def test_sft_importance_weights_reproduce_the_synergy_formula():
     return jnp.zeros_like(v), jnp.zeros_like(a)
 
   lam_v, lam_a = 0.1, 0.3
-  loss, _ = sft.sft_loss(apply_fn, jax.random.key(0), video, audio, {}, task_probs=(0.5, 0.25, 0.25),
-                         lambda_v=lam_v, lambda_a=lam_a)
+  loss, _ = sft.sft_loss(
+      apply_fn,
+      jax.random.key(0),
+      video,
+      audio,
+      {},
+      task_probs=(0.5, 0.25, 0.25),
+      lambda_v=lam_v,
+      lambda_a=lam_a,
+  )
   # joint: video + audio errors (1 + 1); audio-driven: video only (1); video-driven: audio only (1).
   want = 2.0 + lam_v * 1.0 + lam_a * 1.0
   np.testing.assert_allclose(float(loss), want, rtol=0.05)
@@ -191,19 +208,30 @@ def test_sft_given_stream_is_clean_and_has_no_loss():
     seen.update(t_v=t_v, t_a=t_a)
     return jnp.zeros_like(v), jnp.zeros_like(a)
 
-  sft.sft_loss(apply_fn, jax.random.key(3), jnp.zeros((64, 2, 1, 1, 1)), jnp.zeros((64, 3, 1)), {},
-               task_probs=(0.0, 1.0, 0.0), lambda_v=1.0, lambda_a=0.0)
+  sft.sft_loss(
+      apply_fn,
+      jax.random.key(3),
+      jnp.zeros((64, 2, 1, 1, 1)),
+      jnp.zeros((64, 3, 1)),
+      {},
+      task_probs=(0.0, 1.0, 0.0),
+      lambda_v=1.0,
+      lambda_a=0.0,
+  )
   assert np.all(np.asarray(seen["t_a"]) == 0.0) and np.all(np.asarray(seen["t_v"]) > 0.0)
 
 
 def test_cross_task_dpo_times_and_weights():
   """Cross-task DPO: the given stream is clean (t = 0) and carries no error; joint pairs share one t."""
   from syncdpo_jax.train.steps import dpo_task_times, dpo_tasks
+
   t = jnp.linspace(0.1, 0.9, 64)
   assert dpo_tasks(jax.random.key(0), 64, (1.0, 0.0, 0.0)) is None  # joint only: no draw
   tv, ta, wv, wa = dpo_task_times(None, t, 1.0, 2.0)
   assert (tv == t).all() and (ta == t).all() and (wv == 1.0).all() and (wa == 2.0).all()
-  tv, ta, wv, wa = dpo_task_times(dpo_tasks(jax.random.key(0), 64, (0.0, 0.0, 1.0)), t, 1.0, 2.0)  # video-driven
+  tv, ta, wv, wa = dpo_task_times(
+      dpo_tasks(jax.random.key(0), 64, (0.0, 0.0, 1.0)), t, 1.0, 2.0
+  )  # video-driven
   assert (tv == 0).all() and (ta == t).all() and (wv == 0).all() and (wa == 2.0).all()
   tv, ta, wv, wa = dpo_task_times(dpo_tasks(jax.random.key(1), 64, (1.0, 1.0, 1.0)), t, 1.0, 1.0)
   joint, audio_given, video_given = (tv == ta), (ta == 0), (tv == 0)
@@ -221,6 +249,7 @@ def test_rule_losers_of_conditional_pairs_distort_the_given_stream(distort):
   from syncdpo_jax.perturb import curriculum as curriculum_lib
   from syncdpo_jax.train import steps
   from syncdpo_jax.objectives import sft as sft_lib
+
   c = test_config.get_config("dpo")
   c.dpo.task_probs, c.dpo.distort = (1.0, 1.0, 1.0), distort
   # Rules with both defaults (shift: audio, reverse: video); strength 1 = coarse, never an identity.

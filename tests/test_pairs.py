@@ -1,5 +1,6 @@
 """Conventional DPO baseline (train/pairs.py): ranking, the pairs builder and its cost, the DPO step on
 explicit losers, and a sample_rank DPO run through the loop."""
+
 import json
 
 import jax
@@ -53,10 +54,13 @@ def sft_dir(tmp_path_factory):
 
 def test_ranking_picks_best_and_worst():
   nan = float("nan")
-  desync = np.array([[0.30, 0.05, nan, 0.05],   # tie on |offset| -> AV-Align decides; nan = unscorable
-                     [0.00, 0.00, 0.00, 0.00]])  # all tied on |offset|; 0 and 2 tied on AV-Align too
-  align = np.array([[0.50, 0.20, nan, 0.60],
-                    [0.10, 0.90, 0.10, 0.30]])
+  desync = np.array(
+      [
+          [0.30, 0.05, nan, 0.05],  # tie on |offset| -> AV-Align decides; nan = unscorable
+          [0.00, 0.00, 0.00, 0.00],
+      ]
+  )  # all tied on |offset|; 0 and 2 tied on AV-Align too
+  align = np.array([[0.50, 0.20, nan, 0.60], [0.10, 0.90, 0.10, 0.30]])
   np.testing.assert_array_equal(pairs_lib.rank_candidates(desync, align), [[3, 1, 0, 2], [1, 3, 0, 2]])
   best, worst = pairs_lib.best_and_worst(desync, align)
   np.testing.assert_array_equal(best, [3, 1])
@@ -67,8 +71,8 @@ def test_pair_order_is_a_seeded_function_of_the_step():
   n, b = 5, 3
   stream = np.concatenate([pairs_lib.pair_batch_indices(n, b, s, seed=7) for s in (1, 2, 3, 4, 5)])
   for epoch in range(3):  # every pair exactly once per epoch, each epoch its own order
-    np.testing.assert_array_equal(np.sort(stream[epoch * n:(epoch + 1) * n]), np.arange(n))
-  assert not np.array_equal(stream[:n], stream[n:2 * n])
+    np.testing.assert_array_equal(np.sort(stream[epoch * n : (epoch + 1) * n]), np.arange(n))
+  assert not np.array_equal(stream[:n], stream[n : 2 * n])
   np.testing.assert_array_equal(pairs_lib.pair_batch_indices(n, b, 4, seed=7), stream[9:12])
   assert not np.array_equal(pairs_lib.pair_batch_indices(n, b, 1, seed=8), stream[:3])
   assert pairs_lib.pair_batch_indices(2, 8, 1, seed=0).shape == (8,)  # batch larger than the pairs
@@ -85,9 +89,19 @@ def test_forward_pass_count_matches_the_sampler(mode):
         rows.append(v.shape[0])
         return jnp.zeros_like(v), jnp.zeros_like(a)
 
-      guided_velocity(model_fn, jnp.zeros((1, 2, 1, 1, 1)), jnp.zeros((1, 3, 2)), 0.5,
-                      {"label": jnp.zeros((1,), jnp.int32)}, mode=mode, cfg_scale=cfg_scale,
-                      sync_cfg=sync_cfg, s_v=s_v, s_a=s_a, null_label=3)
+      guided_velocity(
+          model_fn,
+          jnp.zeros((1, 2, 1, 1, 1)),
+          jnp.zeros((1, 3, 2)),
+          0.5,
+          {"label": jnp.zeros((1,), jnp.int32)},
+          mode=mode,
+          cfg_scale=cfg_scale,
+          sync_cfg=sync_cfg,
+          s_v=s_v,
+          s_a=s_a,
+          null_label=3,
+      )
       scfg = config_lib.get_sample_config()
       scfg.update(mode=mode, cfg_scale=cfg_scale, sync_cfg=sync_cfg, s_v=s_v, s_a=s_a, num_steps=3)
       assert pairs_lib.passes_per_velocity(scfg) == sum(rows), (cfg_scale, sync_cfg, s_v, s_a)
@@ -119,8 +133,9 @@ def test_build_ranked_pairs_v2a(tmp_path):
   assert cost["sampler_forward_passes_per_pair"] == 4
   assert cost["num_pairs"] == 3 and cost["num_candidates"] == 2
   assert cost["seconds_per_pair_sampling"] > 0 and cost["seconds_per_pair_scoring"] > 0
-  np.testing.assert_allclose(cost["seconds_per_pair"],
-                             cost["seconds_per_pair_sampling"] + cost["seconds_per_pair_scoring"])
+  np.testing.assert_allclose(
+      cost["seconds_per_pair"], cost["seconds_per_pair_sampling"] + cost["seconds_per_pair_scoring"]
+  )
 
   rule = pairs_lib.rule_pair_cost(c, batch_size=2, repeats=2)
   assert set(rule) == set(pairs_lib.COST_KEYS)
@@ -150,12 +165,22 @@ def test_dpo_step_on_explicit_losers_equals_the_rule_step(tmp_path, sft_dir):
     negatives = jax.jit(steps.make_rule_negatives(codec, c))
     video_l, audio_l, _ = negatives(k_neg, s1.curriculum, video_w, audio_w)
     # Sampled pairs are fed as latents, winner and loser alike.
-    pairs_batch = jax.device_put({"video": video_w, "audio": audio_w, "loser_video": video_l,
-                                  "loser_audio": audio_l, "label": batch["label"]}, setup.batch_sharding)
+    pairs_batch = jax.device_put(
+        {
+            "video": video_w,
+            "audio": audio_w,
+            "loser_video": video_l,
+            "loser_audio": audio_l,
+            "label": batch["label"],
+        },
+        setup.batch_sharding,
+    )
     s_exp, m_exp = setup.step_fn(copy(s1), pairs_batch)
 
-  assert not (np.allclose(np.asarray(video_l), np.asarray(video_w))
-              and np.allclose(np.asarray(audio_l), np.asarray(audio_w)))  # real negatives
+  assert not (
+      np.allclose(np.asarray(video_l), np.asarray(video_w))
+      and np.allclose(np.asarray(audio_l), np.asarray(audio_w))
+  )  # real negatives
   assert abs(float(m_rule["loss"]) - np.log(2.0)) > 1e-4  # policy != reference: a real comparison
   for k in ("loss", "dpo_loss", "reward_accuracy", "reward_margin", "grad_norm"):
     np.testing.assert_allclose(float(m_exp[k]), float(m_rule[k]), rtol=1e-5, err_msg=k)

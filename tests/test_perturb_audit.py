@@ -1,4 +1,5 @@
 """The shortcut audit: single-stream statistics, AUCs and the probe see artefacts and only artefacts."""
+
 import jax
 import numpy as np
 import pytest
@@ -26,13 +27,13 @@ def test_auc_and_separation_known_values():
 def test_statistics_see_repeats_silence_and_splices():
   _, audio = _clips(0, b=2)
   frozen = audio.copy()
-  frozen[0, 50:] = frozen[0, 49]              # a frozen tail: exact repeats
-  frozen[1, :10] = audio[1].min() - 1.0        # frames below anything in the clip
+  frozen[0, 50:] = frozen[0, 49]  # a frozen tail: exact repeats
+  frozen[1, :10] = audio[1].min() - 1.0  # frames below anything in the clip
   s, f = audit.stream_statistics(audio), audit.stream_statistics(frozen)
   col = {k: i for i, k in enumerate(audit.STATISTICS)}
   assert s[0, col["repeats"]] == 0 and f[0, col["repeats"]] == pytest.approx(50 / 99)
   assert f[1, col["min_level"]] < s[1, col["min_level"]] - 0.5
-  assert f[1, col["max_jump"]] > 3 * s[1, col["max_jump"]]   # the jump into and out of the silence
+  assert f[1, col["max_jump"]] > 3 * s[1, col["max_jump"]]  # the jump into and out of the silence
 
 
 def test_probe_is_at_chance_between_real_clips_and_catches_an_artefact():
@@ -41,8 +42,16 @@ def test_probe_is_at_chance_between_real_clips_and_catches_an_artefact():
   chance = audit.probe_auc(audit.stream_statistics(audio_w), audit.stream_statistics(audio_other))
   assert chance < 0.6, chance
   # Shift with silence padding writes frames quieter than the clip: one statistic alone finds them.
-  r = audit.audit_rule("shift", jax.random.key(0), video_w, audio_w, 1.0, FPS_V, FPS_A,
-                       {"shift": {"modality": "audio", "pad": "silence"}})
+  r = audit.audit_rule(
+      "shift",
+      jax.random.key(0),
+      video_w,
+      audio_w,
+      1.0,
+      FPS_V,
+      FPS_A,
+      {"shift": {"modality": "audio", "pad": "silence"}},
+  )
   assert r["stream"] == "audio" and r["changed"] == 1.0
   assert r["max_auc"] > 0.95 and r["probe_auc"] > 0.95, r
   # Swap takes another real clip's audio: nothing in the audio alone gives it away.

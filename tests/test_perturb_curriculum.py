@@ -1,4 +1,5 @@
 """Tests of the curriculum (syncdpo_jax.perturb.curriculum): each schedule's trajectory."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,8 +16,7 @@ def trajectory(cfg, accuracies):
   out = []
   for acc in accuracies:
     state = upd(state, jnp.float32(acc))
-    out.append((int(state.step), float(state.difficulty), int(state.stage),
-                float(state.reward_acc_ema)))
+    out.append((int(state.step), float(state.difficulty), int(state.stage), float(state.reward_acc_ema)))
   return state, out
 
 
@@ -60,8 +60,7 @@ def test_staged_schedule_follows_step_boundaries_and_switches_mixes():
   _, traj = trajectory(cfg, [0.5] * 5)
   assert [s for _, _, s, _ in traj] == [0, 1, 1, 2, 2]
   np.testing.assert_allclose([d for _, d, _, _ in traj], [0.0, 0.4, 0.4, 0.9, 0.9], atol=1e-6)
-  mixes = [np.asarray(curriculum.mix_probs(state0.replace(stage=jnp.int32(k)), cfg))
-           for k in range(3)]
+  mixes = [np.asarray(curriculum.mix_probs(state0.replace(stage=jnp.int32(k)), cfg)) for k in range(3)]
   swap = perturb.kind_index("swap")
   for k, m in enumerate(mixes):
     assert m.shape == (len(perturb.names()),) and m.sum() == pytest.approx(1.0)
@@ -108,8 +107,9 @@ def test_curriculum_drives_make_negatives_inside_jit():
 
   @jax.jit
   def step(state, key):
-    vl, al, info = perturb.make_negatives(key, video, audio, curriculum.strength(state), fps_v,
-                                          fps_a, curriculum.mix_probs(state, cfg))
+    vl, al, info = perturb.make_negatives(
+        key, video, audio, curriculum.strength(state), fps_v, fps_a, curriculum.mix_probs(state, cfg)
+    )
     return curriculum.update(state, cfg, jnp.float32(0.9)), info
 
   state = curriculum.init(cfg)
@@ -120,12 +120,15 @@ def test_curriculum_drives_make_negatives_inside_jit():
   np.testing.assert_allclose(np.stack(strengths)[:, 0], [1.0, 0.5, 0.0])
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("schedule", "cosine", "expected one of"),
-    ("stage_difficulties", (0.0, 1.0), "stage_difficulties has 2 entries"),
-    ("stage_boundaries", (5, 3), "increasing"),
-    ("backoff_threshold", 0.9, "backoff_threshold must be < advance_threshold"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("schedule", "cosine", "expected one of"),
+        ("stage_difficulties", (0.0, 1.0), "stage_difficulties has 2 entries"),
+        ("stage_boundaries", (5, 3), "increasing"),
+        ("backoff_threshold", 0.9, "backoff_threshold must be < advance_threshold"),
+    ],
+)
 def test_config_errors_name_the_field(field, value, match):
   cfg = perturb.get_curriculum_config("adaptive")
   cfg[field] = value

@@ -1,4 +1,5 @@
 """Tests of the temporal perturbation rules (syncdpo_jax.perturb.ops / registry)."""
+
 import functools
 
 import jax
@@ -25,9 +26,8 @@ def click_logmel(times_s, window_s=WINDOW_S, n_mels=32) -> np.ndarray:
   burst = rng.standard_normal(80).astype(np.float32) * np.exp(-np.arange(80) / 20.0)
   for t in times_s:
     i = int(round(t * SR))
-    wav[i:i + 80] += burst[: n - i]
-  mel = librosa.feature.melspectrogram(y=wav, sr=SR, n_fft=512, hop_length=HOP, n_mels=n_mels,
-                                       center=True)
+    wav[i : i + 80] += burst[: n - i]
+  mel = librosa.feature.melspectrogram(y=wav, sr=SR, n_fft=512, hop_length=HOP, n_mels=n_mels, center=True)
   db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
   x = np.clip(db - db.max(), -80.0, 0.0) / 40.0 + 1.0
   return x.T[: int(window_s * FPS_A)].astype(np.float32)
@@ -43,14 +43,14 @@ def onset_frames(logmel) -> np.ndarray:
 
 def random_clip(seed, t_v=T_V, t_a=T_A, dtype=jnp.float32):
   kv, ka = jax.random.split(jax.random.key(seed))
-  return (jax.random.normal(kv, (t_v, 4, 4, 3)).astype(dtype),
-          jax.random.normal(ka, (t_a, 8)).astype(dtype))
+  return (jax.random.normal(kv, (t_v, 4, 4, 3)).astype(dtype), jax.random.normal(ka, (t_a, 8)).astype(dtype))
 
 
 def test_registry_is_consistent():
   assert perturb.names() == list(ops.MAGNITUDES) == list(ops.DEFAULT_OPTIONS) == list(ops.BUILDERS)
-  assert {"shift", "replace", "scale", "reverse", "shuffle", "swap", "mute", "freeze",
-          "repeat"} <= set(perturb.names())
+  assert {"shift", "replace", "scale", "reverse", "shuffle", "swap", "mute", "freeze", "repeat"} <= set(
+      perturb.names()
+  )
   for name in perturb.names():
     mags = [float(perturb.magnitude(name, s, WINDOW_S)) for s in (0.0, 0.25, 0.5, 1.0)]
     assert mags == sorted(mags), (name, mags)  # stronger = larger
@@ -72,8 +72,10 @@ def structured_clip(dtype=jnp.float32, delay_s=0.0):
 @functools.lru_cache(maxsize=None)
 def _batched_apply(name):
   """jit(vmap(apply)) over (key, video, audio, strength, other_video, other_audio)."""
+
   def one(k, v, a, s, ov, oa):
     return perturb.apply(name, k, v, a, s, FPS_V, FPS_A, other=(ov, oa))
+
   return jax.jit(jax.vmap(one))
 
 
@@ -84,8 +86,9 @@ def test_jit_vmap_traced_strength_shapes_dtypes_determinism_and_never_identity(n
   # distort only unchanging frames and return the identity. They differ from each other, so that
   # Swap / cross-example Replace (other = previous example) really bring different content.
   dtype = jnp.bfloat16 if name == "scale" else jnp.float32
-  clips = ([random_clip(i, dtype=dtype) for i in range(6)] +
-           [structured_clip(dtype, d) for d in (0.0, 0.1, 0.2)])
+  clips = [random_clip(i, dtype=dtype) for i in range(6)] + [
+      structured_clip(dtype, d) for d in (0.0, 0.1, 0.2)
+  ]
   b = len(clips)
   v = jnp.stack([c[0] for c in clips])
   a = jnp.stack([c[1] for c in clips])
@@ -105,17 +108,19 @@ def test_jit_vmap_traced_strength_shapes_dtypes_determinism_and_never_identity(n
   assert np.array_equal(v2, v3) and np.array_equal(a2, a3)
   assert jax.tree.all(jax.tree.map(np.array_equal, info, info3))
   # Never the identity, at strength 0 included; only the configured modality is distorted.
-  distorted = (np.asarray(jnp.any(v2 != v, axis=(1, 2, 3, 4))) |
-               np.asarray(jnp.any(a2 != a, axis=(1, 2))))
+  distorted = np.asarray(jnp.any(v2 != v, axis=(1, 2, 3, 4))) | np.asarray(jnp.any(a2 != a, axis=(1, 2)))
   assert distorted.all(), (name, distorted)
   untouched = v2 if ops.DEFAULT_OPTIONS[name]["modality"] == "audio" else a2
   assert np.array_equal(untouched, v if untouched is v2 else a)
 
 
-@pytest.mark.parametrize("fps_v,fps_a,clip_s", [
-    (8.0, 50.0, 1.0),     # non-integer ratio (6.25 audio frames per video frame), short clip
-    (30.0, 25.0, 2.0),    # audio latents coarser than video (e.g. a 25 Hz audio VAE)
-])
+@pytest.mark.parametrize(
+    "fps_v,fps_a,clip_s",
+    [
+        (8.0, 50.0, 1.0),  # non-integer ratio (6.25 audio frames per video frame), short clip
+        (30.0, 25.0, 2.0),  # audio latents coarser than video (e.g. a 25 Hz audio VAE)
+    ],
+)
 def test_every_time_map_at_strength_zero_displaces_at_least_one_coarse_frame(fps_v, fps_a, clip_s):
   t_v, t_a = int(round(clip_s * fps_v)), int(round(clip_s * fps_a))
   video, audio = random_clip(0, t_v, t_a)
@@ -123,8 +128,9 @@ def test_every_time_map_at_strength_zero_displaces_at_least_one_coarse_frame(fps
 
   @jax.jit
   def all_maps(key, video, audio):
-    return {n: ops.build_maps(n, key, video, audio, 0.0, fps_v, fps_a, has_other=True)
-            for n in perturb.names()}
+    return {
+        n: ops.build_maps(n, key, video, audio, 0.0, fps_v, fps_a, has_other=True) for n in perturb.names()
+    }
 
   for seed in range(3):
     maps = all_maps(jax.random.key(seed), video, audio)
@@ -183,8 +189,7 @@ def test_scale_multiplies_inter_onset_intervals_by_the_factor(strength):
     assert len(after) == len(ideal) >= 2, (a, before, after)
     # Nearest-frame resampling places each onset within max(a, 1) / 2 frames of a * t, peak
     # picking within one more frame; intervals therefore within max(a, 1) + 1 frames of a * IOI.
-    np.testing.assert_allclose(np.diff(after), a * np.diff(before[: len(after)]),
-                               atol=max(a, 1.0) + 1.0)
+    np.testing.assert_allclose(np.diff(after), a * np.diff(before[: len(after)]), atol=max(a, 1.0) + 1.0)
     # And the overall tempo: the first-to-last interval, over many beats, is a times longer.
     span = after[-1] - after[0]
     assert span == pytest.approx(a * (before[len(after) - 1] - before[0]), abs=max(a, 1.0) + 1.0)
@@ -197,15 +202,15 @@ def test_swap_without_other_falls_back_to_whole_clip_reverse():
   assert int(info["kind"]) == perturb.kind_index("reverse")
   np.testing.assert_array_equal(a2, audio[::-1])
   # The batched helper with batch size 1 falls back identically (no other example to swap with).
-  vl, al, info_b = jax.jit(lambda k, v, a: perturb.make_negatives(
-      k, v, a, 0.0, FPS_V, FPS_A, {"swap": 1.0}))(jax.random.key(1), video[None], audio[None])
+  vl, al, info_b = jax.jit(lambda k, v, a: perturb.make_negatives(k, v, a, 0.0, FPS_V, FPS_A, {"swap": 1.0}))(
+      jax.random.key(1), video[None], audio[None]
+  )
   assert info_b["kind"].tolist() == [perturb.kind_index("reverse")]
   np.testing.assert_array_equal(al[0], audio[::-1])
   np.testing.assert_array_equal(vl[0], video)
   # With another example the swap is real: the audio is the other example's, untouched.
   other = random_clip(1)
-  _, a3, info = perturb.apply("swap", jax.random.key(0), video, audio, 0.5, FPS_V, FPS_A,
-                              other=other)
+  _, a3, info = perturb.apply("swap", jax.random.key(0), video, audio, 0.5, FPS_V, FPS_A, other=other)
   assert int(info["kind"]) == perturb.kind_index("swap")
   np.testing.assert_array_equal(a3, other[1])
 
@@ -225,9 +230,11 @@ def test_make_negatives_equals_vmapped_sample_apply_with_rolled_batch_and_traced
     s = curriculum.strength(state)
     neg = perturb.make_negatives(key, v, a, s, FPS_V, FPS_A, probs, options)
     keys = jax.random.split(key, b)
-    ref = jax.vmap(lambda k, v_, a_, ov, oa: perturb.sample_apply(
-        k, v_, a_, s, FPS_V, FPS_A, probs, other=(ov, oa), options=options))(
-            keys, v, a, jnp.roll(v, 1, 0), jnp.roll(a, 1, 0))
+    ref = jax.vmap(
+        lambda k, v_, a_, ov, oa: perturb.sample_apply(
+            k, v_, a_, s, FPS_V, FPS_A, probs, other=(ov, oa), options=options
+        )
+    )(keys, v, a, jnp.roll(v, 1, 0), jnp.roll(a, 1, 0))
     return neg, ref
 
   kinds = set()
@@ -258,8 +265,7 @@ def test_static_mix_only_samples_positive_probabilities():
 def test_replace_from_self_copies_a_segment_displaced_by_the_shift_offset(strength):
   video, audio = random_clip(3)
   for seed in range(6):
-    _, a2, info = perturb.apply("replace", jax.random.key(seed), video, audio, strength, FPS_V,
-                                FPS_A)
+    _, a2, info = perturb.apply("replace", jax.random.key(seed), video, audio, strength, FPS_V, FPS_A)
     # Displacement = the Shift offset at this strength (0.1 s / 1 s), shortened only if neither
     # direction fits in the clip (never below one coarse frame).
     want = float(perturb.magnitude("shift", strength, WINDOW_S))
@@ -268,7 +274,7 @@ def test_replace_from_self_copies_a_segment_displaced_by_the_shift_offset(streng
       assert abs(float(info["offset_s"])) == pytest.approx(want)
     start, n = int(round(float(info["start_s"]) * FPS_A)), int(round(float(info["duration_s"]) * FPS_A))
     src = start - int(round(float(info["offset_s"]) * FPS_A))
-    np.testing.assert_array_equal(a2[start:start + n], audio[src:src + n])
+    np.testing.assert_array_equal(a2[start : start + n], audio[src : src + n])
     np.testing.assert_array_equal(a2[:start], audio[:start])
 
 
@@ -279,7 +285,7 @@ def test_mute_silences_an_onset_with_the_clip_minimum():
   start = int(round(float(info["start_s"]) * FPS_A))
   n = int(round(float(info["duration_s"]) * FPS_A))
   assert n == MIN_A
-  np.testing.assert_array_equal(a2[start:start + n], jnp.broadcast_to(audio.min(0), (n, 32)))
+  np.testing.assert_array_equal(a2[start : start + n], jnp.broadcast_to(audio.min(0), (n, 32)))
   assert len(onset_frames(a2)) == 1  # one of the two clicks was dropped
 
 
@@ -288,19 +294,15 @@ def test_user_errors_are_actionable():
   with pytest.raises(ValueError, match="unknown perturbation 'wobble'"):
     perturb.apply("wobble", jax.random.key(0), video, audio, 0.5, FPS_V, FPS_A)
   with pytest.raises(ValueError, match="no option 'speed'"):
-    perturb.apply("shift", jax.random.key(0), video, audio, 0.5, FPS_V, FPS_A,
-                  options={"speed": 2})
+    perturb.apply("shift", jax.random.key(0), video, audio, 0.5, FPS_V, FPS_A, options={"speed": 2})
   with pytest.raises(ValueError, match="modality must be 'audio' or 'video'"):
-    perturb.apply("shift", jax.random.key(0), video, audio, 0.5, FPS_V, FPS_A,
-                  options={"modality": "text"})
+    perturb.apply("shift", jax.random.key(0), video, audio, 0.5, FPS_V, FPS_A, options={"modality": "text"})
   with pytest.raises(ValueError, match="too short"):
     perturb.apply("shift", jax.random.key(0), video[:2], audio[:10], 0.5, FPS_V, FPS_A)
   with pytest.raises(ValueError, match="no positive probability"):
-    perturb.make_negatives(jax.random.key(0), video[None], audio[None], 0.5, FPS_V, FPS_A,
-                           {"shift": 0.0})
+    perturb.make_negatives(jax.random.key(0), video[None], audio[None], 0.5, FPS_V, FPS_A, {"shift": 0.0})
   with pytest.raises(ValueError, match="shape"):
-    perturb.make_negatives(jax.random.key(0), video[None], audio[None], 0.5, FPS_V, FPS_A,
-                           jnp.ones((3,)))
+    perturb.make_negatives(jax.random.key(0), video[None], audio[None], 0.5, FPS_V, FPS_A, jnp.ones((3,)))
 
 
 def test_config_round_trip_drives_options_and_mix():
@@ -312,13 +314,14 @@ def test_config_round_trip_drives_options_and_mix():
   probs = perturb.probs_from_config(cfg)
   assert opts["shift"]["modality"] == "video" and probs["swap"] == 0.0
   video, audio = random_clip(0)
-  v2, a2, info = perturb.apply("shift", jax.random.key(0), video, audio, 0.0, FPS_V, FPS_A,
-                               options=opts["shift"])
+  v2, a2, info = perturb.apply(
+      "shift", jax.random.key(0), video, audio, 0.0, FPS_V, FPS_A, options=opts["shift"]
+  )
   assert int(info["modality"]) == ops.VIDEO
   np.testing.assert_array_equal(a2, audio)
   d = int(round(-float(info["offset_s"]) * FPS_V))  # video late by d frames = audio early
   assert abs(d) == 1
-  np.testing.assert_array_equal(v2[max(d, 0):T_V + min(d, 0)], video[max(-d, 0):T_V - max(d, 0)])
+  np.testing.assert_array_equal(v2[max(d, 0) : T_V + min(d, 0)], video[max(-d, 0) : T_V - max(d, 0)])
   only = perturb.probs_from_config(perturb.get_perturb_config("replace_scale"))
   assert {n for n, p in only.items() if p > 0} == {"replace", "scale"}
 
@@ -329,8 +332,7 @@ def test_make_negatives_stays_shard_local_on_a_batch_sharded_mesh():
   devices = jax.devices()[:8]
   if len(devices) < 8:
     pytest.skip("needs 8 devices (tests/conftest.py sets 8 virtual CPU devices)")
-  mesh = jax.sharding.Mesh(np.asarray(devices), ("data",),
-                           axis_types=(jax.sharding.AxisType.Auto,))
+  mesh = jax.sharding.Mesh(np.asarray(devices), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
   sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
   v = jnp.stack([random_clip(i)[0] for i in range(8)])
   a = jnp.stack([random_clip(i)[1] for i in range(8)])

@@ -1,5 +1,6 @@
 """The sync-sensitivity probe's mechanics (train/probe.py): real crops only, one set of draws for every
 shift and checkpoint, e(0) - e(0) = 0, deterministic."""
+
 import os
 import sys
 
@@ -39,8 +40,9 @@ def test_shifted_inputs_are_crops_of_the_clip(setup):
       np.testing.assert_array_equal(pairs["video"][j, i], want["video"])
       np.testing.assert_array_equal(pairs["audio"][j, i], want["audio"])
       # A real crop: its frames are the clip's own frames start + d ... (no padding, no repeats).
-      np.testing.assert_array_equal(pairs["video"][j, i],
-                                    ex["video"][start + d:start + d + win].astype(np.float32) / 127.5 - 1)
+      np.testing.assert_array_equal(
+          pairs["video"][j, i], ex["video"][start + d : start + d + win].astype(np.float32) / 127.5 - 1
+      )
     # The control freezes the first frames of the aligned window and changes nothing else.
     k = probe.CONTROL_FRAMES
     np.testing.assert_array_equal(pairs["control_video"][i, k:], pairs["video"][0, i, k:])
@@ -51,6 +53,7 @@ def test_errors_are_deterministic_with_one_set_of_draws(setup):
   c = setup
   codec = codec_lib.make_codec(c.codec, c.data)
   from flax import nnx
+
   graphdef, params, rest = nnx.split(model_lib.build(c.model, nnx.Rngs(0)), nnx.Param, ...)
   # Off the adaLN-zero init (whose output ignores the input), so the given stream matters.
   leaves, tree = jax.tree.flatten(params)
@@ -59,8 +62,9 @@ def test_errors_are_deterministic_with_one_set_of_draws(setup):
   apply = steps.make_apply(graphdef, rest, c.objective.prediction)
   p = probe.Probe(c, codec, apply)
   t1, e1 = p.draws["v2a"]
-  t2, e2 = probe.probe_draws(jax.random.key(int(c.seed) + 17), p.latents["audio"][0].shape, 4,
-                             steps.t_kwargs(c.objective))
+  t2, e2 = probe.probe_draws(
+      jax.random.key(int(c.seed) + 17), p.latents["audio"][0].shape, 4, steps.t_kwargs(c.objective)
+  )
   np.testing.assert_array_equal(t1, t2)
   np.testing.assert_array_equal(e1, e2)  # fixed by the key alone: every delta and checkpoint
   r1 = p("a", params)
@@ -73,7 +77,7 @@ def test_errors_are_deterministic_with_one_set_of_draws(setup):
   assert set(r["pair_accuracy"]) == {"1", "2", "3", "5"} and 0 <= r["control_accuracy"] <= 1
   p2 = probe.Probe(c, codec, apply)
   assert p2("a", params)["a/v2a"] == r  # deterministic
-  assert p.results["b/v2a"] != r       # and it sees the parameters
+  assert p.results["b/v2a"] != r  # and it sees the parameters
 
 
 def test_summary_reads_a_model_that_prefers_the_aligned_pair():

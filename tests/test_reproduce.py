@@ -1,4 +1,5 @@
 """The reproduction experiment's plan and statistics (the runs themselves are the experiment, not a test)."""
+
 import os
 import sys
 
@@ -24,7 +25,9 @@ def test_every_run_is_a_valid_config_differing_only_where_the_ablation_says(vari
     assert "reproduce" not in rc
     if name != "base":
       assert rc.init_from == os.path.join("/w", "runs", "base")
-      assert rc.train.num_steps == c.reproduce.post_steps and rc.data.batch_size == c.reproduce.post_batch_size
+      assert (
+          rc.train.num_steps == c.reproduce.post_steps and rc.data.batch_size == c.reproduce.post_batch_size
+      )
   s = rp._seeded
   ref = runs[s("syncdpo", seeds[0], seeds)]
   assert ref.mode == "dpo" and ref.curriculum.schedule == "staged" and ref.curriculum.use_stage_mixes
@@ -91,6 +94,7 @@ def test_run_tasks_respects_dependencies_priority_and_the_worker_limit():
   import concurrent.futures
   import threading
   import time
+
   lock, state, log = threading.Lock(), {"running": 0, "peak": 0}, []
 
   def work(name, secs):
@@ -103,10 +107,14 @@ def test_run_tasks_respects_dependencies_priority_and_the_worker_limit():
       state["running"] -= 1
     return name
 
-  tasks = {"base": ((), work, ("base", 0.05)),
-           "a": (("base",), work, ("a", 0.2)), "b": (("base",), work, ("b", 0.05)),
-           "c": (("base",), work, ("c", 0.05)),
-           "eval_b": (("b",), work, ("eval_b", 0.01)), "eval_all": (("a", "b", "c"), work, ("eval_all", 0.01))}
+  tasks = {
+      "base": ((), work, ("base", 0.05)),
+      "a": (("base",), work, ("a", 0.2)),
+      "b": (("base",), work, ("b", 0.05)),
+      "c": (("base",), work, ("c", 0.05)),
+      "eval_b": (("b",), work, ("eval_b", 0.01)),
+      "eval_all": (("a", "b", "c"), work, ("eval_all", 0.01)),
+  }
   finished = []
   with concurrent.futures.ThreadPoolExecutor(4) as pool:
     rp.run_tasks(pool, tasks, 2, lambda name, result: finished.append((name, result)))

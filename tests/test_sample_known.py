@@ -6,6 +6,7 @@ Integrating that exact field from N(0, I) at t = 1 must reproduce the mixture: i
 component's mean and spread. The x-prediction path (the field handed to the sampler as E[x0 | x_t],
 converted by objectives.flow.velocity_model) must give the same samples as the velocity itself.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,12 +22,12 @@ SD = jnp.array([0.3, 0.5, 0.4])
 
 def _posterior(x, t):
   """Responsibilities [N, K], E[x0 | x_t, k] and E[eps | x_t, k] [N, K, D] for x [N, D], t scalar."""
-  var = (1.0 - t) ** 2 * SD ** 2 + t ** 2                               # [K] variance of x_t | k
-  r = x[:, None, :] - (1.0 - t) * MU[None]                              # [N, K, D]
+  var = (1.0 - t) ** 2 * SD**2 + t**2  # [K] variance of x_t | k
+  r = x[:, None, :] - (1.0 - t) * MU[None]  # [N, K, D]
   d = x.shape[-1]
-  logp = jnp.log(W) - 0.5 * jnp.sum(r ** 2, -1) / var - 0.5 * d * jnp.log(var)
+  logp = jnp.log(W) - 0.5 * jnp.sum(r**2, -1) / var - 0.5 * d * jnp.log(var)
   resp = jax.nn.softmax(logp, axis=-1)
-  x0 = MU[None] + ((1.0 - t) * SD ** 2 / var)[None, :, None] * r
+  x0 = MU[None] + ((1.0 - t) * SD**2 / var)[None, :, None] * r
   eps = (t / var)[None, :, None] * r
   return resp, x0, eps
 

@@ -1,6 +1,7 @@
 """Real-hardware configs and the memory plan: every preset builds (eval_shape) and fits its target, the
 plan's state bytes are those of the real sharded TrainState, the activation estimate matches JAX's
 saved residuals and bounds XLA's compiled memory, and splash attention equals the einsum path."""
+
 import math
 import os
 import sys
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+
 # Private in jax 0.10.2 (requirements.txt pins it); the public twin only prints.
 from jax._src.ad_checkpoint import saved_residuals
 
@@ -27,8 +29,9 @@ from configs import gpu, test as test_config, tpu_pod  # noqa: E402
 PRESETS = [(gpu, p) for p in gpu.PRESETS] + [(tpu_pod, p) for p in tpu_pod.PRESETS]
 
 
-@pytest.mark.parametrize("module,preset", PRESETS, ids=[f"{m.__name__.split('.')[-1]}:{p}"
-                                                         for m, p in PRESETS])
+@pytest.mark.parametrize(
+    "module,preset", PRESETS, ids=[f"{m.__name__.split('.')[-1]}:{p}" for m, p in PRESETS]
+)
 def test_preset_builds_and_fits_its_target(module, preset):
   # DPO is the heavier mode (reference params, winner + loser activations): the preset must fit it.
   c = module.get_config(f"{preset},mode=dpo")
@@ -85,13 +88,16 @@ def _small_model(remat: str):
   cfg.shapes.T_v, cfg.shapes.h, cfg.shapes.w, cfg.shapes.T_a = 8, 8, 8, 40
   gd, params, rest = nnx.split(model_lib.build_abstract(cfg), nnx.Param, ...)
   B, s = 8, cfg.shapes
-  args = (jax.ShapeDtypeStruct((B, s.T_v, s.h, s.w, cfg.video_channels), jnp.float32),
-          jax.ShapeDtypeStruct((B, s.T_a, cfg.audio_channels), jnp.float32),
-          jax.ShapeDtypeStruct((B,), jnp.float32), jax.ShapeDtypeStruct((B,), jnp.int32))
+  args = (
+      jax.ShapeDtypeStruct((B, s.T_v, s.h, s.w, cfg.video_channels), jnp.float32),
+      jax.ShapeDtypeStruct((B, s.T_a, cfg.audio_channels), jnp.float32),
+      jax.ShapeDtypeStruct((B,), jnp.float32),
+      jax.ShapeDtypeStruct((B,), jnp.int32),
+  )
 
   def loss(params, video, audio, t, label):
     v, a = nnx.merge(gd, params, rest)(video, audio, t, t, {"label": label})
-    return jnp.mean(v ** 2) + jnp.mean(a ** 2)
+    return jnp.mean(v**2) + jnp.mean(a**2)
 
   return cfg, B, loss, params, args
 
@@ -103,8 +109,11 @@ def test_saved_activations_are_jax_saved_residuals():
   zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), (params,) + args)
   res = saved_residuals(loss, *zeros)
   # Per-layer residuals come out of the layer scan stacked on a leading [depth] axis.
-  stacked = sum(math.prod(a.shape) * a.dtype.itemsize for a, src in res
-                if "argument" not in src and a.shape[:1] == (cfg.depth,))
+  stacked = sum(
+      math.prod(a.shape) * a.dtype.itemsize
+      for a, src in res
+      if "argument" not in src and a.shape[:1] == (cfg.depth,)
+  )
   assert plan.activation_bytes(cfg, per_device_batch=B)["saved"] == stacked
 
 
@@ -115,8 +124,13 @@ def test_activation_estimate_bounds_xla_compiled_memory():
   cfg, B, loss, params, args = _small_model("dots_no_batch")
   # Backend optimisation only changes the generated code, not the buffer assignment; off, the
   # compile is twice as fast.
-  compiled = jax.jit(jax.grad(loss)).lower(params, *args).compile(
-      compiler_options={"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True})
+  compiled = (
+      jax.jit(jax.grad(loss))
+      .lower(params, *args)
+      .compile(
+          compiler_options={"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+      )
+  )
   temp = compiled.memory_analysis().temp_size_in_bytes
   est = plan.activation_bytes(cfg, per_device_batch=B)
   assert temp <= est["saved"] + est["layer"] <= 1.5 * temp, (temp, est)

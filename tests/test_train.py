@@ -1,5 +1,6 @@
 """Training: steps learn, resume is exact, SIGTERM leaves a restorable checkpoint, sharding is exact,
 bad configs stop before compiling."""
+
 import json
 import os
 import signal
@@ -91,8 +92,10 @@ def test_resume_is_exact(tmp_path, sft_dir):
   loop.train(c, str(tmp_path / "resumed"), stop_after=3)
   resumed = loop.train(c, str(tmp_path / "resumed"))
   assert int(resumed.step) == int(straight.step) == 6
-  for a, b in zip(jax.tree.leaves((straight.params, straight.opt_state, straight.curriculum)),
-                  jax.tree.leaves((resumed.params, resumed.opt_state, resumed.curriculum))):
+  for a, b in zip(
+      jax.tree.leaves((straight.params, straight.opt_state, straight.curriculum)),
+      jax.tree.leaves((resumed.params, resumed.opt_state, resumed.curriculum)),
+  ):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
   # Same data order: the logged losses of steps 4..6 agree too.
   rows = lambda d: {r["step"]: r["loss"] for r in map(json.loads, open(d / "metrics.jsonl"))}
@@ -131,6 +134,7 @@ def test_grad_accumulation_equals_one_big_batch(tmp_path, sft_dir, mode):
   alike) it turns float summation order into lr-sized steps; SGD shows what accumulation computes.
   """
   from syncdpo_jax.train import steps
+
   runs = []
   for accum in (1, 2):
     c = _config(tmp_path, mode, ema_decay=0.9)
@@ -155,8 +159,10 @@ def test_grad_accumulation_equals_one_big_batch(tmp_path, sft_dir, mode):
   (s1, l1), (s2, l2) = runs
   assert int(s1.step) == int(s2.step) == 3
   np.testing.assert_allclose(l1, l2, rtol=1e-6)
-  for a, b in zip(jax.tree.leaves((s1.params, s1.ema_params, s1.curriculum)),
-                  jax.tree.leaves((s2.params, s2.ema_params, s2.curriculum))):
+  for a, b in zip(
+      jax.tree.leaves((s1.params, s1.ema_params, s1.curriculum)),
+      jax.tree.leaves((s2.params, s2.ema_params, s2.curriculum)),
+  ):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-6)
 
 
@@ -195,15 +201,24 @@ def test_bad_configs_fail_before_compiling(tmp_path):
     loop.build(c, mesh=sharding_lib.make_mesh(c.model.mesh, devices=jax.devices()[:2]))
 
 
-@pytest.mark.parametrize("override, says", [
-    ("--config.train.nope=3", "--config.train.nope=3: the config has no field 'nope'"),
-    ("--config.train.num_steps=abc", "invalid literal for int()"),
-    ("--config.model.video_heads=3", "model.video_dim=32 is not divisible by model.video_heads=3"),
-    ("--config.mode=dpo", "needs a reference model"),
-])
+@pytest.mark.parametrize(
+    "override, says",
+    [
+        ("--config.train.nope=3", "--config.train.nope=3: the config has no field 'nope'"),
+        ("--config.train.num_steps=abc", "invalid literal for int()"),
+        ("--config.model.video_heads=3", "model.video_dim=32 is not divisible by model.video_heads=3"),
+        ("--config.mode=dpo", "needs a reference model"),
+    ],
+)
 def test_user_errors_are_one_message_without_traceback(tmp_path, override, says):
-  cmd = [sys.executable, os.path.join(REPO, "launch", "main.py"), f"--config={REPO}/configs/test.py",
-         f"--workdir={tmp_path}/w", f"--config.data.data_dir={tmp_path}/tfds", override]
+  cmd = [
+      sys.executable,
+      os.path.join(REPO, "launch", "main.py"),
+      f"--config={REPO}/configs/test.py",
+      f"--workdir={tmp_path}/w",
+      f"--config.data.data_dir={tmp_path}/tfds",
+      override,
+  ]
   r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
   assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
   assert says in r.stderr and r.stderr.startswith("error: ") and "Traceback" not in r.stderr, r.stderr
@@ -215,15 +230,22 @@ def test_user_errors_are_one_message_without_traceback(tmp_path, override, says)
 def test_cli_overrides_of_data_and_codec_rederive_the_model(tmp_path):
   """Fields the model derives (channels, rates, token grid) follow command-line data/codec changes."""
   w = tmp_path / "w"
-  cmd = [sys.executable, os.path.join(REPO, "launch", "main.py"), f"--config={REPO}/configs/test.py",
-         f"--workdir={w}", f"--config.data.data_dir={tmp_path.parent / 'tfds_shared'}",
-         "--config.train.num_steps=2", "--config.data.fps=5", "--config.data.window_s=1.6",
-         "--config.codec.patch=2"]
+  cmd = [
+      sys.executable,
+      os.path.join(REPO, "launch", "main.py"),
+      f"--config={REPO}/configs/test.py",
+      f"--workdir={w}",
+      f"--config.data.data_dir={tmp_path.parent / 'tfds_shared'}",
+      "--config.train.num_steps=2",
+      "--config.data.fps=5",
+      "--config.data.window_s=1.6",
+      "--config.codec.patch=2",
+  ]
   r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   rows = [json.loads(line) for line in open(w / "metrics.jsonl")]
   assert rows[-1]["step"] == 2 and np.isfinite(rows[-1]["loss"])
-  printed = r.stdout[r.stdout.index("Resolved config:"):]
+  printed = r.stdout[r.stdout.index("Resolved config:") :]
   # 1.6 s at 5 fps of 16 px frames in 2 px cells: 8 frames of 8x8x12 latents.
   for line in ("video_channels: 12", "video_fps: 5.0", "T_v: 8", "h: 8"):
     assert line in printed, line
@@ -249,9 +271,16 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
 
 def _launch_test_run(workdir, data_dir, *overrides, **popen_kw):
   """`launch/main.py` on configs/test.py in a subprocess (the CLI a preempted pod job runs)."""
-  cmd = [sys.executable, os.path.join(REPO, "launch", "main.py"), "--config",
-         os.path.join(REPO, "configs", "test.py"), "--workdir", str(workdir),
-         f"--config.data.data_dir={data_dir}", *overrides]
+  cmd = [
+      sys.executable,
+      os.path.join(REPO, "launch", "main.py"),
+      "--config",
+      os.path.join(REPO, "configs", "test.py"),
+      "--workdir",
+      str(workdir),
+      f"--config.data.data_dir={data_dir}",
+      *overrides,
+  ]
   return subprocess.Popen(cmd, env=dict(os.environ, JAX_PLATFORMS="cpu"), **popen_kw)
 
 
@@ -267,9 +296,16 @@ def _restore_checkpoint(tmp_path, workdir, data_dir, step):
 def test_sigterm_leaves_a_restorable_checkpoint(tmp_path):
   workdir = tmp_path / "run"
   data_dir = tmp_path.parent / "tfds_shared"
-  proc = _launch_test_run(workdir, data_dir, "--config.train.num_steps=100000",
-                          "--config.train.checkpoint_every=100000", "--config.train.log_every=1",
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  proc = _launch_test_run(
+      workdir,
+      data_dir,
+      "--config.train.num_steps=100000",
+      "--config.train.checkpoint_every=100000",
+      "--config.train.log_every=1",
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+  )
   try:
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -307,10 +343,16 @@ def test_kill_9_during_saves_leaves_the_last_complete_checkpoint_restorable(tmp_
   """SIGKILL while asynchronous saves run every step: no half-written checkpoint is ever 'latest'."""
   workdir = tmp_path / "run"
   data_dir = tmp_path.parent / "tfds_shared"
-  proc = _launch_test_run(workdir, data_dir, "--config.train.num_steps=100000",
-                          "--config.train.checkpoint_every=1", "--config.train.keep_checkpoints=100",
-                          "--config.train.log_every=1",
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = _launch_test_run(
+      workdir,
+      data_dir,
+      "--config.train.num_steps=100000",
+      "--config.train.checkpoint_every=1",
+      "--config.train.keep_checkpoints=100",
+      "--config.train.log_every=1",
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL,
+  )
   try:
     deadline = time.time() + 300
     ckpts = workdir / "checkpoints"
@@ -326,8 +368,7 @@ def test_kill_9_during_saves_leaves_the_last_complete_checkpoint_restorable(tmp_
   finally:
     if proc.poll() is None:
       proc.kill()
-  latest = ckpt_lib.make_manager(str(workdir), max_to_keep=100, save_every=1,
-                                 async_save=False).latest_step()
+  latest = ckpt_lib.make_manager(str(workdir), max_to_keep=100, save_every=1, async_save=False).latest_step()
   assert latest is not None and latest >= 3
   state = _restore_checkpoint(tmp_path, workdir, data_dir, latest)
   assert int(state.step) == latest
@@ -335,6 +376,7 @@ def test_kill_9_during_saves_leaves_the_last_complete_checkpoint_restorable(tmp_
 
 def test_ema_decay_warms_up_then_holds():
   from syncdpo_jax.train import steps
+
   d = [float(steps.ema_decay_at(n, 0.99)) for n in (0, 1, 8, 89, 891, 5000)]  # crosses 0.99 at n = 890
   np.testing.assert_allclose(d[:4], [1 / 10, 2 / 11, 9 / 18, 90 / 99], rtol=1e-6)
   assert d[4] == d[5] == pytest.approx(0.99)
@@ -344,6 +386,7 @@ def test_sample_mode_writes_mp4s_with_sound(tmp_path):
   """config.mode='sample' (joint, and v2a on a user's mp4): one mp4 per sample, video with its audio."""
   from syncdpo_jax.data import media
   from syncdpo_jax.train import evaluate
+
   c = _config(tmp_path, num_steps=1)
   loop.train(c, str(tmp_path / "run"))
   s = test_config.get_config("sample")

@@ -6,6 +6,7 @@ Encodes the first `--clips` training clips with the codec's standardisation off 
 flags to pass (or to write into the config). Latents standardised to zero mean and unit variance put
 data and noise on one scale in the flow (see syncdpo_jax/codec.py, PixelMelCodec).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,14 +31,18 @@ def stats(config, clips: int) -> dict[str, tuple[float, float]]:
   """{'video_norm': (mean, std), 'audio_norm': (mean, std)} of the raw latents of `clips` clips."""
   c = config.copy_and_resolve_references()
   if c.codec.name != "pixel_mel":
-    raise ValueError(f"config.codec.name={c.codec.name!r}: only pixel_mel standardises its latents here; "
-                     "a VAE codec's wrapper scales its own (syncdpo_jax/codec.py, FlaxVAECodec).")
+    raise ValueError(
+        f"config.codec.name={c.codec.name!r}: only pixel_mel standardises its latents here; "
+        "a VAE codec's wrapper scales its own (syncdpo_jax/codec.py, FlaxVAECodec)."
+    )
   c.codec.video_norm, c.codec.audio_norm = (0.0, 1.0), (0.0, 1.0)
   codec = codec_lib.make_codec(c.codec, c.data)
   ex = pipeline.first_examples(c.data, c.data.split_train, clips, ("video", "audio"))
   out = {}
-  for k, x in (("video_norm", codec.encode_video(jnp.asarray(ex["video"]))),
-               ("audio_norm", codec.encode_audio(jnp.asarray(ex["audio"])))):
+  for k, x in (
+      ("video_norm", codec.encode_video(jnp.asarray(ex["video"]))),
+      ("audio_norm", codec.encode_audio(jnp.asarray(ex["audio"]))),
+  ):
     x = np.asarray(x, np.float64)
     out[k] = (round(float(x.mean()), 4), round(float(x.std()), 4))
   return out

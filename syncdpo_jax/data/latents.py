@@ -25,6 +25,7 @@ on pixels. One difference is inherent in encoding whole clips once: the latent f
 were computed with the clip's neighbouring content, where the pixel pipeline's window-local log-mel sees
 zero padding (with a centred STFT, about n_fft / (2 hop) frames at each edge differ).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,159 +44,190 @@ PIXEL_FIELDS = ("fps", "resolution", "sr", "hop", "n_fft", "n_mels", "fmin", "fm
 
 
 def _features() -> tfds.features.FeaturesDict:
-    # Several unknown dims need bytes encoding in tfds; the shape is stored beside the bytes.
-    dyn = lambda ndim, dtype: tfds.features.Tensor(shape=(None,) * ndim, dtype=dtype, encoding="bytes")
-    return tfds.features.FeaturesDict({
-        "video_latent": dyn(4, np.float16),
-        "audio_latent": dyn(2, np.float16),
-        # Flat [L * D] (reshaped with the metadata's text len/dim): tfds cannot read back an empty
-        # tensor with several unknown dims, and datasets without captions store L = D = 0.
-        "caption_embedding": tfds.features.Tensor(shape=(None,), dtype=np.float16, encoding="bytes"),
-        "caption_mask": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-        "event_times": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-        "event_kinds": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-        "label": tfds.features.Scalar(dtype=np.int32),
-        "family": tfds.features.Text(),
-        "caption": tfds.features.Text(),
-        "clip_id": tfds.features.Text(),
-    })
+  # Several unknown dims need bytes encoding in tfds; the shape is stored beside the bytes.
+  dyn = lambda ndim, dtype: tfds.features.Tensor(shape=(None,) * ndim, dtype=dtype, encoding="bytes")
+  return tfds.features.FeaturesDict(
+      {
+          "video_latent": dyn(4, np.float16),
+          "audio_latent": dyn(2, np.float16),
+          # Flat [L * D] (reshaped with the metadata's text len/dim): tfds cannot read back an empty
+          # tensor with several unknown dims, and datasets without captions store L = D = 0.
+          "caption_embedding": tfds.features.Tensor(shape=(None,), dtype=np.float16, encoding="bytes"),
+          "caption_mask": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
+          "event_times": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+          "event_kinds": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+          "label": tfds.features.Scalar(dtype=np.int32),
+          "family": tfds.features.Text(),
+          "caption": tfds.features.Text(),
+          "clip_id": tfds.features.Text(),
+      }
+  )
 
 
 class PrecomputedLatents(builders._LocalBuilder):
-    """Codec latents of another dataset's clips (see module docstring).
+  """Codec latents of another dataset's clips (see module docstring).
 
-    Written only through `syncdpo_jax.data.precompute` (which passes `source`: the splits, the example
-    generator and the metadata); tfds writes into an `incomplete.*` folder and renames it when every
-    split is done, so an interrupted write never leaves a dataset that looks complete.
-    """
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "float16 video/audio latents, optional caption embeddings, layout metadata."}
+  Written only through `syncdpo_jax.data.precompute` (which passes `source`: the splits, the example
+  generator and the metadata); tfds writes into an `incomplete.*` folder and renames it when every
+  split is done, so an interrupted write never leaves a dataset that looks complete.
+  """
 
-    def __init__(self, *args, source=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        # precompute.LatentSource: .splits, .metadata, .examples(split) -> iterator of (int key, example).
-        self.source = source
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "float16 video/audio latents, optional caption embeddings, layout metadata."}
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(builder=self, description=self.__doc__, features=_features(),
-                                     metadata=tfds.core.MetadataDict(), disable_shuffling=True)
+  def __init__(self, *args, source=None, **kwargs):
+    super().__init__(*args, **kwargs)
+    # precompute.LatentSource: .splits, .metadata, .examples(split) -> iterator of (int key, example).
+    self.source = source
 
-    def _split_generators(self, dl_manager):
-        if self.source is None:
-            raise not_built_error(self)
-        self.info.metadata.update(self.source.metadata)
-        return {split: self._generate_examples(split) for split in self.source.splits}
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=self.__doc__,
+        features=_features(),
+        metadata=tfds.core.MetadataDict(),
+        disable_shuffling=True,
+    )
 
-    def _generate_examples(self, split: str):
-        return self.source.examples(split)
+  def _split_generators(self, dl_manager):
+    if self.source is None:
+      raise not_built_error(self)
+    self.info.metadata.update(self.source.metadata)
+    return {split: self._generate_examples(split) for split in self.source.splits}
+
+  def _generate_examples(self, split: str):
+    return self.source.examples(split)
 
 
 def make_builder(data_cfg: ml_collections.ConfigDict, source=None) -> PrecomputedLatents:
-    """The builder for data.data_dir / precomputed_latents / data.builder_config (`source` to write it)."""
-    config = tfds.core.BuilderConfig(name=data_cfg.builder_config, description="codec latents")
-    return PrecomputedLatents(config=config, data_dir=os.path.expanduser(data_cfg.data_dir), source=source)
+  """The builder for data.data_dir / precomputed_latents / data.builder_config (`source` to write it)."""
+  config = tfds.core.BuilderConfig(name=data_cfg.builder_config, description="codec latents")
+  return PrecomputedLatents(config=config, data_dir=os.path.expanduser(data_cfg.data_dir), source=source)
 
 
 def not_built_error(builder: tfds.core.DatasetBuilder) -> FileNotFoundError:
-    root, name = builder.data_dir_root, builder.builder_config.name
-    return FileNotFoundError(
-        f"{NAME}/{name} is not built in {root}: write it first with `python -m syncdpo_jax.data.precompute "
-        f"--config <your config> --out {root} --name {name}` (data.data_dir and data.builder_config "
-        "name it).")
+  root, name = builder.data_dir_root, builder.builder_config.name
+  return FileNotFoundError(
+      f"{NAME}/{name} is not built in {root}: write it first with `python -m syncdpo_jax.data.precompute "
+      f"--config <your config> --out {root} --name {name}` (data.data_dir and data.builder_config "
+      "name it)."
+  )
 
 
 def stored_metadata(builder: tfds.core.DatasetBuilder) -> dict:
-    """The metadata of a built latents dataset (see module docstring)."""
-    if not builder.is_prepared():
-        raise not_built_error(builder)
-    # items(), not dict(metadata): tfds loads metadata.json lazily on items()/keys(), and dict() of a
-    # dict subclass copies the (still empty) storage directly.
-    return dict(builder.info.metadata.items())
+  """The metadata of a built latents dataset (see module docstring)."""
+  if not builder.is_prepared():
+    raise not_built_error(builder)
+  # items(), not dict(metadata): tfds loads metadata.json lazily on items()/keys(), and dict() of a
+  # dict subclass copies the (still empty) storage directly.
+  return dict(builder.info.metadata.items())
 
 
 def stored_layout(meta: dict) -> codec_lib.LatentLayout:
-    return codec_lib.LatentLayout(**meta["layout"])
+  return codec_lib.LatentLayout(**meta["layout"])
 
 
 def check_data_config(meta: dict, data_cfg: ml_collections.ConfigDict, where: str) -> None:
-    """The run's pixel-space data settings must be those the latents were made from (decode, rates)."""
-    diffs = [f"config.data.{k}={data_cfg[k]!r} but the latents were made with {meta['pixel'][k]!r}"
-             for k in PIXEL_FIELDS if abs(float(data_cfg[k]) - float(meta["pixel"][k])) > 1e-9]
-    if diffs:
-        raise ValueError(f"{where}: " + "; ".join(diffs) + ". Set those fields to the stored values, or "
-                         "re-run syncdpo_jax.data.precompute with the new ones.")
+  """The run's pixel-space data settings must be those the latents were made from (decode, rates)."""
+  diffs = [
+      f"config.data.{k}={data_cfg[k]!r} but the latents were made with {meta['pixel'][k]!r}"
+      for k in PIXEL_FIELDS
+      if abs(float(data_cfg[k]) - float(meta["pixel"][k])) > 1e-9
+  ]
+  if diffs:
+    raise ValueError(
+        f"{where}: " + "; ".join(diffs) + ". Set those fields to the stored values, or "
+        "re-run syncdpo_jax.data.precompute with the new ones."
+    )
 
 
 def check_stored_layout(data_cfg: ml_collections.ConfigDict, layout: codec_lib.LatentLayout) -> None:
-    """Refuses a config whose codec layout (what the model is built for) differs from the stored one.
+  """Refuses a config whose codec layout (what the model is built for) differs from the stored one.
 
-    Called by `codec.make_codec` for config.codec.name='precomputed'.
-    """
-    builder = make_builder(data_cfg)
-    where = f"{NAME}/{data_cfg.builder_config} in {builder.data_dir}"
-    meta = stored_metadata(builder)
-    check_data_config(meta, data_cfg, where)
-    stored = meta["layout"]
-    diffs = [f"{k}: config gives {v!r}, stored {stored[k]!r}" for k, v in layout.to_dict().items()
-             if abs(float(v) - float(stored[k])) > 1e-9]
-    if diffs:
-        raise ValueError(
-            f"{where} holds latents made by {meta['made_by']!r} with another layout than config.codec "
-            f"describes ({'; '.join(diffs)}). Set config.codec.decoder={meta['made_by']!r} (pixel_mel) or "
-            "config.codec.video_channels / audio_channels / spatial_downsample / temporal_downsample / "
-            "audio_temporal_downsample to the stored values.")
+  Called by `codec.make_codec` for config.codec.name='precomputed'.
+  """
+  builder = make_builder(data_cfg)
+  where = f"{NAME}/{data_cfg.builder_config} in {builder.data_dir}"
+  meta = stored_metadata(builder)
+  check_data_config(meta, data_cfg, where)
+  stored = meta["layout"]
+  diffs = [
+      f"{k}: config gives {v!r}, stored {stored[k]!r}"
+      for k, v in layout.to_dict().items()
+      if abs(float(v) - float(stored[k])) > 1e-9
+  ]
+  if diffs:
+    raise ValueError(
+        f"{where} holds latents made by {meta['made_by']!r} with another layout than config.codec "
+        f"describes ({'; '.join(diffs)}). Set config.codec.decoder={meta['made_by']!r} (pixel_mel) or "
+        "config.codec.video_channels / audio_channels / spatial_downsample / temporal_downsample / "
+        "audio_temporal_downsample to the stored values."
+    )
 
 
 def window_starts(n_v: int, n_a: int, t_v: int, t_a: int, ratio: float) -> np.ndarray:
-    """Video latent frames k where a window may start: k * ratio (audio frames per video frame) is a
-    whole audio latent frame and both windows fit. -> int [K] ascending (empty if none fit)."""
-    k = np.arange(max(n_v - t_v + 1, 0))
-    j = k * ratio
-    ok = (np.abs(j - np.round(j)) < 1e-6) & (np.round(j) + t_a <= n_a)
-    return k[ok]
+  """Video latent frames k where a window may start: k * ratio (audio frames per video frame) is a
+  whole audio latent frame and both windows fit. -> int [K] ascending (empty if none fit)."""
+  k = np.arange(max(n_v - t_v + 1, 0))
+  j = k * ratio
+  ok = (np.abs(j - np.round(j)) < 1e-6) & (np.round(j) + t_a <= n_a)
+  return k[ok]
 
 
-def crop_latents(ex: dict, data_cfg: ml_collections.ConfigDict, layout: codec_lib.LatentLayout,
-                 rng: np.random.Generator | None, text: tuple[int, int] | None) -> dict:
-    """One stored example -> one model-ready window (numpy), random start with `rng`, else centred.
+def crop_latents(
+    ex: dict,
+    data_cfg: ml_collections.ConfigDict,
+    layout: codec_lib.LatentLayout,
+    rng: np.random.Generator | None,
+    text: tuple[int, int] | None,
+) -> dict:
+  """One stored example -> one model-ready window (numpy), random start with `rng`, else centred.
 
-    Returns dict(video f32 [T_v', h, w, C_v], audio f32 [T_a', C_a], label i32, events f32 [E_max],
-    event_kinds i32 [E_max]) and, if `text` = (L, D), text f32 [L, D] and text_mask bool [L].
-    """
-    (t_v, *_), (t_a, _) = layout.window_shapes(data_cfg)
-    v, a = ex["video_latent"], ex["audio_latent"]
-    starts = window_starts(v.shape[0], a.shape[0], t_v, t_a, layout.audio_fps / layout.fps)
-    if starts.size == 0:
-        cid = pipeline._text(ex["clip_id"])
-        raise ValueError(f"clip {cid}: its latents ({v.shape[0] / layout.fps:.2f} s) "
-                         f"are shorter than data.window_s={data_cfg.window_s} s; precompute with that "
-                         "window (short clips are padded to it when written) or lower data.window_s.")
-    if rng is not None:
-        k = int(starts[rng.integers(0, starts.size)])
-    else:
-        k = int(starts[np.argmin(np.abs(starts - (v.shape[0] - t_v) // 2))])
-    j = int(round(k * layout.audio_fps / layout.fps))
-    events, kinds = pipeline.window_events(ex["event_times"], ex["event_kinds"], k / layout.fps,
-                                           data_cfg.window_s, data_cfg.max_events)
-    out = dict(video=v[k:k + t_v].astype(np.float32), audio=a[j:j + t_a].astype(np.float32),
-               label=np.int32(ex["label"]), events=events, event_kinds=kinds)
-    if text:
-        out["text"] = ex["caption_embedding"].astype(np.float32).reshape(text)
-        out["text_mask"] = np.asarray(ex["caption_mask"], bool)
-    return out
+  Returns dict(video f32 [T_v', h, w, C_v], audio f32 [T_a', C_a], label i32, events f32 [E_max],
+  event_kinds i32 [E_max]) and, if `text` = (L, D), text f32 [L, D] and text_mask bool [L].
+  """
+  (t_v, *_), (t_a, _) = layout.window_shapes(data_cfg)
+  v, a = ex["video_latent"], ex["audio_latent"]
+  starts = window_starts(v.shape[0], a.shape[0], t_v, t_a, layout.audio_fps / layout.fps)
+  if starts.size == 0:
+    cid = pipeline._text(ex["clip_id"])
+    raise ValueError(
+        f"clip {cid}: its latents ({v.shape[0] / layout.fps:.2f} s) "
+        f"are shorter than data.window_s={data_cfg.window_s} s; precompute with that "
+        "window (short clips are padded to it when written) or lower data.window_s."
+    )
+  if rng is not None:
+    k = int(starts[rng.integers(0, starts.size)])
+  else:
+    k = int(starts[np.argmin(np.abs(starts - (v.shape[0] - t_v) // 2))])
+  j = int(round(k * layout.audio_fps / layout.fps))
+  events, kinds = pipeline.window_events(
+      ex["event_times"], ex["event_kinds"], k / layout.fps, data_cfg.window_s, data_cfg.max_events
+  )
+  out = dict(
+      video=v[k : k + t_v].astype(np.float32),
+      audio=a[j : j + t_a].astype(np.float32),
+      label=np.int32(ex["label"]),
+      events=events,
+      event_kinds=kinds,
+  )
+  if text:
+    out["text"] = ex["caption_embedding"].astype(np.float32).reshape(text)
+    out["text_mask"] = np.asarray(ex["caption_mask"], bool)
+  return out
 
 
 class PrepareLatents(grain.transforms.RandomMap):
-    """grain random map: stored latents -> one window (random if train, centred otherwise)."""
+  """grain random map: stored latents -> one window (random if train, centred otherwise)."""
 
-    def __init__(self, data_cfg: ml_collections.ConfigDict, builder: tfds.core.DatasetBuilder, train: bool):
-        meta = stored_metadata(builder)
-        check_data_config(meta, data_cfg, f"{NAME}/{data_cfg.builder_config} in {builder.data_dir}")
-        self.cfg, self.train = data_cfg, train
-        self.layout = stored_layout(meta)
-        self.layout.window_shapes(data_cfg)  # a window must be whole latent frames: fail before iterating
-        t = meta["text"]
-        self.text = (int(t["len"]), int(t["dim"])) if int(t["dim"]) > 0 else None
+  def __init__(self, data_cfg: ml_collections.ConfigDict, builder: tfds.core.DatasetBuilder, train: bool):
+    meta = stored_metadata(builder)
+    check_data_config(meta, data_cfg, f"{NAME}/{data_cfg.builder_config} in {builder.data_dir}")
+    self.cfg, self.train = data_cfg, train
+    self.layout = stored_layout(meta)
+    self.layout.window_shapes(data_cfg)  # a window must be whole latent frames: fail before iterating
+    t = meta["text"]
+    self.text = (int(t["len"]), int(t["dim"])) if int(t["dim"]) > 0 else None
 
-    def random_map(self, ex, rng: np.random.Generator):
-        return crop_latents(ex, self.cfg, self.layout, rng if self.train else None, self.text)
+  def random_map(self, ex, rng: np.random.Generator):
+    return crop_latents(ex, self.cfg, self.layout, rng if self.train else None, self.text)

@@ -25,6 +25,7 @@ a2v: video). A run that fails has no sync metrics: they are null in report.json 
 report.md, beside quality_gate = fail. `python benchmarks/bench_quality_gate.py` prints where known
 degradations of real clips fall.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,10 @@ from syncdpo_jax.eval import fidelity
 GATE_MAX = 0.25
 GENERATED = {"joint": ("video", "audio"), "v2a": ("audio",), "a2v": ("video",)}
 # The row keys (evaluate.score) each stream is judged on.
-GATED = {"video": tuple(f"fd_video_{g}" for g in fidelity.VIDEO_FEATURE_GROUPS),
-         "audio": ("fd_logmel_proxy",)}
+GATED = {
+    "video": tuple(f"fd_video_{g}" for g in fidelity.VIDEO_FEATURE_GROUPS),
+    "audio": ("fd_logmel_proxy",),
+}
 
 
 def proxies(clips: Sequence[Mapping], real: Sequence[Mapping]) -> dict[str, float]:
@@ -50,8 +53,10 @@ def proxies(clips: Sequence[Mapping], real: Sequence[Mapping]) -> dict[str, floa
   [T_a, n_mels]), keyed as a report row: 'fd_logmel_proxy', 'fd_video_proxy' (all video features at
   once) and 'fd_video_<group>' per video feature group."""
   v = fidelity.fd_video_proxy([c["frames"] for c in clips], [c["frames"] for c in real])
-  out = {"fd_logmel_proxy": fidelity.fd_logmel_proxy([c["mel"] for c in clips], [c["mel"] for c in real]),
-         "fd_video_proxy": v.pop("all")}
+  out = {
+      "fd_logmel_proxy": fidelity.fd_logmel_proxy([c["mel"] for c in clips], [c["mel"] for c in real]),
+      "fd_video_proxy": v.pop("all"),
+  }
   out.update({f"fd_video_{g}": x for g, x in v.items()})
   return out
 
@@ -64,13 +69,18 @@ def shuffle_cells(key, latents):
   """
   import jax  # local: the metric functions above stay usable without a device
   import jax.numpy as jnp
+
   x = jnp.asarray(latents)
   flat = x.reshape(-1, x.shape[-1])
   return flat[jax.random.permutation(key, flat.shape[0])].reshape(x.shape)
 
 
-def anchors(real: Sequence[Mapping], other_real: Sequence[Mapping], shuffled: Sequence[Mapping],
-            noise: Sequence[Mapping]) -> dict[str, dict[str, float]]:
+def anchors(
+    real: Sequence[Mapping],
+    other_real: Sequence[Mapping],
+    shuffled: Sequence[Mapping],
+    noise: Sequence[Mapping],
+) -> dict[str, dict[str, float]]:
   """{proxy key: {'floor', 'shuffled', 'noise'}}: the proxies of another real split, of the
   shuffled-cell clips and of decoded noise, each against `real`."""
   floor, shuf, ceil = proxies(other_real, real), proxies(shuffled, real), proxies(noise, real)
@@ -93,8 +103,9 @@ def _worst(pos: Mapping[str, float]) -> str:
   return max(pos, key=lambda k: math.inf if math.isnan(pos[k]) else pos[k])
 
 
-def verdict(fds: Mapping[str, float], anchor: Mapping[str, Mapping[str, float]], mode: str,
-            gate_max: float = GATE_MAX) -> dict:
+def verdict(
+    fds: Mapping[str, float], anchor: Mapping[str, Mapping[str, float]], mode: str, gate_max: float = GATE_MAX
+) -> dict:
   """The gate for one run x mode.
 
   fds: the run's proxies (`proxies`, or a report row holding them); anchor: `anchors`.
@@ -130,5 +141,14 @@ def mask_failed(row: dict, sync_metrics: Sequence[str]) -> dict:
   return out
 
 
-__all__ = ["GATE_MAX", "GATED", "GENERATED", "proxies", "shuffle_cells", "anchors", "position", "verdict",
-           "mask_failed"]
+__all__ = [
+    "GATE_MAX",
+    "GATED",
+    "GENERATED",
+    "proxies",
+    "shuffle_cells",
+    "anchors",
+    "position",
+    "verdict",
+    "mask_failed",
+]

@@ -7,6 +7,7 @@ both runs share cancels. `paired_difference` summarises one such set (mean with 
 median with a bootstrap 95% CI for heavy-tailed metrics); `resolvable_difference` is the arithmetic
 that sizes an eval: the half-width of that CI for a given per-clip SD and number of pairs.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,14 +52,15 @@ def paired_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> 
   """
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   if a.shape != b.shape or a.ndim != 1:
-    raise ValueError(f"paired values need the same 1-D shape, got {a.shape} and {b.shape} (the two runs "
-                     "must be scored on the same clips and seeds)")
+    raise ValueError(
+        f"paired values need the same 1-D shape, got {a.shape} and {b.shape} (the two runs "
+        "must be scored on the same clips and seeds)"
+    )
   ok = np.isfinite(a) & np.isfinite(b)
   d = b[ok] - a[ok]
   n = int(d.size)
   nan = float("nan")
-  out = {"n": n, "mean": nan, "ci95": nan, "median": nan, "median_ci95": [nan, nan], "sd": nan,
-         "sd_a": nan}
+  out = {"n": n, "mean": nan, "ci95": nan, "median": nan, "median_ci95": [nan, nan], "sd": nan, "sd_a": nan}
   if n == 0:
     return out
   out["mean"], out["median"] = float(d.mean()), float(np.median(d))

@@ -25,6 +25,7 @@ video_timing also gives frame_accuracy (exact frame) and frame_accuracy_1 (withi
 whose stream has no detectable event (silence, a static video) or that has no ground-truth event gets
 NaN in every timing field and the reason in `reason`; it never raises.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,7 @@ import numpy as np
 
 from syncdpo_jax.eval import clips, events, signals
 
-MATCH_TOL_S = 0.1   # one video frame at 10 fps: the widest error still called a hit
+MATCH_TOL_S = 0.1  # one video frame at 10 fps: the widest error still called a hit
 # The GT-anchored offset's search range. It measures the small misalignments SyncDPO is about; a wider
 # range aliases: a periodic event train correlates as well at a lag one period away, so a shift of half
 # a period cannot be told from its opposite. The range stays under half the demo data's shortest beat
@@ -63,12 +64,25 @@ def _nan_result(reason: str, keys: tuple[str, ...], **known) -> dict[str, Any]:
   return out
 
 
-_KEYS = ("offset_s", "median_abs_error_s", "hit_rate_frame", "hit_rate_40ms", "hit_rate_100ms",
-         "precision", "recall")
+_KEYS = (
+    "offset_s",
+    "median_abs_error_s",
+    "hit_rate_frame",
+    "hit_rate_40ms",
+    "hit_rate_100ms",
+    "precision",
+    "recall",
+)
 
 
-def _scores(detected: np.ndarray, gt: np.ndarray, envelope: np.ndarray | None, rate: float,
-            frame_s: float, max_lag_s: float) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def _scores(
+    detected: np.ndarray,
+    gt: np.ndarray,
+    envelope: np.ndarray | None,
+    rate: float,
+    frame_s: float,
+    max_lag_s: float,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
   """The shared part of audio_timing / video_timing (offset sign: + = the stream late).
 
   Returns the fields and the matching (detected index, gt index: int [matched] each; empty when the
@@ -86,11 +100,21 @@ def _scores(detected: np.ndarray, gt: np.ndarray, envelope: np.ndarray | None, r
   rows, cols = events.match_events(detected, gt, MATCH_TOL_S)
   err = np.abs(detected[rows] - gt[cols])
   hit = lambda tol: float(np.sum(err <= tol + 1e-9) / gt.size)
-  return dict(base, offset_s=float(offset),
-              median_abs_error_s=float(np.median(err)) if err.size else float("nan"),
-              hit_rate_frame=hit(frame_s), hit_rate_40ms=hit(0.04), hit_rate_100ms=hit(MATCH_TOL_S),
-              precision=float(rows.size / detected.size), recall=float(rows.size / gt.size),
-              reason=""), rows, cols
+  return (
+      dict(
+          base,
+          offset_s=float(offset),
+          median_abs_error_s=float(np.median(err)) if err.size else float("nan"),
+          hit_rate_frame=hit(frame_s),
+          hit_rate_40ms=hit(0.04),
+          hit_rate_100ms=hit(MATCH_TOL_S),
+          precision=float(rows.size / detected.size),
+          recall=float(rows.size / gt.size),
+          reason="",
+      ),
+      rows,
+      cols,
+  )
 
 
 def distinct_events(gt_times: Any, frame_s: float) -> np.ndarray:
@@ -106,8 +130,15 @@ def distinct_events(gt_times: Any, frame_s: float) -> np.ndarray:
   return np.asarray(keep, np.float64)
 
 
-def half_rise_times(mel: np.ndarray, onset_frames: np.ndarray, frame_rate: float, *, before: int = 2,
-                    after: int = 3, db_scale: float = 40.0) -> np.ndarray:
+def half_rise_times(
+    mel: np.ndarray,
+    onset_frames: np.ndarray,
+    frame_rate: float,
+    *,
+    before: int = 2,
+    after: int = 3,
+    db_scale: float = 40.0,
+) -> np.ndarray:
   """Sub-frame onset times (s): where each onset's frame energy crosses half-way from before to peak.
 
   A centred analysis window reaches half of a step onset's energy exactly when its centre is at the
@@ -125,7 +156,7 @@ def half_rise_times(mel: np.ndarray, onset_frames: np.ndarray, frame_rate: float
   for j in np.asarray(onset_frames, np.int64):
     lo, hi = max(int(j) - before, 0), min(int(j) + after + 1, energy.shape[0])
     seg = energy[lo:hi]
-    base, k_peak = seg[:max(int(j) - lo, 1)].min(), int(np.argmax(seg))
+    base, k_peak = seg[: max(int(j) - lo, 1)].min(), int(np.argmax(seg))
     half = 0.5 * (base + seg[k_peak])
     t = (lo + k_peak) / frame_rate  # no rise inside the search range: the peak frame
     for k in range(1, k_peak + 1):
@@ -136,8 +167,15 @@ def half_rise_times(mel: np.ndarray, onset_frames: np.ndarray, frame_rate: float
   return np.asarray(out, np.float64)
 
 
-def audio_timing(audio: Any, sr: int, gt_times: Any, *, mel: Any = None, mel_fps: float | None = None,
-                 max_lag_s: float = MAX_LAG_S) -> dict[str, Any]:
+def audio_timing(
+    audio: Any,
+    sr: int,
+    gt_times: Any,
+    *,
+    mel: Any = None,
+    mel_fps: float | None = None,
+    max_lag_s: float = MAX_LAG_S,
+) -> dict[str, Any]:
   """Generated audio against ground-truth event times (s); see the module docstring for the fields.
 
   Args:
@@ -151,8 +189,11 @@ def audio_timing(audio: Any, sr: int, gt_times: Any, *, mel: Any = None, mel_fps
       raise ValueError("audio_timing: mel given without mel_fps (mel frames per second)")
     rate, frame_s = float(mel_fps), 1.0 / float(mel_fps)
     env = signals.mel_onset_envelope(mel, rate)  # the envelope detect_mel_events picks onsets on
-    detected = (np.zeros((0,)) if env is None else
-                half_rise_times(np.asarray(mel), signals.onset_frames(env, rate).astype(np.int64), rate))
+    detected = (
+        np.zeros((0,))
+        if env is None
+        else half_rise_times(np.asarray(mel), signals.onset_frames(env, rate).astype(np.int64), rate)
+    )
   else:
     y = np.asarray(audio, np.float32)
     rate, frame_s = signals.ENVELOPE_RATE, 1.0 / signals.ENVELOPE_RATE

@@ -15,6 +15,7 @@ better). Paired differences use the same eval clips for both runs (per_clip.json
 with several seeds a clip's value is its mean over seeds first); a difference "holds" when its 95%
 confidence interval excludes 0 in the claimed direction.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,20 +40,24 @@ QUALITY_METRICS = {"v2a": "fd_logmel_proxy", "a2v": "fd_video_proxy", "joint": "
 
 # ----------------------------------------------------------------------------- planning
 
+
 def ablation_rules(config: ml_collections.ConfigDict) -> list[str]:
   """The perturbations trained alone (config.reproduce.ablation_rules; empty = all), in names() order."""
   chosen = tuple(config.reproduce.ablation_rules) or tuple(perturb.names())
   unknown = sorted(set(chosen) - set(perturb.names()))
   if unknown:
-    raise ValueError(f"config.reproduce.ablation_rules: unknown perturbations {unknown}; expected names "
-                     f"from {perturb.names()} (or () for all).")
+    raise ValueError(
+        f"config.reproduce.ablation_rules: unknown perturbations {unknown}; expected names "
+        f"from {perturb.names()} (or () for all)."
+    )
   return [n for n in perturb.names() if n in chosen]
 
 
 def post_run_names(config: ml_collections.ConfigDict) -> list[str]:
   """Post-training runs, in training order (each from the same base, at the same number of steps)."""
-  return (["sft_cont", "syncdpo", "syncdpo_fixed"] + [f"only_{n}" for n in ablation_rules(config)]
-          + ["dpo_rank"])
+  return (
+      ["sft_cont", "syncdpo", "syncdpo_fixed"] + [f"only_{n}" for n in ablation_rules(config)] + ["dpo_rank"]
+  )
 
 
 def _seeded(name: str, seed: int, seeds) -> str:
@@ -97,7 +102,7 @@ def run_configs(config: ml_collections.ConfigDict, workdir: str) -> dict[str, ml
         c.curriculum.difficulty = float(r.fixed_difficulty)
         c.curriculum.use_stage_mixes = False
       elif name.startswith("only_"):
-        rule = name[len("only_"):]
+        rule = name[len("only_") :]
         c.curriculum.use_stage_mixes = False
         c.perturb.mix = {k: (1.0 if k == rule else 0.0) for k in perturb.names()}
       elif name == "dpo_rank":
@@ -117,15 +122,23 @@ def eval_groups(config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
   groups = []
   for i, split in enumerate(r.splits):
     # The base model is context (what post-training started from), scored on the first split only.
-    groups.append({"name": f"{split}_main", "split": split, "modes": tuple(r.modes),
-                   "runs": (["base"] if i == 0 else []) + main})
+    groups.append(
+        {
+            "name": f"{split}_main",
+            "split": split,
+            "modes": tuple(r.modes),
+            "runs": (["base"] if i == 0 else []) + main,
+        }
+    )
     if split in r.ablation_splits:
-      groups.append({"name": f"{split}_ablations", "split": split, "modes": tuple(r.ablation_modes),
-                     "runs": ablations})
+      groups.append(
+          {"name": f"{split}_ablations", "split": split, "modes": tuple(r.ablation_modes), "runs": ablations}
+      )
   return groups
 
 
 # ----------------------------------------------------------------------------- statistics
+
 
 def clip_values(per_clip: dict, run: str, mode: str, metric: str, seeds) -> np.ndarray:
   """Per-clip values of `run/mode` averaged over seeds: float [num_clips] (NaN where skipped)."""
@@ -165,8 +178,18 @@ def compare(per_clip: dict, run: str, baseline: str, modes, seeds, metrics=SYNC_
       except KeyError:  # joint generation has no ground-truth events: no event_f1
         continue
       mean, ci, n = paired_difference(a, b)
-      rows.append({"run": run, "baseline": baseline, "mode": mode, "metric": metric, "diff": mean,
-                   "ci95": ci, "n": n, "verdict": verdict(mean, ci, sign, MIN_EFFECT[metric])})
+      rows.append(
+          {
+              "run": run,
+              "baseline": baseline,
+              "mode": mode,
+              "metric": metric,
+              "diff": mean,
+              "ci95": ci,
+              "n": n,
+              "verdict": verdict(mean, ci, sign, MIN_EFFECT[metric]),
+          }
+      )
   return rows
 
 
@@ -206,35 +229,60 @@ def perturbation_ranking(per_clip: dict, tables: dict, modes, seeds, rules) -> l
       qb = [tables[f"{_seeded('sft_cont', s, seeds)}/{mode}"].get(q) for s in seeds]
       if None not in qa and None not in qb:
         quality.append(float(np.mean(qa) - np.mean(qb)))
-    out.append({"rule": rule, "sync_gain": float(np.mean(gains)) if gains else float("nan"),
-                "quality_proxy_change": float(np.mean(quality)) if quality else float("nan")})
+    out.append(
+        {
+            "rule": rule,
+            "sync_gain": float(np.mean(gains)) if gains else float("nan"),
+            "quality_proxy_change": float(np.mean(quality)) if quality else float("nan"),
+        }
+    )
   return sorted(out, key=lambda d: -d["sync_gain"] if np.isfinite(d["sync_gain"]) else np.inf)
 
 
 # ----------------------------------------------------------------------------- reporting
+
 
 def _fmt(x, nd=3) -> str:
   return "n/a" if x is None or not np.isfinite(x) else f"{x:+.{nd}f}"
 
 
 def claims_markdown(claims: list[dict], cost: dict, ranking: list[dict]) -> str:
-  lines = ["| claim | comparison | mode | metric | diff (95% CI) | n | verdict |", "|---|---|---|---|---|---|---|"]
+  lines = [
+      "| claim | comparison | mode | metric | diff (95% CI) | n | verdict |",
+      "|---|---|---|---|---|---|---|",
+  ]
   for c in claims:
     for r in c["rows"]:
-      lines.append(f"| {c['id']} | {r['run']} - {r['baseline']} | {r['mode']} | {r['metric']} | "
-                   f"{_fmt(r['diff'])} ± {_fmt(r['ci95']).lstrip('+')} | {r['n']} | {r['verdict']} |")
+      lines.append(
+          f"| {c['id']} | {r['run']} - {r['baseline']} | {r['mode']} | {r['metric']} | "
+          f"{_fmt(r['diff'])} ± {_fmt(r['ci95']).lstrip('+')} | {r['n']} | {r['verdict']} |"
+      )
   lines.append("")
   lines += [f"- **Claim {c['id']}** ({c['text']}): {c['status']}" for c in claims]
-  lines += ["", "Perturbations alone vs continued SFT (sync gain: mean paired sync difference over modes "
-            "and metrics, + = better; quality proxy change: + = further from real data):", "",
-            "| rank | rule | sync gain | quality proxy change |", "|---|---|---|---|"]
-  lines += [f"| {i + 1} | {d['rule']} | {_fmt(d['sync_gain'], 4)} | {_fmt(d['quality_proxy_change'], 3)} |"
-            for i, d in enumerate(ranking)]
-  lines += ["", "Cost of one preference pair:", "", "| pairs | seconds / pair | sampler forward passes / pair |",
-            "|---|---|---|"]
+  lines += [
+      "",
+      "Perturbations alone vs continued SFT (sync gain: mean paired sync difference over modes "
+      "and metrics, + = better; quality proxy change: + = further from real data):",
+      "",
+      "| rank | rule | sync gain | quality proxy change |",
+      "|---|---|---|---|",
+  ]
+  lines += [
+      f"| {i + 1} | {d['rule']} | {_fmt(d['sync_gain'], 4)} | {_fmt(d['quality_proxy_change'], 3)} |"
+      for i, d in enumerate(ranking)
+  ]
+  lines += [
+      "",
+      "Cost of one preference pair:",
+      "",
+      "| pairs | seconds / pair | sampler forward passes / pair |",
+      "|---|---|---|",
+  ]
   for k in ("rules", "sample_rank"):
     if k in cost:
-      lines.append(f"| {k} | {cost[k]['seconds_per_pair']:.3g} | {cost[k]['sampler_forward_passes_per_pair']} |")
+      lines.append(
+          f"| {k} | {cost[k]['seconds_per_pair']:.3g} | {cost[k]['sampler_forward_passes_per_pair']} |"
+      )
   if "ratio_seconds" in cost:
     lines.append(f"\nsampling-and-ranking / rule-based seconds per pair: **{cost['ratio_seconds']:.3g}x**")
   return "\n".join(lines) + "\n"
@@ -247,8 +295,10 @@ def claim3_status(order: list[str]) -> str:
   of = f"of {len(order)} ({', '.join(order)})"
   if set(order[:2]) == {"replace", "scale"}:
     return f"holds: replace and scale rank first and second {of}"
-  return (f"does not hold: the top two are {order[0]} and {order[1]}; replace ranks "
-          f"{order.index('replace') + 1}, scale ranks {order.index('scale') + 1} {of}")
+  return (
+      f"does not hold: the top two are {order[0]} and {order[1]}; replace ranks "
+      f"{order.index('replace') + 1}, scale ranks {order.index('scale') + 1} {of}"
+  )
 
 
 def analyse(config, per_clip: dict, tables: dict, cost: dict) -> tuple[list[dict], list[dict]]:
@@ -261,28 +311,43 @@ def analyse(config, per_clip: dict, tables: dict, cost: dict) -> tuple[list[dict
   test = per_clip["test"]
   ranking = perturbation_ranking(test, tables["test"], abl_modes, seeds, ablation_rules(config))
   claims = [
-      {"id": 1, "text": "SyncDPO aligns better than continued SFT and than conventional DPO",
-       "rows": (compare(test, "syncdpo", "sft_cont", modes, seeds)
-                + compare(test, "syncdpo", "dpo_rank", modes, seeds))},
+      {
+          "id": 1,
+          "text": "SyncDPO aligns better than continued SFT and than conventional DPO",
+          "rows": (
+              compare(test, "syncdpo", "sft_cont", modes, seeds)
+              + compare(test, "syncdpo", "dpo_rank", modes, seeds)
+          ),
+      },
       {"id": 2, "text": "rule-based pairs are cheap, sampling-and-ranking pairs are expensive", "rows": []},
       {"id": 3, "text": "Replace and Scale are the best single perturbations", "rows": []},
-      {"id": 4, "text": "the coarse-to-subtle curriculum helps",
-       "rows": compare(test, "syncdpo", "syncdpo_fixed", abl_modes, seeds)},
-      {"id": 5, "text": "SyncDPO's gain over SFT holds out of distribution",
-       "rows": compare(per_clip["ood"], "syncdpo", "sft_cont", modes, seeds) if "ood" in per_clip else []},
+      {
+          "id": 4,
+          "text": "the coarse-to-subtle curriculum helps",
+          "rows": compare(test, "syncdpo", "syncdpo_fixed", abl_modes, seeds),
+      },
+      {
+          "id": 5,
+          "text": "SyncDPO's gain over SFT holds out of distribution",
+          "rows": compare(per_clip["ood"], "syncdpo", "sft_cont", modes, seeds) if "ood" in per_clip else [],
+      },
   ]
   for c in claims:
     c["status"] = claim_status(c["rows"])
   if "ratio_seconds" in cost:
     ratio = cost["ratio_seconds"]
     passes = cost["sample_rank"]["sampler_forward_passes_per_pair"]
-    claims[1]["status"] = (f"holds: {ratio:.0f}x the seconds per pair, {passes} sampler forward passes per "
-                           "pair against none" if ratio > 10 else f"not shown: ratio {ratio:.2f}x")
+    claims[1]["status"] = (
+        f"holds: {ratio:.0f}x the seconds per pair, {passes} sampler forward passes per " "pair against none"
+        if ratio > 10
+        else f"not shown: ratio {ratio:.2f}x"
+    )
   claims[2]["status"] = claim3_status([d["rule"] for d in ranking])
   return claims, ranking
 
 
 # ----------------------------------------------------------------------------- driver
+
 
 def _atomic_write(path: str, text: str) -> None:
   tmp = path + ".tmp"
@@ -294,6 +359,7 @@ def _atomic_write(path: str, text: str) -> None:
 def _train_one(config: ml_collections.ConfigDict, workdir: str) -> float:
   """Worker: one training run (resumes or skips a finished one). Returns its wall time in seconds."""
   from syncdpo_jax.train import loop
+
   t0 = time.time()
   loop.train(config, workdir)
   return time.time() - t0
@@ -302,6 +368,7 @@ def _train_one(config: ml_collections.ConfigDict, workdir: str) -> float:
 def _eval_one(config: ml_collections.ConfigDict, out: str, checkpoints) -> tuple[dict, dict, float]:
   """Worker: one eval group. Returns (report table, per-clip values, wall seconds)."""
   from syncdpo_jax.train import evaluate
+
   t0 = time.time()
   table = evaluate.evaluate(config, out, checkpoints=checkpoints)
   with open(os.path.join(out, "eval", "per_clip.json")) as f:
@@ -314,8 +381,10 @@ def _pool(workers: int):
   too small to keep 2 cores busy, so two runs side by side finish sooner than one after the other."""
   import concurrent.futures
   import multiprocessing
-  return concurrent.futures.ProcessPoolExecutor(max_workers=workers,
-                                                mp_context=multiprocessing.get_context("spawn"))
+
+  return concurrent.futures.ProcessPoolExecutor(
+      max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+  )
 
 
 def run_tasks(pool, tasks: dict[str, tuple], workers: int, on_done) -> None:
@@ -326,6 +395,7 @@ def run_tasks(pool, tasks: dict[str, tuple], workers: int, on_done) -> None:
   a task that raises stops the schedule (the exception propagates once the running tasks finish).
   """
   import concurrent.futures
+
   pending, running, done = dict(tasks), {}, set()
   while pending or running:
     for name in list(pending):
@@ -374,17 +444,29 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ec.mode = "eval"
     ec.eval.split = g["split"]
     ec.eval.modes = g["modes"]
-    names = [n if n == "base" else _seeded(n, s, seeds)
-             for n in g["runs"] for s in (seeds[:1] if n == "base" else seeds)]  # one base for all seeds
+    names = [
+        n if n == "base" else _seeded(n, s, seeds)
+        for n in g["runs"]
+        for s in (seeds[:1] if n == "base" else seeds)
+    ]  # one base for all seeds
     groups[f"eval/{g['name']}"] = g
-    tasks[f"eval/{g['name']}"] = (tuple(f"train/{n}" for n in names), _eval_one,
-                                  (ec, os.path.join(workdir, "eval", g["name"]), [(n, run_dir(n)) for n in names]))
+    tasks[f"eval/{g['name']}"] = (
+        tuple(f"train/{n}" for n in names),
+        _eval_one,
+        (ec, os.path.join(workdir, "eval", g["name"]), [(n, run_dir(n)) for n in names]),
+    )
   # SyncDPO's cost per pair needs no trained model: measured while the base trains (on a shared core, so
   # if anything an overestimate, as the sampling-and-ranking cost measured beside another run is).
-  tasks["cost/rules"] = ((), pairs.rule_pair_cost,
-                         (runs[_seeded("syncdpo", seeds[0], seeds)], int(r.post_batch_size), 20))
-  print(f"=== {elapsed()} {len(tasks)} tasks ({len(post)} post-training runs from one base, "
-        f"{len(groups)} eval groups), {r.workers} at a time", flush=True)
+  tasks["cost/rules"] = (
+      (),
+      pairs.rule_pair_cost,
+      (runs[_seeded("syncdpo", seeds[0], seeds)], int(r.post_batch_size), 20),
+  )
+  print(
+      f"=== {elapsed()} {len(tasks)} tasks ({len(post)} post-training runs from one base, "
+      f"{len(groups)} eval groups), {r.workers} at a time",
+      flush=True,
+  )
 
   per_clip: dict[str, dict] = {}
   tables: dict[str, dict] = {}
@@ -403,7 +485,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       split = groups[name]["split"]
       per_clip.setdefault(split, {}).update(pc)
       tables.setdefault(split, {}).update(table)
-      all_tables[name[len("eval/"):]] = table
+      all_tables[name[len("eval/") :]] = table
     print(f"=== {elapsed()} done {name} ({timings[name]:.0f}s)", flush=True)
 
   with _pool(int(r.workers)) as pool:
@@ -414,21 +496,36 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if os.path.exists(rank_cost):
     with open(rank_cost) as f:
       cost["sample_rank"] = json.load(f)
-    cost["ratio_seconds"] = cost["sample_rank"]["seconds_per_pair"] / max(cost["rules"]["seconds_per_pair"], 1e-12)
+    cost["ratio_seconds"] = cost["sample_rank"]["seconds_per_pair"] / max(
+        cost["rules"]["seconds_per_pair"], 1e-12
+    )
 
   claims, ranking = analyse(config, per_clip, tables, cost)
   timings["total"] = time.time() - t_start
-  results = {"variant": r.variant, "seeds": list(seeds), "tables": all_tables, "claims": claims,
-             "perturbation_ranking": ranking, "cost": cost, "timings_s": timings}
-  md = [f"# SyncDPO reproduction ({r.variant})", "",
-        f"Base SFT {r.base_steps} steps; every post-training run {r.post_steps} steps at batch "
-        f"{r.post_batch_size} from it; seeds {list(seeds)}; {config.eval.num_clips} eval clips; "
-        f"{config.sample.num_steps} sampler steps. Total {timings['total'] / 60:.1f} min.", ""]
+  results = {
+      "variant": r.variant,
+      "seeds": list(seeds),
+      "tables": all_tables,
+      "claims": claims,
+      "perturbation_ranking": ranking,
+      "cost": cost,
+      "timings_s": timings,
+  }
+  md = [
+      f"# SyncDPO reproduction ({r.variant})",
+      "",
+      f"Base SFT {r.base_steps} steps; every post-training run {r.post_steps} steps at batch "
+      f"{r.post_batch_size} from it; seeds {list(seeds)}; {config.eval.num_clips} eval clips; "
+      f"{config.sample.num_steps} sampler steps. Total {timings['total'] / 60:.1f} min.",
+      "",
+  ]
   for name, table in all_tables.items():
     md += [f"## Eval: {name}", "", report_lib.to_markdown(table)]
   md += ["## Claims", "", claims_markdown(claims, cost, ranking)]
-  _atomic_write(os.path.join(workdir, "results.json"),
-                json.dumps(report_lib.json_safe(results), indent=1, allow_nan=False) + "\n")
+  _atomic_write(
+      os.path.join(workdir, "results.json"),
+      json.dumps(report_lib.json_safe(results), indent=1, allow_nan=False) + "\n",
+  )
   _atomic_write(os.path.join(workdir, "results.md"), "\n".join(md))
   print("\n".join(md), flush=True)
   return results

@@ -8,16 +8,35 @@ rules, FLOPs.
 
 Your own architecture: `@model.register("name")` (see model/factory.py).
 """
+
 from syncdpo_jax.model.config import get_model_config, validate_config
 from syncdpo_jax.model.dit import JointDiT
 from syncdpo_jax.model.factory import available, build, build_abstract, register
 from syncdpo_jax.model.flops import flops_per_example
-from syncdpo_jax.model.sharding import (constrain, create_sharded_model, logical_to_mesh, make_mesh,
-                                        param_table, replicated_large_params, state_shardings)
+from syncdpo_jax.model.sharding import (
+    constrain,
+    create_sharded_model,
+    logical_to_mesh,
+    make_mesh,
+    param_table,
+    replicated_large_params,
+    state_shardings,
+)
 
 __all__ = [
-    "JointDiT", "build", "build_abstract", "register", "available", "get_model_config", "validate_config",
-    "flops_per_example", "make_mesh",
-    "logical_to_mesh", "create_sharded_model", "state_shardings", "constrain", "param_table",
+    "JointDiT",
+    "build",
+    "build_abstract",
+    "register",
+    "available",
+    "get_model_config",
+    "validate_config",
+    "flops_per_example",
+    "make_mesh",
+    "logical_to_mesh",
+    "create_sharded_model",
+    "state_shardings",
+    "constrain",
+    "param_table",
     "replicated_large_params",
 ]

@@ -13,6 +13,7 @@ All temporal quantities are in SECONDS (`local_window_s`) and converted to frame
 own latent frame rate (`video_fps`, `audio_fps`). The mesh and the logical-axis rules live here too so
 a run config can override them (`--config.model.mesh.fsdp=8`).
 """
+
 from __future__ import annotations
 
 import ml_collections
@@ -50,183 +51,191 @@ REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 
 
 def _base() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.name = "base"
-    # --- streams ---
-    c.depth = 1                   # joint blocks (each holds one video and one audio sub-block)
-    c.video_dim = 32
-    c.video_heads = 2
-    c.video_mlp_dim = 64
-    c.audio_dim = 32
-    c.audio_heads = 2
-    c.audio_mlp_dim = 64
-    c.interaction_heads = 2       # heads of the local/global cross-modal attention (both directions)
-    c.qk_norm = True
-    c.rope_theta = 10000.0
-    # Absolute position of a video token in the frame, added to it after the patch embedding: 'sincos'
-    # (fixed 2D sin-cos, as DiT / JiT) or 'none'. RoPE is relative: without this, no token knows where
-    # in the frame it is unless attention infers it from content, and the per-token path (the first
-    # thing a DiT learns) can only predict the clip-wide mean at high noise.
-    c.video_pos_embed = "sincos"
-    # Each block's residual branches are x + (gate_init + g(t)) * f(x), g from the adaLN table (zero at
-    # init). 0 = adaLN-zero (DiT): every block starts as the identity, and the attention weights get no
-    # gradient until their gates have grown. 1 = the branches are open from step 1 (a pre-LN
-    # transformer with adaLN shift/scale); the output heads stay zero-initialised either way.
-    c.gate_init = 0.0
-    # Zero-initialise the last projection of every residual branch (attention outputs, the MLP's fc2):
-    # with open gates (gate_init = 1) every block then starts as the identity, so the input reaches the
-    # head undisturbed, and the branch weights still get gradients from step 1 (through the gate,
-    # unlike adaLN-zero, where a zero gate blocks them until it has grown).
-    c.zero_init_branches = False
-    # Hidden width of a per-token MLP in front of each stream's output projection; 0 = a linear head
-    # (DiT). A linear head emits every token from a model-width subspace.
-    c.head_mlp_dim = 0
-    # The head also reads each token's noisy input patch (concatenated to the model's output token):
-    # a token's detail then need not fit through the model's width (a 16x16-px token of 768 values
-    # in a 128-wide model loses a few grey levels of detail everywhere, which reads as texture).
-    c.head_patch_skip = False
-    # --- latents and patching ---
-    c.video_channels = 12         # C_v of video latents [T_v, h, w, C_v]
-    c.audio_channels = 8          # C_a of audio latents [T_a, C_a]
-    c.video_patch = (2, 2)        # spatial (ph, pw); temporal patch is fixed to 1 so frames stay aligned
-    c.video_temporal_patch = 1
-    c.audio_patch = 2             # pa: audio frames per token
-    c.video_fps = 4.0             # latent frame rates (frames per second of the *latents*)
-    c.audio_fps = 20.0
-    # --- cross-modal interaction ---
-    c.local_window_s = 0.5        # each frame attends to the other stream within +-W seconds
-    c.global_tokens = ml_collections.ConfigDict({"enabled": True, "num": 2})
-    # --- conditioning ---
-    c.num_classes = 4             # label == num_classes is the learned null class (CFG)
-    c.text_dim = 16               # 0 = no caption conditioning
-    c.time_embed_dim = 256        # sinusoidal features of t before the MLP
-    # --- numerics / performance ---
-    c.dtype = "float32"           # compute dtype: 'float32' | 'bfloat16'
-    c.param_dtype = "float32"
-    c.remat = "none"              # one of REMAT_POLICIES, applied per joint block
-    # Stack the blocks' parameters on a leading 'layers' axis and run them with one scan: XLA
-    # compiles one block instead of `depth` copies (compile time flat in depth). False keeps a
-    # Python loop over separate blocks (params at blocks/<i>/...); the two layouts' checkpoints
-    # are not interchangeable.
-    c.scan_layers = True
-    c.attention_impl = "xla"      # one of ATTENTION_IMPLS
-    # --- default latent shapes (eval_shape / FLOPs reports); one example, no batch ---
-    c.shapes = ml_collections.ConfigDict(
-        {"T_v": 4, "h": 4, "w": 4, "T_a": 20, "text_len": 3})
-    # --- sharding ---
-    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
-    c.logical_axis_rules = DEFAULT_RULES
-    return c
+  c = ml_collections.ConfigDict()
+  c.name = "base"
+  # --- streams ---
+  c.depth = 1  # joint blocks (each holds one video and one audio sub-block)
+  c.video_dim = 32
+  c.video_heads = 2
+  c.video_mlp_dim = 64
+  c.audio_dim = 32
+  c.audio_heads = 2
+  c.audio_mlp_dim = 64
+  c.interaction_heads = 2  # heads of the local/global cross-modal attention (both directions)
+  c.qk_norm = True
+  c.rope_theta = 10000.0
+  # Absolute position of a video token in the frame, added to it after the patch embedding: 'sincos'
+  # (fixed 2D sin-cos, as DiT / JiT) or 'none'. RoPE is relative: without this, no token knows where
+  # in the frame it is unless attention infers it from content, and the per-token path (the first
+  # thing a DiT learns) can only predict the clip-wide mean at high noise.
+  c.video_pos_embed = "sincos"
+  # Each block's residual branches are x + (gate_init + g(t)) * f(x), g from the adaLN table (zero at
+  # init). 0 = adaLN-zero (DiT): every block starts as the identity, and the attention weights get no
+  # gradient until their gates have grown. 1 = the branches are open from step 1 (a pre-LN
+  # transformer with adaLN shift/scale); the output heads stay zero-initialised either way.
+  c.gate_init = 0.0
+  # Zero-initialise the last projection of every residual branch (attention outputs, the MLP's fc2):
+  # with open gates (gate_init = 1) every block then starts as the identity, so the input reaches the
+  # head undisturbed, and the branch weights still get gradients from step 1 (through the gate,
+  # unlike adaLN-zero, where a zero gate blocks them until it has grown).
+  c.zero_init_branches = False
+  # Hidden width of a per-token MLP in front of each stream's output projection; 0 = a linear head
+  # (DiT). A linear head emits every token from a model-width subspace.
+  c.head_mlp_dim = 0
+  # The head also reads each token's noisy input patch (concatenated to the model's output token):
+  # a token's detail then need not fit through the model's width (a 16x16-px token of 768 values
+  # in a 128-wide model loses a few grey levels of detail everywhere, which reads as texture).
+  c.head_patch_skip = False
+  # --- latents and patching ---
+  c.video_channels = 12  # C_v of video latents [T_v, h, w, C_v]
+  c.audio_channels = 8  # C_a of audio latents [T_a, C_a]
+  c.video_patch = (2, 2)  # spatial (ph, pw); temporal patch is fixed to 1 so frames stay aligned
+  c.video_temporal_patch = 1
+  c.audio_patch = 2  # pa: audio frames per token
+  c.video_fps = 4.0  # latent frame rates (frames per second of the *latents*)
+  c.audio_fps = 20.0
+  # --- cross-modal interaction ---
+  c.local_window_s = 0.5  # each frame attends to the other stream within +-W seconds
+  c.global_tokens = ml_collections.ConfigDict({"enabled": True, "num": 2})
+  # --- conditioning ---
+  c.num_classes = 4  # label == num_classes is the learned null class (CFG)
+  c.text_dim = 16  # 0 = no caption conditioning
+  c.time_embed_dim = 256  # sinusoidal features of t before the MLP
+  # --- numerics / performance ---
+  c.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16'
+  c.param_dtype = "float32"
+  c.remat = "none"  # one of REMAT_POLICIES, applied per joint block
+  # Stack the blocks' parameters on a leading 'layers' axis and run them with one scan: XLA
+  # compiles one block instead of `depth` copies (compile time flat in depth). False keeps a
+  # Python loop over separate blocks (params at blocks/<i>/...); the two layouts' checkpoints
+  # are not interchangeable.
+  c.scan_layers = True
+  c.attention_impl = "xla"  # one of ATTENTION_IMPLS
+  # --- default latent shapes (eval_shape / FLOPs reports); one example, no batch ---
+  c.shapes = ml_collections.ConfigDict({"T_v": 4, "h": 4, "w": 4, "T_a": 20, "text_len": 3})
+  # --- sharding ---
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.logical_axis_rules = DEFAULT_RULES
+  return c
 
 
 def get_model_config(size: str) -> ml_collections.ConfigDict:
-    """Model config for `size` in {'tiny', 'demo', '1b', '5b'}."""
-    c = _base()
-    c.name = "joint_dit"  # the architecture (model/factory.py registry)
-    c.size = size
-    if size == "tiny":
-        pass
-    elif size == "demo":
-        # 1.85M params over 80 video + 52 audio tokens: ~0.4 s per SFT step at batch 16 on 2 CPU
-        # cores. Audio is narrower than video.
-        c.depth = 4
-        c.video_dim, c.video_heads, c.video_mlp_dim = 128, 4, 256
-        c.audio_dim, c.audio_heads, c.audio_mlp_dim = 64, 4, 128
-        c.interaction_heads = 4
-        c.video_channels, c.audio_channels = 48, 40
-        # Chosen by time-to-quality on 2 CPU cores (README, "The demo's generator"): 16x16-px video
-        # tokens (a 4x4 patch of 4x4-px cells, 768 values, 4 per frame) train 3x faster per step than
-        # 8x8-px ones and reach a lower x0 error at equal wall time; open residual gates let
-        # attention learn from step 1 (with adaLN-zero the tokens stayed independent: a patchwork).
-        c.video_patch, c.audio_patch = (4, 4), 2
-        c.gate_init = 1.0
-        c.video_fps, c.audio_fps = 10.0, 50.0
-        c.local_window_s = 0.2
-        c.global_tokens.num = 2
-        c.num_classes = 8
-        c.text_dim = 0
-        c.time_embed_dim = 128
-        c.shapes = ml_collections.ConfigDict({"T_v": 20, "h": 8, "w": 8, "T_a": 100, "text_len": 0})
-    elif size == "1b":
-        c.depth = 16
-        c.video_dim, c.video_heads, c.video_mlp_dim = 1536, 12, 6144
-        c.audio_dim, c.audio_heads, c.audio_mlp_dim = 1024, 8, 4096
-        c.interaction_heads = 8
-        c.video_channels, c.audio_channels = 48, 64
-        c.video_patch, c.audio_patch = (2, 2), 1
-        # 5 s clip: Wan2.2 VAE latents (4x temporal of 24 fps -> 6 fps... kept round at 6) and a
-        # 25 Hz audio VAE.
-        c.video_fps, c.audio_fps = 6.0, 25.0
-        c.local_window_s = 0.25
-        c.global_tokens.num = 8
-        c.num_classes = 1000
-        c.text_dim = 4096             # umT5-XXL embeddings, precomputed offline
-        c.dtype = "bfloat16"
-        c.remat = "dots_no_batch"
-        c.attention_impl = "dot_product_attention"
-        c.shapes = ml_collections.ConfigDict({"T_v": 30, "h": 44, "w": 80, "T_a": 125, "text_len": 512})
-        c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
-    elif size == "5b":
-        # Video stream = Wan2.2-TI2V-5B transformer (dim 3072, 30 layers, 24 heads, FFN 14336,
-        # patch (1, 2, 2) over 48-channel latents of a 16x16x4 VAE).
-        c.depth = 30
-        c.video_dim, c.video_heads, c.video_mlp_dim = 3072, 24, 14336
-        c.audio_dim, c.audio_heads, c.audio_mlp_dim = 1536, 12, 6144
-        c.interaction_heads = 12
-        c.video_channels, c.audio_channels = 48, 64
-        c.video_patch, c.audio_patch = (2, 2), 1
-        c.video_fps, c.audio_fps = 6.0, 25.0
-        c.local_window_s = 0.25
-        c.global_tokens.num = 16
-        c.num_classes = 1000
-        c.text_dim = 4096
-        c.dtype = "bfloat16"
-        c.remat = "dots_no_batch"
-        c.attention_impl = "dot_product_attention"
-        # 5 s of 704x1280 video: 30 latent frames of 44x80.
-        c.shapes = ml_collections.ConfigDict({"T_v": 30, "h": 44, "w": 80, "T_a": 125, "text_len": 512})
-        c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 4})
-    else:
-        raise ValueError(f"unknown model size {size!r}; expected one of 'tiny', 'demo', '1b', '5b' "
-                         "(config field model.size / get_model_config argument)")
-    validate_config(c)
-    return c
+  """Model config for `size` in {'tiny', 'demo', '1b', '5b'}."""
+  c = _base()
+  c.name = "joint_dit"  # the architecture (model/factory.py registry)
+  c.size = size
+  if size == "tiny":
+    pass
+  elif size == "demo":
+    # 1.85M params over 80 video + 52 audio tokens: ~0.4 s per SFT step at batch 16 on 2 CPU
+    # cores. Audio is narrower than video.
+    c.depth = 4
+    c.video_dim, c.video_heads, c.video_mlp_dim = 128, 4, 256
+    c.audio_dim, c.audio_heads, c.audio_mlp_dim = 64, 4, 128
+    c.interaction_heads = 4
+    c.video_channels, c.audio_channels = 48, 40
+    # Chosen by time-to-quality on 2 CPU cores (README, "The demo's generator"): 16x16-px video
+    # tokens (a 4x4 patch of 4x4-px cells, 768 values, 4 per frame) train 3x faster per step than
+    # 8x8-px ones and reach a lower x0 error at equal wall time; open residual gates let
+    # attention learn from step 1 (with adaLN-zero the tokens stayed independent: a patchwork).
+    c.video_patch, c.audio_patch = (4, 4), 2
+    c.gate_init = 1.0
+    c.video_fps, c.audio_fps = 10.0, 50.0
+    c.local_window_s = 0.2
+    c.global_tokens.num = 2
+    c.num_classes = 8
+    c.text_dim = 0
+    c.time_embed_dim = 128
+    c.shapes = ml_collections.ConfigDict({"T_v": 20, "h": 8, "w": 8, "T_a": 100, "text_len": 0})
+  elif size == "1b":
+    c.depth = 16
+    c.video_dim, c.video_heads, c.video_mlp_dim = 1536, 12, 6144
+    c.audio_dim, c.audio_heads, c.audio_mlp_dim = 1024, 8, 4096
+    c.interaction_heads = 8
+    c.video_channels, c.audio_channels = 48, 64
+    c.video_patch, c.audio_patch = (2, 2), 1
+    # 5 s clip: Wan2.2 VAE latents (4x temporal of 24 fps -> 6 fps... kept round at 6) and a
+    # 25 Hz audio VAE.
+    c.video_fps, c.audio_fps = 6.0, 25.0
+    c.local_window_s = 0.25
+    c.global_tokens.num = 8
+    c.num_classes = 1000
+    c.text_dim = 4096  # umT5-XXL embeddings, precomputed offline
+    c.dtype = "bfloat16"
+    c.remat = "dots_no_batch"
+    c.attention_impl = "dot_product_attention"
+    c.shapes = ml_collections.ConfigDict({"T_v": 30, "h": 44, "w": 80, "T_a": 125, "text_len": 512})
+    c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
+  elif size == "5b":
+    # Video stream = Wan2.2-TI2V-5B transformer (dim 3072, 30 layers, 24 heads, FFN 14336,
+    # patch (1, 2, 2) over 48-channel latents of a 16x16x4 VAE).
+    c.depth = 30
+    c.video_dim, c.video_heads, c.video_mlp_dim = 3072, 24, 14336
+    c.audio_dim, c.audio_heads, c.audio_mlp_dim = 1536, 12, 6144
+    c.interaction_heads = 12
+    c.video_channels, c.audio_channels = 48, 64
+    c.video_patch, c.audio_patch = (2, 2), 1
+    c.video_fps, c.audio_fps = 6.0, 25.0
+    c.local_window_s = 0.25
+    c.global_tokens.num = 16
+    c.num_classes = 1000
+    c.text_dim = 4096
+    c.dtype = "bfloat16"
+    c.remat = "dots_no_batch"
+    c.attention_impl = "dot_product_attention"
+    # 5 s of 704x1280 video: 30 latent frames of 44x80.
+    c.shapes = ml_collections.ConfigDict({"T_v": 30, "h": 44, "w": 80, "T_a": 125, "text_len": 512})
+    c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 4})
+  else:
+    raise ValueError(
+        f"unknown model size {size!r}; expected one of 'tiny', 'demo', '1b', '5b' "
+        "(config field model.size / get_model_config argument)"
+    )
+  validate_config(c)
+  return c
 
 
 def validate_config(c: ml_collections.ConfigDict) -> None:
-    """Checks that do not depend on input shapes; raises ValueError naming the field to fix."""
-    if c.video_temporal_patch != 1:
-        raise ValueError(f"model.video_temporal_patch={c.video_temporal_patch}: only 1 is supported so "
-                         "video tokens stay frame-aligned with audio for local attention")
-    ph, pw = tuple(c.video_patch)
-    if ph < 1 or pw < 1 or c.audio_patch < 1:
-        raise ValueError(f"patch sizes must be >= 1, got model.video_patch={c.video_patch}, "
-                         f"model.audio_patch={c.audio_patch}")
-    for stream in ("video", "audio"):
-        dim, heads = c[f"{stream}_dim"], c[f"{stream}_heads"]
-        if dim % heads:
-            raise ValueError(f"model.{stream}_dim={dim} is not divisible by model.{stream}_heads={heads}")
-        if (dim // heads) % 2:
-            raise ValueError(f"head dim model.{stream}_dim/model.{stream}_heads={dim // heads} must be "
-                             "even for RoPE")
-    for stream in ("video", "audio"):
-        dim = c[f"{stream}_dim"]
-        if dim % c.interaction_heads or (dim // c.interaction_heads) % 2:
-            raise ValueError(f"model.{stream}_dim={dim} must split into model.interaction_heads="
-                             f"{c.interaction_heads} heads of even size (RoPE)")
-    if (c.video_dim // c.video_heads) < 6:
-        raise ValueError("video head dim (model.video_dim / model.video_heads) must be >= 6 for 3D RoPE")
-    if c.attention_impl not in ATTENTION_IMPLS:
-        raise ValueError(f"model.attention_impl={c.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
-    if c.remat not in REMAT_POLICIES:
-        raise ValueError(f"model.remat={c.remat!r}; expected one of {REMAT_POLICIES}")
-    if c.dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"model.dtype={c.dtype!r}; expected 'float32' or 'bfloat16'")
-    if c.video_pos_embed not in ("sincos", "none"):
-        raise ValueError(f"model.video_pos_embed={c.video_pos_embed!r}; expected 'sincos' or 'none'")
-    if c.video_pos_embed == "sincos" and c.video_dim % 4:
-        raise ValueError(f"model.video_pos_embed='sincos' needs model.video_dim % 4 == 0, got {c.video_dim}")
-    if c.local_window_s <= 0:
-        raise ValueError(f"model.local_window_s={c.local_window_s} must be > 0 seconds")
-    if c.video_fps <= 0 or c.audio_fps <= 0:
-        raise ValueError("model.video_fps and model.audio_fps must be > 0 (latent frames per second)")
+  """Checks that do not depend on input shapes; raises ValueError naming the field to fix."""
+  if c.video_temporal_patch != 1:
+    raise ValueError(
+        f"model.video_temporal_patch={c.video_temporal_patch}: only 1 is supported so "
+        "video tokens stay frame-aligned with audio for local attention"
+    )
+  ph, pw = tuple(c.video_patch)
+  if ph < 1 or pw < 1 or c.audio_patch < 1:
+    raise ValueError(
+        f"patch sizes must be >= 1, got model.video_patch={c.video_patch}, "
+        f"model.audio_patch={c.audio_patch}"
+    )
+  for stream in ("video", "audio"):
+    dim, heads = c[f"{stream}_dim"], c[f"{stream}_heads"]
+    if dim % heads:
+      raise ValueError(f"model.{stream}_dim={dim} is not divisible by model.{stream}_heads={heads}")
+    if (dim // heads) % 2:
+      raise ValueError(
+          f"head dim model.{stream}_dim/model.{stream}_heads={dim // heads} must be " "even for RoPE"
+      )
+  for stream in ("video", "audio"):
+    dim = c[f"{stream}_dim"]
+    if dim % c.interaction_heads or (dim // c.interaction_heads) % 2:
+      raise ValueError(
+          f"model.{stream}_dim={dim} must split into model.interaction_heads="
+          f"{c.interaction_heads} heads of even size (RoPE)"
+      )
+  if (c.video_dim // c.video_heads) < 6:
+    raise ValueError("video head dim (model.video_dim / model.video_heads) must be >= 6 for 3D RoPE")
+  if c.attention_impl not in ATTENTION_IMPLS:
+    raise ValueError(f"model.attention_impl={c.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
+  if c.remat not in REMAT_POLICIES:
+    raise ValueError(f"model.remat={c.remat!r}; expected one of {REMAT_POLICIES}")
+  if c.dtype not in ("float32", "bfloat16"):
+    raise ValueError(f"model.dtype={c.dtype!r}; expected 'float32' or 'bfloat16'")
+  if c.video_pos_embed not in ("sincos", "none"):
+    raise ValueError(f"model.video_pos_embed={c.video_pos_embed!r}; expected 'sincos' or 'none'")
+  if c.video_pos_embed == "sincos" and c.video_dim % 4:
+    raise ValueError(f"model.video_pos_embed='sincos' needs model.video_dim % 4 == 0, got {c.video_dim}")
+  if c.local_window_s <= 0:
+    raise ValueError(f"model.local_window_s={c.local_window_s} must be > 0 seconds")
+  if c.video_fps <= 0 or c.audio_fps <= 0:
+    raise ValueError("model.video_fps and model.audio_fps must be > 0 (latent frames per second)")

@@ -14,6 +14,7 @@ in clip length: each frame sees the other stream within +-local_window_s seconds
 path: global tokens read the whole video, video tokens read the global tokens.
 All output layers and gates are zero-initialised: the initial model predicts zero velocity.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -32,236 +33,307 @@ ACT = ("batch", "length", "act_embed")
 
 
 class Attention(nnx.Module):
-    """Multi-head attention projections: queries from a [B, Lq, dq] stream, keys/values from dkv."""
+  """Multi-head attention projections: queries from a [B, Lq, dq] stream, keys/values from dkv."""
 
-    def __init__(self, dq: int, dkv: int, heads: int, *, qk_norm: bool, dtype, rngs: nnx.Rngs,
-                 zero_out: bool = False):
-        inner = dq  # heads * head_dim == query width
-        self.heads = heads
-        self.q = L.dense(dq, inner, ("embed", "heads"), dtype=dtype, rngs=rngs)
-        self.k = L.dense(dkv, inner, ("embed", "heads"), dtype=dtype, rngs=rngs)
-        self.v = L.dense(dkv, inner, ("embed", "heads"), dtype=dtype, rngs=rngs)
-        self.o = L.dense(inner, dq, ("heads", "embed"), dtype=dtype, rngs=rngs, zero=zero_out)
-        self.q_norm = L.RMSNorm(inner, "heads") if qk_norm else None
-        self.k_norm = L.RMSNorm(inner, "heads") if qk_norm else None
+  def __init__(
+      self, dq: int, dkv: int, heads: int, *, qk_norm: bool, dtype, rngs: nnx.Rngs, zero_out: bool = False
+  ):
+    inner = dq  # heads * head_dim == query width
+    self.heads = heads
+    self.q = L.dense(dq, inner, ("embed", "heads"), dtype=dtype, rngs=rngs)
+    self.k = L.dense(dkv, inner, ("embed", "heads"), dtype=dtype, rngs=rngs)
+    self.v = L.dense(dkv, inner, ("embed", "heads"), dtype=dtype, rngs=rngs)
+    self.o = L.dense(inner, dq, ("heads", "embed"), dtype=dtype, rngs=rngs, zero=zero_out)
+    self.q_norm = L.RMSNorm(inner, "heads") if qk_norm else None
+    self.k_norm = L.RMSNorm(inner, "heads") if qk_norm else None
 
-    def project_q(self, x: jax.Array) -> jax.Array:
-        """x [B, L, dq] -> [B, L, H, hd]."""
-        q = self.q(x)
-        if self.q_norm is not None:
-            q = self.q_norm(q)
-        return L.split_heads(q, self.heads)
+  def project_q(self, x: jax.Array) -> jax.Array:
+    """x [B, L, dq] -> [B, L, H, hd]."""
+    q = self.q(x)
+    if self.q_norm is not None:
+      q = self.q_norm(q)
+    return L.split_heads(q, self.heads)
 
-    def project_kv(self, c: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """c [B, L, dkv] -> k, v [B, L, H, hd]."""
-        k = self.k(c)
-        if self.k_norm is not None:
-            k = self.k_norm(k)
-        return L.split_heads(k, self.heads), L.split_heads(self.v(c), self.heads)
+  def project_kv(self, c: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """c [B, L, dkv] -> k, v [B, L, H, hd]."""
+    k = self.k(c)
+    if self.k_norm is not None:
+      k = self.k_norm(k)
+    return L.split_heads(k, self.heads), L.split_heads(self.v(c), self.heads)
 
-    def out(self, o: jax.Array) -> jax.Array:
-        """o [B, L, H, hd] -> [B, L, dq]."""
-        return self.o(L.merge_heads(o))
+  def out(self, o: jax.Array) -> jax.Array:
+    """o [B, L, H, hd] -> [B, L, dq]."""
+    return self.o(L.merge_heads(o))
 
 
 class StreamBlock(nnx.Module):
-    """One stream's self-attn, conditioning cross-attn, MLP and per-block adaLN table."""
+  """One stream's self-attn, conditioning cross-attn, MLP and per-block adaLN table."""
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int, *, qk_norm: bool, dtype, rngs: nnx.Rngs,
-                 zero_out: bool = False):
-        self.self_attn = Attention(dim, dim, heads, qk_norm=qk_norm, dtype=dtype, rngs=rngs,
-                                   zero_out=zero_out)
-        self.cond_attn = Attention(dim, dim, heads, qk_norm=qk_norm, dtype=dtype, rngs=rngs,
-                                   zero_out=zero_out)
-        self.fc1 = L.dense(dim, mlp_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)
-        self.fc2 = L.dense(mlp_dim, dim, ("mlp", "embed"), dtype=dtype, rngs=rngs, zero=zero_out)
-        # Per-block adaLN offsets added to the stream's shared projection of its timestep embedding
-        # (Wan-style sharing: a per-block D x 12D projection would be ~10% of a 5B model).
-        # Zero-init with a zero shared projection = adaLN-zero: every gate starts at 0.
-        self.mod = nnx.Param(jnp.zeros((N_MOD, dim), jnp.float32), out_sharding=("mod", "embed"))
+  def __init__(
+      self,
+      dim: int,
+      heads: int,
+      mlp_dim: int,
+      *,
+      qk_norm: bool,
+      dtype,
+      rngs: nnx.Rngs,
+      zero_out: bool = False,
+  ):
+    self.self_attn = Attention(dim, dim, heads, qk_norm=qk_norm, dtype=dtype, rngs=rngs, zero_out=zero_out)
+    self.cond_attn = Attention(dim, dim, heads, qk_norm=qk_norm, dtype=dtype, rngs=rngs, zero_out=zero_out)
+    self.fc1 = L.dense(dim, mlp_dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)
+    self.fc2 = L.dense(mlp_dim, dim, ("mlp", "embed"), dtype=dtype, rngs=rngs, zero=zero_out)
+    # Per-block adaLN offsets added to the stream's shared projection of its timestep embedding
+    # (Wan-style sharing: a per-block D x 12D projection would be ~10% of a 5B model).
+    # Zero-init with a zero shared projection = adaLN-zero: every gate starts at 0.
+    self.mod = nnx.Param(jnp.zeros((N_MOD, dim), jnp.float32), out_sharding=("mod", "embed"))
 
-    def mods(self, e: jax.Array) -> list[jax.Array]:
-        """e [B, 12, D] (shared projection) -> 12 arrays [B, D]."""
-        m = e + self.mod[...][None]
-        return [m[:, i] for i in range(N_MOD)]
+  def mods(self, e: jax.Array) -> list[jax.Array]:
+    """e [B, 12, D] (shared projection) -> 12 arrays [B, D]."""
+    m = e + self.mod[...][None]
+    return [m[:, i] for i in range(N_MOD)]
 
-    def mlp(self, x: jax.Array) -> jax.Array:
-        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=True))
+  def mlp(self, x: jax.Array) -> jax.Array:
+    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=True))
 
 
 class JointBlock(nnx.Module):
-    """Video and audio sub-blocks plus the bidirectional local/global interaction."""
+  """Video and audio sub-blocks plus the bidirectional local/global interaction."""
 
-    def __init__(self, cfg: Any, *, rngs: nnx.Rngs):
-        with nnx.use_eager_sharding(False):  # metadata only; see JointDiT.__init__
-            self._build(cfg, rngs)
+  def __init__(self, cfg: Any, *, rngs: nnx.Rngs):
+    with nnx.use_eager_sharding(False):  # metadata only; see JointDiT.__init__
+      self._build(cfg, rngs)
 
-    def _build(self, cfg: Any, rngs: nnx.Rngs) -> None:
-        dtype = L.as_dtype(cfg.dtype)
-        zero = bool(cfg.zero_init_branches)
-        self.video = StreamBlock(cfg.video_dim, cfg.video_heads, cfg.video_mlp_dim,
-                                 qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs, zero_out=zero)
-        self.audio = StreamBlock(cfg.audio_dim, cfg.audio_heads, cfg.audio_mlp_dim,
-                                 qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs, zero_out=zero)
-        # v_from_a: video queries audio; a_from_v: audio (and global tokens) query video.
-        self.v_from_a = Attention(cfg.video_dim, cfg.audio_dim, cfg.interaction_heads,
-                                  qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs, zero_out=zero)
-        self.a_from_v = Attention(cfg.audio_dim, cfg.video_dim, cfg.interaction_heads,
-                                  qk_norm=cfg.qk_norm, dtype=dtype, rngs=rngs, zero_out=zero)
-        self.impl = cfg.attention_impl
-        self.window_s = float(cfg.local_window_s)
-        self.video_fps = float(cfg.video_fps)
-        self.audio_token_rate = float(cfg.audio_fps) / cfg.audio_patch
-        self.num_global = int(cfg.global_tokens.num) if cfg.global_tokens.enabled else 0
-        self.rules = tuple(cfg.logical_axis_rules)
-        self.gate_init = float(cfg.gate_init)
+  def _build(self, cfg: Any, rngs: nnx.Rngs) -> None:
+    dtype = L.as_dtype(cfg.dtype)
+    zero = bool(cfg.zero_init_branches)
+    self.video = StreamBlock(
+        cfg.video_dim,
+        cfg.video_heads,
+        cfg.video_mlp_dim,
+        qk_norm=cfg.qk_norm,
+        dtype=dtype,
+        rngs=rngs,
+        zero_out=zero,
+    )
+    self.audio = StreamBlock(
+        cfg.audio_dim,
+        cfg.audio_heads,
+        cfg.audio_mlp_dim,
+        qk_norm=cfg.qk_norm,
+        dtype=dtype,
+        rngs=rngs,
+        zero_out=zero,
+    )
+    # v_from_a: video queries audio; a_from_v: audio (and global tokens) query video.
+    self.v_from_a = Attention(
+        cfg.video_dim,
+        cfg.audio_dim,
+        cfg.interaction_heads,
+        qk_norm=cfg.qk_norm,
+        dtype=dtype,
+        rngs=rngs,
+        zero_out=zero,
+    )
+    self.a_from_v = Attention(
+        cfg.audio_dim,
+        cfg.video_dim,
+        cfg.interaction_heads,
+        qk_norm=cfg.qk_norm,
+        dtype=dtype,
+        rngs=rngs,
+        zero_out=zero,
+    )
+    self.impl = cfg.attention_impl
+    self.window_s = float(cfg.local_window_s)
+    self.video_fps = float(cfg.video_fps)
+    self.audio_token_rate = float(cfg.audio_fps) / cfg.audio_patch
+    self.num_global = int(cfg.global_tokens.num) if cfg.global_tokens.enabled else 0
+    self.rules = tuple(cfg.logical_axis_rules)
+    self.gate_init = float(cfg.gate_init)
 
-    def interact(self, hv: jax.Array, ha: jax.Array, T: int, S: int,
-                 rope_vfa: tuple[jax.Array, jax.Array],
-                 rope_afv: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        """Cross-modal attention, both directions.
+  def interact(
+      self,
+      hv: jax.Array,
+      ha: jax.Array,
+      T: int,
+      S: int,
+      rope_vfa: tuple[jax.Array, jax.Array],
+      rope_afv: tuple[jax.Array, jax.Array],
+  ) -> tuple[jax.Array, jax.Array]:
+    """Cross-modal attention, both directions.
 
-        hv: [B, T*S, Dv] normalised video tokens (frame-major, S tokens per frame);
-        ha: [B, G + Ta, Da] normalised audio tokens (G global tokens first);
-        rope_vfa / rope_afv: (video frames [T, hd/2], audio tokens [Ta, hd/2]) 1D RoPE angles for the
-        head dim of each direction, both on the video-frame timeline.
-        Returns updates [B, T*S, Dv], [B, G + Ta, Da].
-        """
-        B = hv.shape[0]
-        G = self.num_global
-        hg, ht = ha[:, :G], ha[:, G:]
-        Ta = ht.shape[1]
-        # video <- audio (local band; + global tokens when enabled)
-        qv = self.v_from_a.project_q(hv)                                  # [B, T*S, H, hd]
-        ka, va = self.v_from_a.project_kv(ht)                              # [B, Ta, H, hd]
-        qv_r = L.apply_rope(qv, jnp.repeat(rope_vfa[0], S, axis=0))
-        ka_r = L.apply_rope(ka, rope_vfa[1])
-        ov = L.local_cross_attention(
-            qv_r.reshape(B, T, S, *qv.shape[2:]), ka_r[:, :, None], va[:, :, None],
-            self.video_fps, self.audio_token_rate, self.window_s, self.impl).reshape(qv.shape)
-        if G:
-            # Global tokens carry no time: un-rotated queries and keys.
-            kg, vg = self.v_from_a.project_kv(hg)
-            ov = ov + L.attention(qv, kg, vg, None, self.impl)
-        # audio <- video (local band for audio tokens; global tokens read the whole video)
-        qa = self.a_from_v.project_q(ha)                                  # [B, G+Ta, H, hd]
-        kv, vv = self.a_from_v.project_kv(hv)                              # [B, T*S, H, hd]
-        qa_r = L.apply_rope(qa[:, G:], rope_afv[1])
-        kv_r = L.apply_rope(kv, jnp.repeat(rope_afv[0], S, axis=0))
-        H, hd = qa.shape[2:]
-        oa = L.local_cross_attention(
-            qa_r[:, :, None], kv_r.reshape(B, T, S, H, hd), vv.reshape(B, T, S, H, hd),
-            self.audio_token_rate, self.video_fps, self.window_s, self.impl)[:, :, 0]
-        if G:
-            og = L.attention(qa[:, :G], kv, vv, None, self.impl)            # [B, G, H, hd]
-            oa = jnp.concatenate([og, oa], axis=1)
-        return self.v_from_a.out(ov), self.a_from_v.out(oa)
+    hv: [B, T*S, Dv] normalised video tokens (frame-major, S tokens per frame);
+    ha: [B, G + Ta, Da] normalised audio tokens (G global tokens first);
+    rope_vfa / rope_afv: (video frames [T, hd/2], audio tokens [Ta, hd/2]) 1D RoPE angles for the
+    head dim of each direction, both on the video-frame timeline.
+    Returns updates [B, T*S, Dv], [B, G + Ta, Da].
+    """
+    B = hv.shape[0]
+    G = self.num_global
+    hg, ht = ha[:, :G], ha[:, G:]
+    Ta = ht.shape[1]
+    # video <- audio (local band; + global tokens when enabled)
+    qv = self.v_from_a.project_q(hv)  # [B, T*S, H, hd]
+    ka, va = self.v_from_a.project_kv(ht)  # [B, Ta, H, hd]
+    qv_r = L.apply_rope(qv, jnp.repeat(rope_vfa[0], S, axis=0))
+    ka_r = L.apply_rope(ka, rope_vfa[1])
+    ov = L.local_cross_attention(
+        qv_r.reshape(B, T, S, *qv.shape[2:]),
+        ka_r[:, :, None],
+        va[:, :, None],
+        self.video_fps,
+        self.audio_token_rate,
+        self.window_s,
+        self.impl,
+    ).reshape(qv.shape)
+    if G:
+      # Global tokens carry no time: un-rotated queries and keys.
+      kg, vg = self.v_from_a.project_kv(hg)
+      ov = ov + L.attention(qv, kg, vg, None, self.impl)
+    # audio <- video (local band for audio tokens; global tokens read the whole video)
+    qa = self.a_from_v.project_q(ha)  # [B, G+Ta, H, hd]
+    kv, vv = self.a_from_v.project_kv(hv)  # [B, T*S, H, hd]
+    qa_r = L.apply_rope(qa[:, G:], rope_afv[1])
+    kv_r = L.apply_rope(kv, jnp.repeat(rope_afv[0], S, axis=0))
+    H, hd = qa.shape[2:]
+    oa = L.local_cross_attention(
+        qa_r[:, :, None],
+        kv_r.reshape(B, T, S, H, hd),
+        vv.reshape(B, T, S, H, hd),
+        self.audio_token_rate,
+        self.video_fps,
+        self.window_s,
+        self.impl,
+    )[:, :, 0]
+    if G:
+      og = L.attention(qa[:, :G], kv, vv, None, self.impl)  # [B, G, H, hd]
+      oa = jnp.concatenate([og, oa], axis=1)
+    return self.v_from_a.out(ov), self.a_from_v.out(oa)
 
-    def __call__(self, xv: jax.Array, xa: jax.Array, ev: jax.Array, ea: jax.Array,
-                 cv: jax.Array, ca: jax.Array, cmask: jax.Array, rope_v: jax.Array,
-                 rope_a: jax.Array, rope_vfa: tuple[jax.Array, jax.Array],
-                 rope_afv: tuple[jax.Array, jax.Array], T: int, S: int) -> tuple[jax.Array, jax.Array]:
-        """xv [B, T*S, Dv], xa [B, G+Ta, Da] (float32 residual streams); ev [B, 12, Dv], ea [B, 12, Da];
-        cv [B, Lc, Dv], ca [B, Lc, Da], cmask [B, Lc]; rope_v [T*S, hd_v/2] (3D), rope_a [G+Ta, hd_a/2];
-        rope_vfa, rope_afv: interaction RoPE tables (see `interact`). Returns updated xv, xa."""
-        mv, ma = self.video.mods(ev), self.audio.mods(ea)
-        dt = L.as_dtype("float32")
+  def __call__(
+      self,
+      xv: jax.Array,
+      xa: jax.Array,
+      ev: jax.Array,
+      ea: jax.Array,
+      cv: jax.Array,
+      ca: jax.Array,
+      cmask: jax.Array,
+      rope_v: jax.Array,
+      rope_a: jax.Array,
+      rope_vfa: tuple[jax.Array, jax.Array],
+      rope_afv: tuple[jax.Array, jax.Array],
+      T: int,
+      S: int,
+  ) -> tuple[jax.Array, jax.Array]:
+    """xv [B, T*S, Dv], xa [B, G+Ta, Da] (float32 residual streams); ev [B, 12, Dv], ea [B, 12, Da];
+    cv [B, Lc, Dv], ca [B, Lc, Da], cmask [B, Lc]; rope_v [T*S, hd_v/2] (3D), rope_a [G+Ta, hd_a/2];
+    rope_vfa, rope_afv: interaction RoPE tables (see `interact`). Returns updated xv, xa."""
+    mv, ma = self.video.mods(ev), self.audio.mods(ea)
+    dt = L.as_dtype("float32")
 
-        def gated(x, m, i, f):
-            h = L.modulate(L.layer_norm(x), m[3 * i], m[3 * i + 1])
-            return x + (self.gate_init + m[3 * i + 2][:, None]) * f(h).astype(dt)
+    def gated(x, m, i, f):
+      h = L.modulate(L.layer_norm(x), m[3 * i], m[3 * i + 1])
+      return x + (self.gate_init + m[3 * i + 2][:, None]) * f(h).astype(dt)
 
-        def self_attn(blk, rope):
-            def f(h):
-                q, (k, v) = blk.self_attn.project_q(h), blk.self_attn.project_kv(h)
-                o = L.attention(L.apply_rope(q, rope), L.apply_rope(k, rope), v, None, self.impl)
-                return blk.self_attn.out(o)
-            return f
+    def self_attn(blk, rope):
+      def f(h):
+        q, (k, v) = blk.self_attn.project_q(h), blk.self_attn.project_kv(h)
+        o = L.attention(L.apply_rope(q, rope), L.apply_rope(k, rope), v, None, self.impl)
+        return blk.self_attn.out(o)
 
-        def cond_attn(blk, c):
-            def f(h):
-                q, (k, v) = blk.cond_attn.project_q(h), blk.cond_attn.project_kv(c)
-                return blk.cond_attn.out(L.attention(q, k, v, cmask[:, None, None, :], self.impl))
-            return f
+      return f
 
-        xv = gated(xv, mv, 0, self_attn(self.video, rope_v))
-        xa = gated(xa, ma, 0, self_attn(self.audio, rope_a))
-        xv = gated(xv, mv, 1, cond_attn(self.video, cv))
-        xa = gated(xa, ma, 1, cond_attn(self.audio, ca))
-        hv = L.modulate(L.layer_norm(xv), mv[6], mv[7])
-        ha = L.modulate(L.layer_norm(xa), ma[6], ma[7])
-        uv, ua = self.interact(hv, ha, T, S, rope_vfa, rope_afv)
-        xv = xv + (self.gate_init + mv[8][:, None]) * uv.astype(dt)
-        xa = xa + (self.gate_init + ma[8][:, None]) * ua.astype(dt)
-        xv = gated(xv, mv, 3, self.video.mlp)
-        xa = gated(xa, ma, 3, self.audio.mlp)
-        return constrain(xv, ACT, self.rules), constrain(xa, ACT, self.rules)
+    def cond_attn(blk, c):
+      def f(h):
+        q, (k, v) = blk.cond_attn.project_q(h), blk.cond_attn.project_kv(c)
+        return blk.cond_attn.out(L.attention(q, k, v, cmask[:, None, None, :], self.impl))
+
+      return f
+
+    xv = gated(xv, mv, 0, self_attn(self.video, rope_v))
+    xa = gated(xa, ma, 0, self_attn(self.audio, rope_a))
+    xv = gated(xv, mv, 1, cond_attn(self.video, cv))
+    xa = gated(xa, ma, 1, cond_attn(self.audio, ca))
+    hv = L.modulate(L.layer_norm(xv), mv[6], mv[7])
+    ha = L.modulate(L.layer_norm(xa), ma[6], ma[7])
+    uv, ua = self.interact(hv, ha, T, S, rope_vfa, rope_afv)
+    xv = xv + (self.gate_init + mv[8][:, None]) * uv.astype(dt)
+    xa = xa + (self.gate_init + ma[8][:, None]) * ua.astype(dt)
+    xv = gated(xv, mv, 3, self.video.mlp)
+    xa = gated(xa, ma, 3, self.audio.mlp)
+    return constrain(xv, ACT, self.rules), constrain(xa, ACT, self.rules)
 
 
 class StreamEmbed(nnx.Module):
-    """Per-stream input/output layers: patch embed, timestep MLP, labels, text projection, head."""
+  """Per-stream input/output layers: patch embed, timestep MLP, labels, text projection, head."""
 
-    def __init__(self, patch_dim: int, dim: int, cfg: Any, *, rngs: nnx.Rngs):
-        dtype = L.as_dtype(cfg.dtype)
-        self.patch = L.dense(patch_dim, dim, ("patch", "embed"), dtype=dtype, rngs=rngs)
-        self.t1 = L.dense(cfg.time_embed_dim, dim, ("patch", "embed"), dtype=dtype, rngs=rngs)
-        self.t2 = L.dense(dim, dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)
-        self.t_mod = L.dense(dim, N_MOD * dim, ("embed", "mlp"), dtype=dtype, rngs=rngs, zero=True)
-        self.labels = nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.num_classes + 1, dim)),
-                                out_sharding=("vocab", "embed"))
-        self.text = (L.dense(cfg.text_dim, dim, ("text", "embed"), dtype=dtype, rngs=rngs)
-                     if cfg.text_dim else None)
-        self.head_mod = L.dense(dim, 2 * dim, ("embed", "mlp"), dtype=dtype, rngs=rngs, zero=True)
-        # Optional per-token MLP before the output projection (model.head_mlp_dim): a linear head
-        # can only emit a token from a dim-dimensional subspace, too few for a 16x16-px token's
-        # content (its PCA needs ~150 components for 99% of the variance on the demo data).
-        hidden = int(cfg.head_mlp_dim)
-        # model.head_patch_skip: the head also reads the token's own noisy input patch, so its detail
-        # need not pass through the model's width (a U-Net's finest-scale skip, here at the patch).
-        self.patch_skip = bool(cfg.get("head_patch_skip", False))
-        d_in = dim + (patch_dim if self.patch_skip else 0)
-        self.head_fc = (L.dense(d_in, hidden, ("embed", "mlp"), dtype=dtype, rngs=rngs) if hidden else None)
-        self.head = L.dense(hidden or d_in, patch_dim, ("mlp" if hidden else "embed", "patch"), dtype=dtype,
-                            rngs=rngs, zero=True)
-        self.time_embed_dim = cfg.time_embed_dim
+  def __init__(self, patch_dim: int, dim: int, cfg: Any, *, rngs: nnx.Rngs):
+    dtype = L.as_dtype(cfg.dtype)
+    self.patch = L.dense(patch_dim, dim, ("patch", "embed"), dtype=dtype, rngs=rngs)
+    self.t1 = L.dense(cfg.time_embed_dim, dim, ("patch", "embed"), dtype=dtype, rngs=rngs)
+    self.t2 = L.dense(dim, dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)
+    self.t_mod = L.dense(dim, N_MOD * dim, ("embed", "mlp"), dtype=dtype, rngs=rngs, zero=True)
+    self.labels = nnx.Param(
+        0.02 * jax.random.normal(rngs.params(), (cfg.num_classes + 1, dim)), out_sharding=("vocab", "embed")
+    )
+    self.text = (
+        L.dense(cfg.text_dim, dim, ("text", "embed"), dtype=dtype, rngs=rngs) if cfg.text_dim else None
+    )
+    self.head_mod = L.dense(dim, 2 * dim, ("embed", "mlp"), dtype=dtype, rngs=rngs, zero=True)
+    # Optional per-token MLP before the output projection (model.head_mlp_dim): a linear head
+    # can only emit a token from a dim-dimensional subspace, too few for a 16x16-px token's
+    # content (its PCA needs ~150 components for 99% of the variance on the demo data).
+    hidden = int(cfg.head_mlp_dim)
+    # model.head_patch_skip: the head also reads the token's own noisy input patch, so its detail
+    # need not pass through the model's width (a U-Net's finest-scale skip, here at the patch).
+    self.patch_skip = bool(cfg.get("head_patch_skip", False))
+    d_in = dim + (patch_dim if self.patch_skip else 0)
+    self.head_fc = L.dense(d_in, hidden, ("embed", "mlp"), dtype=dtype, rngs=rngs) if hidden else None
+    self.head = L.dense(
+        hidden or d_in, patch_dim, ("mlp" if hidden else "embed", "patch"), dtype=dtype, rngs=rngs, zero=True
+    )
+    self.time_embed_dim = cfg.time_embed_dim
 
-    def time(self, t: jax.Array, label: jax.Array) -> jax.Array:
-        """t [B], label [B] -> conditioning vector [B, D] (float32)."""
-        h = self.t2(jax.nn.silu(self.t1(L.timestep_features(t, self.time_embed_dim))))
-        return h.astype(jnp.float32) + self.labels[...][label]
+  def time(self, t: jax.Array, label: jax.Array) -> jax.Array:
+    """t [B], label [B] -> conditioning vector [B, D] (float32)."""
+    h = self.t2(jax.nn.silu(self.t1(L.timestep_features(t, self.time_embed_dim))))
+    return h.astype(jnp.float32) + self.labels[...][label]
 
-    def cond_seq(self, label: jax.Array, text: jax.Array | None) -> jax.Array:
-        """Conditioning sequence [B, 1 + L_text, D]: the label token then projected caption tokens."""
-        seq = self.labels[...][label][:, None]
-        if text is not None:
-            seq = jnp.concatenate([seq, self.text(text).astype(jnp.float32)], axis=1)
-        return seq
+  def cond_seq(self, label: jax.Array, text: jax.Array | None) -> jax.Array:
+    """Conditioning sequence [B, 1 + L_text, D]: the label token then projected caption tokens."""
+    seq = self.labels[...][label][:, None]
+    if text is not None:
+      seq = jnp.concatenate([seq, self.text(text).astype(jnp.float32)], axis=1)
+    return seq
 
-    def out(self, x: jax.Array, c: jax.Array, patches: jax.Array) -> jax.Array:
-        """x [B, L, D], c [B, D], patches [B, L, patch_dim] (the tokens' input, read with
-        head_patch_skip) -> [B, L, patch_dim] float32 (zero at init)."""
-        shift, scale = jnp.split(self.head_mod(jax.nn.silu(c)).astype(jnp.float32), 2, axis=-1)
-        h = L.modulate(L.layer_norm(x), shift, scale)
-        if self.patch_skip:
-            h = jnp.concatenate([h, patches.astype(h.dtype)], axis=-1)
-        if self.head_fc is not None:
-            h = jax.nn.gelu(self.head_fc(h), approximate=True)
-        return self.head(h).astype(jnp.float32)
+  def out(self, x: jax.Array, c: jax.Array, patches: jax.Array) -> jax.Array:
+    """x [B, L, D], c [B, D], patches [B, L, patch_dim] (the tokens' input, read with
+    head_patch_skip) -> [B, L, patch_dim] float32 (zero at init)."""
+    shift, scale = jnp.split(self.head_mod(jax.nn.silu(c)).astype(jnp.float32), 2, axis=-1)
+    h = L.modulate(L.layer_norm(x), shift, scale)
+    if self.patch_skip:
+      h = jnp.concatenate([h, patches.astype(h.dtype)], axis=-1)
+    if self.head_fc is not None:
+      h = jax.nn.gelu(self.head_fc(h), approximate=True)
+    return self.head(h).astype(jnp.float32)
 
 
 def _stacked_blocks(cfg: Any, rngs: nnx.Rngs) -> JointBlock:
-    """`depth` JointBlocks as one module whose parameters have a leading [depth] axis.
+  """`depth` JointBlocks as one module whose parameters have a leading [depth] axis.
 
-    Each layer draws its own init keys (split_rngs); the logical axes of every parameter gain a
-    leading 'layers' name, e.g. a q kernel is ('layers', 'embed', 'heads') of shape [depth, D, D].
-    """
-    @nnx.split_rngs(splits=cfg.depth)
-    @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=cfg.depth,
-              transform_metadata={nnx.PARTITION_NAME: "layers"})
-    def make(r: nnx.Rngs) -> JointBlock:
-        return JointBlock(cfg, rngs=r)
+  Each layer draws its own init keys (split_rngs); the logical axes of every parameter gain a
+  leading 'layers' name, e.g. a q kernel is ('layers', 'embed', 'heads') of shape [depth, D, D].
+  """
 
-    return make(rngs)
+  @nnx.split_rngs(splits=cfg.depth)
+  @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=cfg.depth, transform_metadata={nnx.PARTITION_NAME: "layers"})
+  def make(r: nnx.Rngs) -> JointBlock:
+    return JointBlock(cfg, rngs=r)
+
+  return make(rngs)
 
 
 _POLICIES = {
@@ -272,157 +344,170 @@ _POLICIES = {
 
 
 class JointDiT(nnx.Module):
-    """Joint video-audio DiT; see the module docstring. Parameters carry logical axis names."""
+  """Joint video-audio DiT; see the module docstring. Parameters carry logical axis names."""
 
-    def __init__(self, cfg: Any, *, rngs: nnx.Rngs):
-        validate_config(cfg)
-        self.cfg = cfg
-        ph, pw = tuple(cfg.video_patch)
-        # Logical names go into metadata only; shards are placed by create_sharded_model (or not at
-        # all on one device), so construction never needs an active mesh.
-        with nnx.use_eager_sharding(False):
-            self.v_embed = StreamEmbed(ph * pw * cfg.video_channels, cfg.video_dim, cfg, rngs=rngs)
-            self.a_embed = StreamEmbed(cfg.audio_patch * cfg.audio_channels, cfg.audio_dim, cfg,
-                                       rngs=rngs)
-            G = cfg.global_tokens.num if cfg.global_tokens.enabled else 0
-            self.global_tokens = nnx.Param(
-                0.02 * jax.random.normal(rngs.params(), (max(G, 1), cfg.audio_dim)),
-                out_sharding=("global", "embed")) if G else None
-            if cfg.scan_layers:
-                self.blocks = _stacked_blocks(cfg, rngs)
-            else:
-                self.blocks = nnx.List([JointBlock(cfg, rngs=rngs) for _ in range(cfg.depth)])
+  def __init__(self, cfg: Any, *, rngs: nnx.Rngs):
+    validate_config(cfg)
+    self.cfg = cfg
+    ph, pw = tuple(cfg.video_patch)
+    # Logical names go into metadata only; shards are placed by create_sharded_model (or not at
+    # all on one device), so construction never needs an active mesh.
+    with nnx.use_eager_sharding(False):
+      self.v_embed = StreamEmbed(ph * pw * cfg.video_channels, cfg.video_dim, cfg, rngs=rngs)
+      self.a_embed = StreamEmbed(cfg.audio_patch * cfg.audio_channels, cfg.audio_dim, cfg, rngs=rngs)
+      G = cfg.global_tokens.num if cfg.global_tokens.enabled else 0
+      self.global_tokens = (
+          nnx.Param(
+              0.02 * jax.random.normal(rngs.params(), (max(G, 1), cfg.audio_dim)),
+              out_sharding=("global", "embed"),
+          )
+          if G
+          else None
+      )
+      if cfg.scan_layers:
+        self.blocks = _stacked_blocks(cfg, rngs)
+      else:
+        self.blocks = nnx.List([JointBlock(cfg, rngs=rngs) for _ in range(cfg.depth)])
 
-    # ------------------------------------------------------------------ validation
-    def _check_inputs(self, video: jax.Array, audio: jax.Array, t_v: jax.Array, t_a: jax.Array,
-                      cond: Mapping[str, jax.Array]) -> None:
-        c = self.cfg
-        if video.ndim != 5 or audio.ndim != 3:
-            raise ValueError(f"expected video [B, T_v, h, w, C_v] and audio [B, T_a, C_a], got "
-                             f"{video.shape} and {audio.shape}")
-        B, T, h, w, C = video.shape
-        Ta, Ca = audio.shape[1:]
-        ph, pw = tuple(c.video_patch)
-        if audio.shape[0] != B or t_v.shape != (B,) or t_a.shape != (B,) or cond["label"].shape != (B,):
-            raise ValueError(f"batch mismatch: video {video.shape}, audio {audio.shape}, t_v {t_v.shape}, "
-                             f"t_a {t_a.shape}, label {cond['label'].shape}; all need batch {B}")
-        if C != c.video_channels:
-            raise ValueError(f"video latents have {C} channels; model.video_channels={c.video_channels}")
-        if Ca != c.audio_channels:
-            raise ValueError(f"audio latents have {Ca} channels; model.audio_channels={c.audio_channels}")
-        if h % ph or w % pw:
-            raise ValueError(f"video latent size {h}x{w} is not divisible by model.video_patch={(ph, pw)}")
-        if Ta % c.audio_patch:
-            raise ValueError(f"audio length T_a={Ta} is not divisible by model.audio_patch={c.audio_patch}")
-        dv, da = T / c.video_fps, Ta / c.audio_fps
-        if abs(dv - da) > 1e-6 * max(dv, da):
-            raise ValueError(f"clip durations differ: video {T} frames / model.video_fps={c.video_fps} = "
-                             f"{dv:.6g} s but audio {Ta} frames / model.audio_fps={c.audio_fps} = {da:.6g} s; "
-                             "fix the rates in model config or the data window so T_a/audio_fps == "
-                             "T_v/video_fps")
-        text = cond.get("text")
-        if text is not None and not c.text_dim:
-            raise ValueError("cond['text'] given but model.text_dim=0 (no caption conditioning); set "
-                             "model.text_dim to the caption embedding width")
-        if text is not None and text.shape[-1] != c.text_dim:
-            raise ValueError(f"cond['text'] has width {text.shape[-1]}; model.text_dim={c.text_dim}")
-        Tt = Ta // c.audio_patch
-        rate_a = c.audio_fps / c.audio_patch
-        L.check_local_window(T, Tt, c.video_fps, rate_a, c.local_window_s)
-        L.check_local_window(Tt, T, rate_a, c.video_fps, c.local_window_s)
-        check_batch_divides(B, c.logical_axis_rules)
+  # ------------------------------------------------------------------ validation
+  def _check_inputs(
+      self, video: jax.Array, audio: jax.Array, t_v: jax.Array, t_a: jax.Array, cond: Mapping[str, jax.Array]
+  ) -> None:
+    c = self.cfg
+    if video.ndim != 5 or audio.ndim != 3:
+      raise ValueError(
+          f"expected video [B, T_v, h, w, C_v] and audio [B, T_a, C_a], got "
+          f"{video.shape} and {audio.shape}"
+      )
+    B, T, h, w, C = video.shape
+    Ta, Ca = audio.shape[1:]
+    ph, pw = tuple(c.video_patch)
+    if audio.shape[0] != B or t_v.shape != (B,) or t_a.shape != (B,) or cond["label"].shape != (B,):
+      raise ValueError(
+          f"batch mismatch: video {video.shape}, audio {audio.shape}, t_v {t_v.shape}, "
+          f"t_a {t_a.shape}, label {cond['label'].shape}; all need batch {B}"
+      )
+    if C != c.video_channels:
+      raise ValueError(f"video latents have {C} channels; model.video_channels={c.video_channels}")
+    if Ca != c.audio_channels:
+      raise ValueError(f"audio latents have {Ca} channels; model.audio_channels={c.audio_channels}")
+    if h % ph or w % pw:
+      raise ValueError(f"video latent size {h}x{w} is not divisible by model.video_patch={(ph, pw)}")
+    if Ta % c.audio_patch:
+      raise ValueError(f"audio length T_a={Ta} is not divisible by model.audio_patch={c.audio_patch}")
+    dv, da = T / c.video_fps, Ta / c.audio_fps
+    if abs(dv - da) > 1e-6 * max(dv, da):
+      raise ValueError(
+          f"clip durations differ: video {T} frames / model.video_fps={c.video_fps} = "
+          f"{dv:.6g} s but audio {Ta} frames / model.audio_fps={c.audio_fps} = {da:.6g} s; "
+          "fix the rates in model config or the data window so T_a/audio_fps == "
+          "T_v/video_fps"
+      )
+    text = cond.get("text")
+    if text is not None and not c.text_dim:
+      raise ValueError(
+          "cond['text'] given but model.text_dim=0 (no caption conditioning); set "
+          "model.text_dim to the caption embedding width"
+      )
+    if text is not None and text.shape[-1] != c.text_dim:
+      raise ValueError(f"cond['text'] has width {text.shape[-1]}; model.text_dim={c.text_dim}")
+    Tt = Ta // c.audio_patch
+    rate_a = c.audio_fps / c.audio_patch
+    L.check_local_window(T, Tt, c.video_fps, rate_a, c.local_window_s)
+    L.check_local_window(Tt, T, rate_a, c.video_fps, c.local_window_s)
+    check_batch_divides(B, c.logical_axis_rules)
 
-    # ------------------------------------------------------------------ forward
-    def __call__(self, video: jax.Array, audio: jax.Array, t_v: jax.Array, t_a: jax.Array,
-                 cond: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        """Velocities for noisy latents.
+  # ------------------------------------------------------------------ forward
+  def __call__(
+      self, video: jax.Array, audio: jax.Array, t_v: jax.Array, t_a: jax.Array, cond: Mapping[str, jax.Array]
+  ) -> tuple[jax.Array, jax.Array]:
+    """Velocities for noisy latents.
 
-        video: [B, T_v, h, w, C_v]; audio: [B, T_a, C_a]; t_v, t_a: [B] in [0, 1] (0 = clean);
-        cond: {'label': int32 [B] (num_classes = null class), optional 'text': [B, L, text_dim],
-        'text_mask': bool [B, L]}. Returns (v_video [B, T_v, h, w, C_v], v_audio [B, T_a, C_a]), f32.
-        """
-        c = self.cfg
-        self._check_inputs(video, audio, t_v, t_a, cond)
-        rules = tuple(c.logical_axis_rules)
-        B, T, h, w, C = video.shape
-        Ta = audio.shape[1]
-        ph, pw = tuple(c.video_patch)
-        pa = c.audio_patch
-        hp, wp, Tt = h // ph, w // pw, Ta // pa
-        S = hp * wp
-        G = self.global_tokens.shape[0] if self.global_tokens is not None else 0
+    video: [B, T_v, h, w, C_v]; audio: [B, T_a, C_a]; t_v, t_a: [B] in [0, 1] (0 = clean);
+    cond: {'label': int32 [B] (num_classes = null class), optional 'text': [B, L, text_dim],
+    'text_mask': bool [B, L]}. Returns (v_video [B, T_v, h, w, C_v], v_audio [B, T_a, C_a]), f32.
+    """
+    c = self.cfg
+    self._check_inputs(video, audio, t_v, t_a, cond)
+    rules = tuple(c.logical_axis_rules)
+    B, T, h, w, C = video.shape
+    Ta = audio.shape[1]
+    ph, pw = tuple(c.video_patch)
+    pa = c.audio_patch
+    hp, wp, Tt = h // ph, w // pw, Ta // pa
+    S = hp * wp
+    G = self.global_tokens.shape[0] if self.global_tokens is not None else 0
 
-        # Patchify: [B, T, h, w, C] -> [B, T*hp*wp, ph*pw*C] (frame-major); [B, Ta, C] -> [B, Tt, pa*C].
-        pv = video.reshape(B, T, hp, ph, wp, pw, C).transpose(0, 1, 2, 4, 3, 5, 6)
-        pv = pv.reshape(B, T * S, ph * pw * C)
-        pa_ = audio.reshape(B, Tt, pa * audio.shape[-1])
-        xv = self.v_embed.patch(pv).astype(jnp.float32)
-        if c.video_pos_embed == "sincos":
-            pos = L.sincos_2d(hp, wp, c.video_dim)                         # [S, Dv], a constant
-            xv = (xv.reshape(B, T, S, -1) + pos).reshape(B, T * S, -1)
-        xa = self.a_embed.patch(pa_).astype(jnp.float32)
-        if G:
-            xa = jnp.concatenate([jnp.broadcast_to(self.global_tokens[...][None], (B, G, c.audio_dim)),
-                                  xa], axis=1)
-        xv, xa = constrain(xv, ACT, rules), constrain(xa, ACT, rules)
+    # Patchify: [B, T, h, w, C] -> [B, T*hp*wp, ph*pw*C] (frame-major); [B, Ta, C] -> [B, Tt, pa*C].
+    pv = video.reshape(B, T, hp, ph, wp, pw, C).transpose(0, 1, 2, 4, 3, 5, 6)
+    pv = pv.reshape(B, T * S, ph * pw * C)
+    pa_ = audio.reshape(B, Tt, pa * audio.shape[-1])
+    xv = self.v_embed.patch(pv).astype(jnp.float32)
+    if c.video_pos_embed == "sincos":
+      pos = L.sincos_2d(hp, wp, c.video_dim)  # [S, Dv], a constant
+      xv = (xv.reshape(B, T, S, -1) + pos).reshape(B, T * S, -1)
+    xa = self.a_embed.patch(pa_).astype(jnp.float32)
+    if G:
+      xa = jnp.concatenate([jnp.broadcast_to(self.global_tokens[...][None], (B, G, c.audio_dim)), xa], axis=1)
+    xv, xa = constrain(xv, ACT, rules), constrain(xa, ACT, rules)
 
-        label = jnp.clip(cond["label"].astype(jnp.int32), 0, c.num_classes)
-        text = cond.get("text")
-        tv_vec = self.v_embed.time(t_v, label)                             # [B, Dv]
-        ta_vec = self.a_embed.time(t_a, label)                             # [B, Da]
-        ev = self.v_embed.t_mod(jax.nn.silu(tv_vec)).astype(jnp.float32).reshape(B, N_MOD, -1)
-        ea = self.a_embed.t_mod(jax.nn.silu(ta_vec)).astype(jnp.float32).reshape(B, N_MOD, -1)
-        cv, ca = self.v_embed.cond_seq(label, text), self.a_embed.cond_seq(label, text)
-        cmask = jnp.ones((B, 1), bool)
-        if text is not None:
-            tm = cond.get("text_mask")
-            tm = jnp.ones(text.shape[:2], bool) if tm is None else tm.astype(bool)
-            cmask = jnp.concatenate([cmask, tm], axis=1)
+    label = jnp.clip(cond["label"].astype(jnp.int32), 0, c.num_classes)
+    text = cond.get("text")
+    tv_vec = self.v_embed.time(t_v, label)  # [B, Dv]
+    ta_vec = self.a_embed.time(t_a, label)  # [B, Da]
+    ev = self.v_embed.t_mod(jax.nn.silu(tv_vec)).astype(jnp.float32).reshape(B, N_MOD, -1)
+    ea = self.a_embed.t_mod(jax.nn.silu(ta_vec)).astype(jnp.float32).reshape(B, N_MOD, -1)
+    cv, ca = self.v_embed.cond_seq(label, text), self.a_embed.cond_seq(label, text)
+    cmask = jnp.ones((B, 1), bool)
+    if text is not None:
+      tm = cond.get("text_mask")
+      tm = jnp.ones(text.shape[:2], bool) if tm is None else tm.astype(bool)
+      cmask = jnp.concatenate([cmask, tm], axis=1)
 
-        # RoPE tables (static shapes; constants under jit).
-        theta = c.rope_theta
-        rope_v = L.rope_3d_angles(T, hp, wp, c.video_dim // c.video_heads, theta)
-        # Global tokens sit at position 0 (identity rotation): they have no time.
-        pos_a = np.concatenate([np.zeros(G), np.arange(Tt)])
-        rope_a = L.rope_angles(pos_a, c.audio_dim // c.audio_heads, theta)
-        hdi_v = c.video_dim // c.interaction_heads
-        hdi_a = c.audio_dim // c.interaction_heads
-        rate_a = c.audio_fps / pa
-        # Interaction RoPE: both streams on the video-frame timeline (Harmony's index scaling).
-        pos_t = L.positions_on_video_timeline(Tt, rate_a, c.video_fps)
-        rope_vfa = (L.rope_angles(np.arange(T), hdi_v, theta), L.rope_angles(pos_t, hdi_v, theta))
-        rope_afv = (L.rope_angles(np.arange(T), hdi_a, theta), L.rope_angles(pos_t, hdi_a, theta))
+    # RoPE tables (static shapes; constants under jit).
+    theta = c.rope_theta
+    rope_v = L.rope_3d_angles(T, hp, wp, c.video_dim // c.video_heads, theta)
+    # Global tokens sit at position 0 (identity rotation): they have no time.
+    pos_a = np.concatenate([np.zeros(G), np.arange(Tt)])
+    rope_a = L.rope_angles(pos_a, c.audio_dim // c.audio_heads, theta)
+    hdi_v = c.video_dim // c.interaction_heads
+    hdi_a = c.audio_dim // c.interaction_heads
+    rate_a = c.audio_fps / pa
+    # Interaction RoPE: both streams on the video-frame timeline (Harmony's index scaling).
+    pos_t = L.positions_on_video_timeline(Tt, rate_a, c.video_fps)
+    rope_vfa = (L.rope_angles(np.arange(T), hdi_v, theta), L.rope_angles(pos_t, hdi_v, theta))
+    rope_afv = (L.rope_angles(np.arange(T), hdi_a, theta), L.rope_angles(pos_t, hdi_a, theta))
 
-        def run(carry, block):
-            if c.scan_layers:
-                # FSDP: this layer's weights are gathered over the data-parallel mesh axes right
-                # here, one layer at a time. Left implicit, XLA's partitioner mis-slices stacked
-                # weights sharded over both 'fsdp' and 'tensor' when the batch is split over
-                # 'data' and 'fsdp' (wrong values for some examples, jax 0.10 / 2x2x2 mesh).
-                block = gather_data_parallel(block, rules)
-            xv, xa = carry
-            return block(xv, xa, ev, ea, cv, ca, cmask, rope_v, rope_a, rope_vfa, rope_afv, T, S)
+    def run(carry, block):
+      if c.scan_layers:
+        # FSDP: this layer's weights are gathered over the data-parallel mesh axes right
+        # here, one layer at a time. Left implicit, XLA's partitioner mis-slices stacked
+        # weights sharded over both 'fsdp' and 'tensor' when the batch is split over
+        # 'data' and 'fsdp' (wrong values for some examples, jax 0.10 / 2x2x2 mesh).
+        block = gather_data_parallel(block, rules)
+      xv, xa = carry
+      return block(xv, xa, ev, ea, cv, ca, cmask, rope_v, rope_a, rope_vfa, rope_afv, T, S)
 
-        if c.remat != "none":
-            # Inside a scan the loop boundary already stops XLA from CSE-ing the recomputation
-            # into the forward pass, so prevent_cse (extra barriers) is only needed unrolled.
-            run = nnx.remat(run, policy=_POLICIES[c.remat], prevent_cse=not c.scan_layers)
-        if c.scan_layers:
-            # A plain lax.scan over the stacked layer state (rather than nnx.scan): the module is
-            # rebuilt from the per-layer slice inside the body, so the forward works at any trace
-            # level, e.g. inside a sampler's own lax.scan over ODE steps with closed-over params.
-            graphdef, stacked = nnx.split(self.blocks)
+    if c.remat != "none":
+      # Inside a scan the loop boundary already stops XLA from CSE-ing the recomputation
+      # into the forward pass, so prevent_cse (extra barriers) is only needed unrolled.
+      run = nnx.remat(run, policy=_POLICIES[c.remat], prevent_cse=not c.scan_layers)
+    if c.scan_layers:
+      # A plain lax.scan over the stacked layer state (rather than nnx.scan): the module is
+      # rebuilt from the per-layer slice inside the body, so the forward works at any trace
+      # level, e.g. inside a sampler's own lax.scan over ODE steps with closed-over params.
+      graphdef, stacked = nnx.split(self.blocks)
 
-            def body(carry, layer_state):
-                return run(carry, nnx.merge(graphdef, layer_state)), None
+      def body(carry, layer_state):
+        return run(carry, nnx.merge(graphdef, layer_state)), None
 
-            (xv, xa), _ = jax.lax.scan(body, (xv, xa), stacked)
-        else:
-            for block in self.blocks:
-                xv, xa = run((xv, xa), block)
+      (xv, xa), _ = jax.lax.scan(body, (xv, xa), stacked)
+    else:
+      for block in self.blocks:
+        xv, xa = run((xv, xa), block)
 
-        ov = self.v_embed.out(xv, tv_vec, pv)                              # [B, T*S, ph*pw*C]
-        oa = self.a_embed.out(xa[:, G:], ta_vec, pa_)                      # [B, Tt, pa*C_a]
-        ov = ov.reshape(B, T, hp, wp, ph, pw, C).transpose(0, 1, 2, 4, 3, 5, 6).reshape(B, T, h, w, C)
-        oa = oa.reshape(B, Ta, audio.shape[-1])
-        return ov, oa
+    ov = self.v_embed.out(xv, tv_vec, pv)  # [B, T*S, ph*pw*C]
+    oa = self.a_embed.out(xa[:, G:], ta_vec, pa_)  # [B, Tt, pa*C_a]
+    ov = ov.reshape(B, T, hp, wp, ph, pw, C).transpose(0, 1, 2, 4, 3, 5, 6).reshape(B, T, h, w, C)
+    oa = oa.reshape(B, Ta, audio.shape[-1])
+    return ov, oa

@@ -20,6 +20,7 @@ optimizer trains; give them logical-axis metadata (`sharding_names`, see model/s
 them on a mesh. The config fields the data and codec fix (video_channels, audio_channels, video_fps,
 audio_fps, num_classes, shapes) are set on `cfg` before `build` sees it.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -31,39 +32,44 @@ _FACTORIES: dict[str, Factory] = {}
 
 
 def register(name: str) -> Callable[[Factory], Factory]:
-    """Decorator: `factory(model_cfg, rngs)` builds the architecture `model.name = name`."""
-    def add(factory: Factory) -> Factory:
-        if name in _FACTORIES and _FACTORIES[name] is not factory:
-            raise ValueError(f"a model named {name!r} is already registered ({_FACTORIES[name]!r})")
-        _FACTORIES[name] = factory
-        return factory
-    return add
+  """Decorator: `factory(model_cfg, rngs)` builds the architecture `model.name = name`."""
+
+  def add(factory: Factory) -> Factory:
+    if name in _FACTORIES and _FACTORIES[name] is not factory:
+      raise ValueError(f"a model named {name!r} is already registered ({_FACTORIES[name]!r})")
+    _FACTORIES[name] = factory
+    return factory
+
+  return add
 
 
 def available() -> tuple[str, ...]:
-    return tuple(sorted(_FACTORIES))
+  return tuple(sorted(_FACTORIES))
 
 
 def factory(name: str) -> Factory:
-    if name not in _FACTORIES:
-        raise ValueError(f"config.model.name={name!r} is not a registered model; registered: "
-                         f"{available()}. Register yours with @syncdpo_jax.model.register({name!r}) in a "
-                         "module the run imports.")
-    return _FACTORIES[name]
+  if name not in _FACTORIES:
+    raise ValueError(
+        f"config.model.name={name!r} is not a registered model; registered: "
+        f"{available()}. Register yours with @syncdpo_jax.model.register({name!r}) in a "
+        "module the run imports."
+    )
+  return _FACTORIES[name]
 
 
 def build(model_cfg, rngs: nnx.Rngs) -> nnx.Module:
-    """The model `model_cfg.name` names, with its parameters initialised from `rngs`."""
-    return factory(model_cfg.name)(model_cfg, rngs)
+  """The model `model_cfg.name` names, with its parameters initialised from `rngs`."""
+  return factory(model_cfg.name)(model_cfg, rngs)
 
 
 def build_abstract(model_cfg) -> nnx.Module:
-    """The same model with ShapeDtypeStructs for arrays (nothing allocated)."""
-    make = factory(model_cfg.name)  # outside eval_shape: a bad name raises as itself
-    return nnx.eval_shape(lambda: make(model_cfg, nnx.Rngs(0)))
+  """The same model with ShapeDtypeStructs for arrays (nothing allocated)."""
+  make = factory(model_cfg.name)  # outside eval_shape: a bad name raises as itself
+  return nnx.eval_shape(lambda: make(model_cfg, nnx.Rngs(0)))
 
 
 @register("joint_dit")
 def _joint_dit(model_cfg, rngs: nnx.Rngs) -> nnx.Module:
-    from syncdpo_jax.model.dit import JointDiT  # local: dit imports sharding, which builds through here
-    return JointDiT(model_cfg, rngs=rngs)
+  from syncdpo_jax.model.dit import JointDiT  # local: dit imports sharding, which builds through here
+
+  return JointDiT(model_cfg, rngs=rngs)

@@ -9,6 +9,7 @@ The argument of the sigmoid is the implicit reward margin: positive when the pol
 frozen reference, denoises the winner better than the loser. beta is tied to the error reduction
 (Diffusion-DPO: mean over elements, beta = 5000); it is a config value.
 """
+
 from __future__ import annotations
 
 import jax
@@ -20,8 +21,9 @@ def implicit_margin(err_w, err_l, ref_err_w, ref_err_l, beta: float) -> jax.Arra
   return -0.5 * beta * ((err_w - ref_err_w) - (err_l - ref_err_l))
 
 
-def flow_dpo_loss(err_w: jax.Array, err_l: jax.Array, ref_err_w: jax.Array, ref_err_l: jax.Array,
-                  beta: float):
+def flow_dpo_loss(
+    err_w: jax.Array, err_l: jax.Array, ref_err_w: jax.Array, ref_err_l: jax.Array, beta: float
+):
   """Mean Diffusion-DPO loss over the batch.
 
   Args:
@@ -39,7 +41,9 @@ def flow_dpo_loss(err_w: jax.Array, err_l: jax.Array, ref_err_w: jax.Array, ref_
   metrics = {
       "reward_accuracy": (margin > 0).astype(jnp.float32).mean(),
       "reward_margin": margin.mean(),
-      "err_w": err_w.mean(), "err_l": err_l.mean(),
-      "ref_err_w": ref_err_w.mean(), "ref_err_l": ref_err_l.mean(),
+      "err_w": err_w.mean(),
+      "err_l": err_l.mean(),
+      "ref_err_w": ref_err_w.mean(),
+      "ref_err_l": ref_err_l.mean(),
   }
   return loss, metrics

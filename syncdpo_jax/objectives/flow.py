@@ -30,6 +30,7 @@ minimiser): for 'x' it is |x0_hat - x0|^2 / max(t, t_eps)^2, JiT's x-prediction 
 Raw pixel / log-mel tokens wider than the model want 'x': clean data lies near a low-dimensional
 manifold, noise does not, and a narrow network cannot carry the full-dimensional noise through.
 """
+
 from __future__ import annotations
 
 import jax
@@ -80,8 +81,14 @@ def skip_coefficients(t: jax.Array, sigma_data: float = 1.0) -> tuple[jax.Array,
   return (1.0 - t) * s2 / d, (t - (1.0 - t) * s2) / d, jnp.sqrt(s2) / jnp.sqrt(d)
 
 
-def to_velocity(out: jax.Array, x_t: jax.Array, t: jax.Array, prediction: str,
-                t_eps: float = T_EPS, sigma_data: float = 1.0) -> jax.Array:
+def to_velocity(
+    out: jax.Array,
+    x_t: jax.Array,
+    t: jax.Array,
+    prediction: str,
+    t_eps: float = T_EPS,
+    sigma_data: float = 1.0,
+) -> jax.Array:
   """The velocity implied by a network output `out` (see the module docstring).
 
   out, x_t: [B, ...]; t: [B] flow time of that stream; sigma_data: the data's std ('x_skip' only).
@@ -99,8 +106,9 @@ def to_velocity(out: jax.Array, x_t: jax.Array, t: jax.Array, prediction: str,
   return (out - x_t) / jnp.maximum(1.0 - tb, t_eps)
 
 
-def velocity_error_target(x0: jax.Array, eps: jax.Array, x_t: jax.Array, t: jax.Array,
-                          prediction: str, t_eps: float = T_EPS) -> jax.Array:
+def velocity_error_target(
+    x0: jax.Array, eps: jax.Array, x_t: jax.Array, t: jax.Array, prediction: str, t_eps: float = T_EPS
+) -> jax.Array:
   """The velocity the ideal output (x0, eps or eps - x0) implies through `to_velocity`: the loss target.
 
   Equals `velocity_target(x0, eps)` wherever the conversion's clamp is inactive (t >= t_eps for 'x',
@@ -139,8 +147,10 @@ def velocity_model(model_fn, prediction: str, t_eps: float = T_EPS, sigma_data: 
 
   def fn(video, audio, t_v, t_a, cond):
     out_v, out_a = model_fn(video, audio, t_v, t_a, cond)
-    return (to_velocity(out_v, video, t_v, prediction, t_eps, sigma_data),
-            to_velocity(out_a, audio, t_a, prediction, t_eps, sigma_data))
+    return (
+        to_velocity(out_v, video, t_v, prediction, t_eps, sigma_data),
+        to_velocity(out_a, audio, t_a, prediction, t_eps, sigma_data),
+    )
 
   return fn
 
@@ -150,8 +160,15 @@ def shift_t(t: jax.Array, shift: float) -> jax.Array:
   return shift * t / (1.0 + (shift - 1.0) * t)
 
 
-def sample_t(key: jax.Array, shape: tuple[int, ...], *, kind: str = "logit_normal",
-             mean: float = 0.0, std: float = 1.0, shift: float = 1.0) -> jax.Array:
+def sample_t(
+    key: jax.Array,
+    shape: tuple[int, ...],
+    *,
+    kind: str = "logit_normal",
+    mean: float = 0.0,
+    std: float = 1.0,
+    shift: float = 1.0,
+) -> jax.Array:
   """Training timesteps in (0, 1).
 
   kind: 'uniform'; 'logit_normal' (SD3: sigmoid of N(mean, std), concentrates on mid t);

@@ -8,6 +8,7 @@ Running all three as separate passes would triple the step cost, so each example
 (probabilities `task_probs`) and its loss is importance-weighted by lambda_task / p_task: the expected
 loss equals the formula above exactly, at the cost of a single forward/backward over the batch.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -43,8 +44,13 @@ def sample_tasks_and_times(key: jax.Array, batch: int, task_probs, t_kwargs: dic
   return task, t_v, t_a
 
 
-def sft_draws(key: jax.Array, video: jax.Array, audio: jax.Array, task_probs=(1.0, 0.0, 0.0),
-              t_kwargs: dict | None = None) -> dict:
+def sft_draws(
+    key: jax.Array,
+    video: jax.Array,
+    audio: jax.Array,
+    task_probs=(1.0, 0.0, 0.0),
+    t_kwargs: dict | None = None,
+) -> dict:
   """Every random number of one SFT loss, per example: {'task', 't_v', 't_a' [B], 'eps_v', 'eps_a'}.
 
   Drawn for the whole batch before the loss runs, so the loss of any slice of the batch is the loss
@@ -52,22 +58,46 @@ def sft_draws(key: jax.Array, video: jax.Array, audio: jax.Array, task_probs=(1.
   """
   k_task, k_ev, k_ea = jax.random.split(key, 3)
   task, t_v, t_a = sample_tasks_and_times(k_task, video.shape[0], task_probs, t_kwargs or {})
-  return {"task": task, "t_v": t_v, "t_a": t_a,
-          "eps_v": jax.random.normal(k_ev, video.shape, video.dtype),
-          "eps_a": jax.random.normal(k_ea, audio.shape, audio.dtype)}
+  return {
+      "task": task,
+      "t_v": t_v,
+      "t_a": t_a,
+      "eps_v": jax.random.normal(k_ev, video.shape, video.dtype),
+      "eps_a": jax.random.normal(k_ea, audio.shape, audio.dtype),
+  }
 
 
-def sft_loss(apply_fn: Callable, key: jax.Array, video: jax.Array, audio: jax.Array, cond: dict, *,
-             task_probs=(1.0, 0.0, 0.0), t_kwargs: dict | None = None, **loss_kwargs):
+def sft_loss(
+    apply_fn: Callable,
+    key: jax.Array,
+    video: jax.Array,
+    audio: jax.Array,
+    cond: dict,
+    *,
+    task_probs=(1.0, 0.0, 0.0),
+    t_kwargs: dict | None = None,
+    **loss_kwargs,
+):
   """Cross-task-synergy flow-matching loss: `sft_loss_given` with fresh `sft_draws(key, ...)`."""
   draws = sft_draws(key, video, audio, task_probs, t_kwargs)
   return sft_loss_given(apply_fn, video, audio, cond, draws, task_probs=task_probs, **loss_kwargs)
 
 
-def sft_loss_given(apply_fn: Callable, video: jax.Array, audio: jax.Array, cond: dict, draws: dict, *,
-                   task_probs=(1.0, 0.0, 0.0), lambda_v: float = 0.1, lambda_a: float = 0.3,
-                   video_weight: float = 1.0, audio_weight: float = 1.0, prediction: str = "v",
-                   error_space: str = "velocity"):
+def sft_loss_given(
+    apply_fn: Callable,
+    video: jax.Array,
+    audio: jax.Array,
+    cond: dict,
+    draws: dict,
+    *,
+    task_probs=(1.0, 0.0, 0.0),
+    lambda_v: float = 0.1,
+    lambda_a: float = 0.3,
+    video_weight: float = 1.0,
+    audio_weight: float = 1.0,
+    prediction: str = "v",
+    error_space: str = "velocity",
+):
   """Cross-task-synergy flow-matching loss of the examples given, with their random draws.
 
   Args:

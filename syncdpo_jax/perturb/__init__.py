@@ -18,16 +18,45 @@ Typical use inside a jitted DPO step:
   ...
   curriculum_state = curriculum.update(state.curriculum, cfg.curriculum, metrics['reward_accuracy'])
 """
+
 from syncdpo_jax.perturb import curriculum
-from syncdpo_jax.perturb.config import (SCHEDULES, get_curriculum_config, get_perturb_config,
-                                        options_from_config, probs_from_config)
-from syncdpo_jax.perturb.ops import (DEFAULT_OPTIONS, INFO_SCHEMA, MAGNITUDES, Magnitude, TimeMap,
-                                     apply, kind_index, magnitude, names)
+from syncdpo_jax.perturb.config import (
+    SCHEDULES,
+    get_curriculum_config,
+    get_perturb_config,
+    options_from_config,
+    probs_from_config,
+)
+from syncdpo_jax.perturb.ops import (
+    DEFAULT_OPTIONS,
+    INFO_SCHEMA,
+    MAGNITUDES,
+    Magnitude,
+    TimeMap,
+    apply,
+    kind_index,
+    magnitude,
+    names,
+)
 from syncdpo_jax.perturb.registry import make_negatives, probs_vector, sample_apply
 
 __all__ = [
-    "DEFAULT_OPTIONS", "INFO_SCHEMA", "MAGNITUDES", "Magnitude", "SCHEDULES", "TimeMap", "apply",
-    "curriculum", "get_curriculum_config", "get_perturb_config", "kind_index", "magnitude",
-    "make_negatives", "names", "options_from_config", "probs_from_config", "probs_vector",
+    "DEFAULT_OPTIONS",
+    "INFO_SCHEMA",
+    "MAGNITUDES",
+    "Magnitude",
+    "SCHEDULES",
+    "TimeMap",
+    "apply",
+    "curriculum",
+    "get_curriculum_config",
+    "get_perturb_config",
+    "kind_index",
+    "magnitude",
+    "make_negatives",
+    "names",
+    "options_from_config",
+    "probs_from_config",
+    "probs_vector",
     "sample_apply",
 ]

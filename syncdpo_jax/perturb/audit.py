@@ -20,6 +20,7 @@ instead of synchronization. This module measures that, per rule:
 A rule that changes only cross-modal timing leaves each stream a real clip of the data, so every AUC
 sits at chance; `benchmarks/bench_shortcut_audit.py` prints the table for every rule and strength.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -39,12 +40,21 @@ def stream_statistics(x: Any) -> np.ndarray:
   deviation of the frame levels over time.
   """
   x = np.asarray(x, np.float64)
-  x = x.reshape(x.shape[0], x.shape[1], -1)                       # [B, T, D]
-  change = np.abs(np.diff(x, axis=1)).mean(-1)                    # [B, T - 1]
-  level = x.mean(-1)                                               # [B, T]
+  x = x.reshape(x.shape[0], x.shape[1], -1)  # [B, T, D]
+  change = np.abs(np.diff(x, axis=1)).mean(-1)  # [B, T - 1]
+  level = x.mean(-1)  # [B, T]
   med = np.median(change, axis=1)
-  return np.stack([change.mean(1), change.max(1) / (med + 1e-6), (change == 0).mean(1), level.min(1),
-                   level.max(1), level.std(1)], axis=1)
+  return np.stack(
+      [
+          change.mean(1),
+          change.max(1) / (med + 1e-6),
+          (change == 0).mean(1),
+          level.min(1),
+          level.max(1),
+          level.std(1),
+      ],
+      axis=1,
+  )
 
 
 def auc(pos: Any, neg: Any) -> float:
@@ -54,10 +64,10 @@ def auc(pos: Any, neg: Any) -> float:
   order = np.argsort(both, kind="mergesort")
   ranks = np.empty(both.size)
   ranks[order] = np.arange(1, both.size + 1)
-  for v in np.unique(both):                    # average ranks over ties
+  for v in np.unique(both):  # average ranks over ties
     tie = both == v
     ranks[tie] = ranks[tie].mean()
-  u = ranks[:pos.size].sum() - pos.size * (pos.size + 1) / 2.0
+  u = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2.0
   return float(u / (pos.size * neg.size))
 
 
@@ -101,8 +111,16 @@ def probe_auc(stats_w: np.ndarray, stats_l: np.ndarray) -> float:
   return separation(scores_l, scores_w)
 
 
-def audit_rule(name: str, key: jax.Array, video: jax.Array, audio: jax.Array, strength: float, fps_v: float,
-               fps_a: float, options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+def audit_rule(
+    name: str,
+    key: jax.Array,
+    video: jax.Array,
+    audio: jax.Array,
+    strength: float,
+    fps_v: float,
+    fps_a: float,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
   """How well the distorted stream of rule `name`'s losers alone separates them from the winners.
 
   video [B, T_v, ...], audio [B, T_a, ...]: real clips (latents). Returns {'stream': 'video' |
@@ -110,15 +128,22 @@ def audit_rule(name: str, key: jax.Array, video: jax.Array, audio: jax.Array, st
   probe's, 'changed': fraction of losers that differ from their winner}.
   """
   from syncdpo_jax.perturb import registry  # local: the statistics above need no jax
-  video_l, audio_l, info = registry.make_negatives(key, video, audio, strength, fps_v, fps_a, {name: 1.0},
-                                                   options)
+
+  video_l, audio_l, info = registry.make_negatives(
+      key, video, audio, strength, fps_v, fps_a, {name: 1.0}, options
+  )
   stream = "audio" if int(np.asarray(info["modality"])[0]) == 1 else "video"
   w, l = (audio, audio_l) if stream == "audio" else (video, video_l)
   sw, sl = stream_statistics(w), stream_statistics(l)
   aucs = {s: separation(sl[:, i], sw[:, i]) for i, s in enumerate(STATISTICS)}
   changed = np.abs(np.asarray(l) - np.asarray(w)).reshape(w.shape[0], -1).max(1) > 0
-  return {"stream": stream, "auc": aucs, "max_auc": max(aucs.values()), "probe_auc": probe_auc(sw, sl),
-          "changed": float(changed.mean())}
+  return {
+      "stream": stream,
+      "auc": aucs,
+      "max_auc": max(aucs.values()),
+      "probe_auc": probe_auc(sw, sl),
+      "changed": float(changed.mean()),
+  }
 
 
 __all__ = ["STATISTICS", "audit_rule", "auc", "probe_auc", "separation", "stream_statistics"]

@@ -5,6 +5,7 @@ Both are plain ConfigDicts with Python numbers/strings, meant to sit under a tra
 overridden from the command line, e.g. `--config.perturb.mix.swap=0.0`,
 `--config.curriculum.schedule=adaptive`. Everything is read as static Python values at trace time.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,19 +19,53 @@ SCHEDULES = ("fixed", "linear", "staged", "adaptive")
 # Default mix: the SyncDPO paper reports Replace and Scale as the best trade-off between temporal
 # precision and quality, so they carry most of the mass; the rest keeps the negatives diverse.
 DEFAULT_MIX = {
-    "shift": 0.15, "replace": 0.3, "scale": 0.3, "reverse": 0.05, "shuffle": 0.05,
-    "swap": 0.05, "mute": 0.04, "freeze": 0.03, "repeat": 0.03,
+    "shift": 0.15,
+    "replace": 0.3,
+    "scale": 0.3,
+    "reverse": 0.05,
+    "shuffle": 0.05,
+    "swap": 0.05,
+    "mute": 0.04,
+    "freeze": 0.03,
+    "repeat": 0.03,
 }
 
 # Per-stage mixes of the staged curriculum: coarse negatives (whole-clip swaps, reversals, large
 # shifts) first, then local re-timings, then the subtle rules that need precise sync to tell apart.
 STAGE_MIXES = (
-    {"shift": 0.3, "replace": 0.1, "scale": 0.1, "reverse": 0.2, "shuffle": 0.05, "swap": 0.25,
-     "mute": 0.0, "freeze": 0.0, "repeat": 0.0},
-    {"shift": 0.2, "replace": 0.25, "scale": 0.25, "reverse": 0.05, "shuffle": 0.1, "swap": 0.05,
-     "mute": 0.04, "freeze": 0.03, "repeat": 0.03},
-    {"shift": 0.15, "replace": 0.35, "scale": 0.35, "reverse": 0.0, "shuffle": 0.05, "swap": 0.0,
-     "mute": 0.04, "freeze": 0.03, "repeat": 0.03},
+    {
+        "shift": 0.3,
+        "replace": 0.1,
+        "scale": 0.1,
+        "reverse": 0.2,
+        "shuffle": 0.05,
+        "swap": 0.25,
+        "mute": 0.0,
+        "freeze": 0.0,
+        "repeat": 0.0,
+    },
+    {
+        "shift": 0.2,
+        "replace": 0.25,
+        "scale": 0.25,
+        "reverse": 0.05,
+        "shuffle": 0.1,
+        "swap": 0.05,
+        "mute": 0.04,
+        "freeze": 0.03,
+        "repeat": 0.03,
+    },
+    {
+        "shift": 0.15,
+        "replace": 0.35,
+        "scale": 0.35,
+        "reverse": 0.0,
+        "shuffle": 0.05,
+        "swap": 0.0,
+        "mute": 0.04,
+        "freeze": 0.03,
+        "repeat": 0.03,
+    },
 )
 
 

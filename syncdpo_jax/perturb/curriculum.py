@@ -16,6 +16,7 @@ Schedules (difficulty d in [0, 1], strength = 1 - d):
 For all but 'staged' the stage is derived from d (number of stage_difficulties[1:] reached), so the
 per-stage mixes follow the difficulty.
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -34,6 +35,7 @@ from syncdpo_jax.perturb import ops
 class CurriculumState:
   """step: int32 [] updates so far; difficulty: f32 [] in [0, 1]; stage: int32 []; reward_acc_ema:
   f32 [] running implicit reward accuracy."""
+
   step: jax.Array
   difficulty: jax.Array
   stage: jax.Array
@@ -46,23 +48,30 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise ValueError(f"curriculum.schedule={cfg.schedule!r}; expected one of {config_lib.SCHEDULES}")
   bounds, diffs = tuple(cfg.stage_boundaries), tuple(cfg.stage_difficulties)
   if len(diffs) != len(bounds) + 1:
-    raise ValueError(f"curriculum.stage_difficulties has {len(diffs)} entries, expected "
-                     f"len(stage_boundaries) + 1 = {len(bounds) + 1}")
+    raise ValueError(
+        f"curriculum.stage_difficulties has {len(diffs)} entries, expected "
+        f"len(stage_boundaries) + 1 = {len(bounds) + 1}"
+    )
   if any(b1 <= b0 for b0, b1 in zip(bounds, bounds[1:])):
     raise ValueError(f"curriculum.stage_boundaries must be increasing steps, got {bounds}")
   if any(not 0.0 <= d <= 1.0 for d in diffs):
     raise ValueError(f"curriculum.stage_difficulties must lie in [0, 1], got {diffs}")
   if cfg.use_stage_mixes and len(cfg.stage_mixes) != len(diffs):
-    raise ValueError(f"curriculum.stage_mixes has {len(cfg.stage_mixes)} mixes, expected one per "
-                     f"stage ({len(diffs)})")
+    raise ValueError(
+        f"curriculum.stage_mixes has {len(cfg.stage_mixes)} mixes, expected one per " f"stage ({len(diffs)})"
+    )
   if cfg.schedule == "linear" and cfg.ramp_steps <= 0:
     raise ValueError(f"curriculum.ramp_steps must be > 0 for 'linear', got {cfg.ramp_steps}")
   if cfg.schedule == "adaptive" and not cfg.backoff_threshold < cfg.advance_threshold:
-    raise ValueError("curriculum.backoff_threshold must be < advance_threshold, got "
-                     f"{cfg.backoff_threshold} >= {cfg.advance_threshold}")
+    raise ValueError(
+        "curriculum.backoff_threshold must be < advance_threshold, got "
+        f"{cfg.backoff_threshold} >= {cfg.advance_threshold}"
+    )
   if not 0.0 <= cfg.min_difficulty <= cfg.max_difficulty <= 1.0:
-    raise ValueError("curriculum needs 0 <= min_difficulty <= max_difficulty <= 1, got "
-                     f"{cfg.min_difficulty}, {cfg.max_difficulty}")
+    raise ValueError(
+        "curriculum needs 0 <= min_difficulty <= max_difficulty <= 1, got "
+        f"{cfg.min_difficulty}, {cfg.max_difficulty}"
+    )
   if not 0.0 <= cfg.ema_decay < 1.0:
     raise ValueError(f"curriculum.ema_decay must be in [0, 1), got {cfg.ema_decay}")
 
@@ -78,8 +87,9 @@ def _stage_of_step(step: jax.Array, cfg) -> jax.Array:
   return jnp.sum(step[None] >= bounds).astype(jnp.int32)
 
 
-def _scheduled(step: jax.Array, prev_difficulty: jax.Array, ema: jax.Array, cfg
-               ) -> tuple[jax.Array, jax.Array]:
+def _scheduled(
+    step: jax.Array, prev_difficulty: jax.Array, ema: jax.Array, cfg
+) -> tuple[jax.Array, jax.Array]:
   """(difficulty, stage) at `step` given the previous difficulty and the current EMA."""
   if cfg.schedule == "fixed":
     d = jnp.full((), cfg.difficulty, jnp.float32)
@@ -90,8 +100,11 @@ def _scheduled(step: jax.Array, prev_difficulty: jax.Array, ema: jax.Array, cfg
     stage = _stage_of_step(step, cfg)
     return jnp.asarray(tuple(cfg.stage_difficulties), jnp.float32)[stage], stage
   else:  # adaptive
-    delta = jnp.where(ema >= cfg.advance_threshold, cfg.advance_rate,
-                      jnp.where(ema < cfg.backoff_threshold, -cfg.backoff_rate, 0.0))
+    delta = jnp.where(
+        ema >= cfg.advance_threshold,
+        cfg.advance_rate,
+        jnp.where(ema < cfg.backoff_threshold, -cfg.backoff_rate, 0.0),
+    )
     d = jnp.clip(prev_difficulty + delta, cfg.min_difficulty, cfg.max_difficulty)
   d = jnp.asarray(d, jnp.float32)
   return d, _stage_of_difficulty(d, cfg)
@@ -111,8 +124,9 @@ def init(cfg: ml_collections.ConfigDict) -> CurriculumState:
   return CurriculumState(step, d, stage, ema)
 
 
-def update(state: CurriculumState, cfg: ml_collections.ConfigDict,
-           reward_accuracy: jax.Array | float) -> CurriculumState:
+def update(
+    state: CurriculumState, cfg: ml_collections.ConfigDict, reward_accuracy: jax.Array | float
+) -> CurriculumState:
   """One step of the curriculum; pure and jit-able (cfg static).
 
   reward_accuracy: f32 [] implicit reward accuracy of the step just taken (fraction of pairs whose
@@ -130,16 +144,19 @@ def strength(state: CurriculumState) -> jax.Array:
   return 1.0 - state.difficulty
 
 
-def mix_probs(state: CurriculumState, cfg: ml_collections.ConfigDict,
-              default: Mapping[str, float] | None = None) -> jax.Array:
+def mix_probs(
+    state: CurriculumState, cfg: ml_collections.ConfigDict, default: Mapping[str, float] | None = None
+) -> jax.Array:
   """Perturbation probabilities f32 [len(names())] (names() order) for the current stage.
 
   With `cfg.use_stage_mixes` False, returns the static `default` mix (e.g. the perturb config mix).
   """
   if not cfg.use_stage_mixes:
     if default is None:
-      raise ValueError("curriculum.use_stage_mixes is False: pass the perturb config mix as "
-                       "`default` (config.probs_from_config(config.perturb))")
+      raise ValueError(
+          "curriculum.use_stage_mixes is False: pass the perturb config mix as "
+          "`default` (config.probs_from_config(config.perturb))"
+      )
     mixes = [default]
   else:
     mixes = list(cfg.stage_mixes)
@@ -155,5 +172,9 @@ def mix_probs(state: CurriculumState, cfg: ml_collections.ConfigDict,
 
 def log_metrics(state: CurriculumState) -> dict[str, jax.Array]:
   """Scalars to log each step (metrics.jsonl requires `difficulty` for DPO runs)."""
-  return {"difficulty": state.difficulty, "stage": state.stage, "strength": strength(state),
-          "reward_acc_ema": state.reward_acc_ema}
+  return {
+      "difficulty": state.difficulty,
+      "stage": state.stage,
+      "strength": strength(state),
+      "reward_acc_ema": state.reward_acc_ema,
+  }

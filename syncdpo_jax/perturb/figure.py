@@ -8,6 +8,7 @@ and 1. Perturbations act exactly as in training: on pixels in [-1, 1] at fps_v =
 normalised log-mel (hop 320 @ 16 kHz, 50 frames / s); the real pair's curves are drawn faintly behind
 each panel so the displacement is visible. This is a script (side effects: one PNG), not library code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,23 +48,32 @@ def _norm(x: np.ndarray) -> np.ndarray:
 
 def make_figure(out: str, family: str = "rhythm", seed: int = 0, duration_s: float = 4.0) -> None:
   cfg = get_data_config("demo")
-  clip = synth.generate_clip(family, seed, synth.SynthSpec(duration_s=duration_s, fps=int(cfg.fps),
-                                                          sr=cfg.sr, resolution=cfg.resolution))
+  clip = synth.generate_clip(
+      family,
+      seed,
+      synth.SynthSpec(duration_s=duration_s, fps=int(cfg.fps), sr=cfg.sr, resolution=cfg.resolution),
+  )
   fps_v, fps_a = float(cfg.fps), cfg.sr / cfg.hop
   video = jnp.asarray(clip["video"], jnp.float32) / 127.5 - 1.0
   audio = jnp.asarray(features.log_mel(clip["audio"], cfg))
-  other_clip = synth.generate_clip(family, seed + 1, synth.SynthSpec(
-      duration_s=duration_s, fps=int(cfg.fps), sr=cfg.sr, resolution=cfg.resolution))
-  other = (jnp.asarray(other_clip["video"], jnp.float32) / 127.5 - 1.0,
-           jnp.asarray(features.log_mel(other_clip["audio"], cfg)))
+  other_clip = synth.generate_clip(
+      family,
+      seed + 1,
+      synth.SynthSpec(duration_s=duration_s, fps=int(cfg.fps), sr=cfg.sr, resolution=cfg.resolution),
+  )
+  other = (
+      jnp.asarray(other_clip["video"], jnp.float32) / 127.5 - 1.0,
+      jnp.asarray(features.log_mel(other_clip["audio"], cfg)),
+  )
   t_v = np.arange(video.shape[0]) / fps_v
   t_a = np.arange(audio.shape[0]) / fps_a
   real_on = _norm(onset_strength(np.asarray(audio), cfg))
   real_mo = _norm(motion_energy(video))
 
   names = perturb.names()
-  fig, axes = plt.subplots(len(names) + 1, len(STRENGTHS), figsize=(13, 1.45 * (len(names) + 1)),
-                           sharex=True, sharey=True)
+  fig, axes = plt.subplots(
+      len(names) + 1, len(STRENGTHS), figsize=(13, 1.45 * (len(names) + 1)), sharex=True, sharey=True
+  )
 
   def panel(ax, on, mo, title, faint=True):
     if faint:
@@ -77,12 +87,12 @@ def make_figure(out: str, family: str = "rhythm", seed: int = 0, duration_s: flo
     ax.tick_params(labelsize=7)
 
   for j in range(len(STRENGTHS)):
-    panel(axes[0, j], real_on, real_mo, f"real pair ({family}, seed {seed}); grey = true events",
-          faint=False)
+    panel(axes[0, j], real_on, real_mo, f"real pair ({family}, seed {seed}); grey = true events", faint=False)
   axes[0, 0].legend(fontsize=7, loc="upper right")
   for i, name in enumerate(names, start=1):
-    fn = jax.jit(lambda k, v, a, s, ov, oa, name=name: perturb.apply(
-        name, k, v, a, s, fps_v, fps_a, other=(ov, oa)))
+    fn = jax.jit(
+        lambda k, v, a, s, ov, oa, name=name: perturb.apply(name, k, v, a, s, fps_v, fps_a, other=(ov, oa))
+    )
     for j, s in enumerate(STRENGTHS):
       v2, a2, info = fn(jax.random.key(seed), video, audio, jnp.float32(s), *other)
       mag = float(info["magnitude"])
@@ -90,12 +100,19 @@ def make_figure(out: str, family: str = "rhythm", seed: int = 0, duration_s: flo
       mod = "video" if int(info["modality"]) == 0 else "audio"
       kind = names[int(info["kind"])]
       extra = f", offset {float(info['offset_s']):+.2f} s" if float(info["offset_s"]) else ""
-      panel(axes[i, j], _norm(onset_strength(np.asarray(a2), cfg)), _norm(motion_energy(v2)),
-            f"{kind} [{mod}] strength {s:g}: {what}{extra}")
+      panel(
+          axes[i, j],
+          _norm(onset_strength(np.asarray(a2), cfg)),
+          _norm(motion_energy(v2)),
+          f"{kind} [{mod}] strength {s:g}: {what}{extra}",
+      )
   for ax in axes[-1]:
     ax.set_xlabel("time (s)", fontsize=8)
-  fig.suptitle("SyncDPO negatives: normalised audio onset strength (blue) and video motion energy "
-               "(orange); faint = the real pair", fontsize=10)
+  fig.suptitle(
+      "SyncDPO negatives: normalised audio onset strength (blue) and video motion energy "
+      "(orange); faint = the real pair",
+      fontsize=10,
+  )
   fig.tight_layout()
   fig.savefig(out, dpi=110)
   plt.close(fig)

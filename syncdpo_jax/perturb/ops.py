@@ -26,6 +26,7 @@ The strength -> magnitude rule is the single table `MAGNITUDES`; the floor that 
 being an identity is one frame of the coarser modality (`1 / min(fps_v, fps_a)` seconds), enforced in
 frames of the distorted modality after rounding.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,6 +52,7 @@ class Magnitude:
   (log-linear; for factors log-linear in log(factor)), so equal strength steps are equal *ratios*,
   which matches how perceptual offset thresholds scale.
   """
+
   quantity: str
   unit: str
   subtle: float | None
@@ -60,41 +62,73 @@ class Magnitude:
 
 MAGNITUDES: dict[str, Magnitude] = {
     "shift": Magnitude(
-        "offset", "s", 0.1, 1.0,
+        "offset",
+        "s",
+        0.1,
+        1.0,
         "the distorted modality is displaced by +-offset s (random sign) over the whole clip; the "
-        "shifted-in edge is silence for audio, the held edge frame for video"),
+        "shifted-in edge is silence for audio, the held edge frame for video",
+    ),
     "replace": Magnitude(
-        "segment", "s", 0.1, 1.0,
+        "segment",
+        "s",
+        0.1,
+        1.0,
         "a segment of this length (capped at half the clip), centred on a salient change, is "
         "overwritten by the same-length segment displaced by the Shift offset at this strength "
-        "(random sign), or, with prob. other_prob when available, the same moment of another example"),
+        "(random sign), or, with prob. other_prob when available, the same moment of another example",
+    ),
     "scale": Magnitude(
-        "factor", "factor", 1.05, 2.0,
+        "factor",
+        "factor",
+        1.05,
+        2.0,
         "time-stretch x'(t) = x(t / a), anchored at the clip start, a = factor or 1/factor; a "
-        "multiplies inter-onset intervals; floor: the most displaced frame moves >= 1 coarse frame"),
+        "multiplies inter-onset intervals; floor: the most displaced frame moves >= 1 coarse frame",
+    ),
     "reverse": Magnitude(
-        "segment", "s", 0.2, None,
-        "a segment of this length is played backwards in place (>= 2 coarse frames; whole clip at 1)"),
+        "segment",
+        "s",
+        0.2,
+        None,
+        "a segment of this length is played backwards in place (>= 2 coarse frames; whole clip at 1)",
+    ),
     "shuffle": Magnitude(
-        "segment", "s", 0.1, 0.5,
+        "segment",
+        "s",
+        0.1,
+        0.5,
         "a window of `num_segments` consecutive segments of this length is permuted (never the "
-        "identity permutation)"),
+        "identity permutation)",
+    ),
     "swap": Magnitude(
-        "clip", "s", None, None,
+        "clip",
+        "s",
+        None,
+        None,
         "the distorted modality comes from another example: always the whole clip (the coarsest "
         "negative, strength-independent); without another example it falls back to whole-clip "
-        "reverse and reports kind 'reverse'"),
+        "reverse and reports kind 'reverse'",
+    ),
     "mute": Magnitude(
-        "segment", "s", 0.1, 1.0,
+        "segment",
+        "s",
+        0.1,
+        1.0,
         "a segment of this length, centred on a salient change (an audio onset: 'drop an event'), "
-        "is replaced by silence"),
+        "is replaced by silence",
+    ),
     "freeze": Magnitude(
-        "hold", "s", 0.1, 1.0,
-        "the frame before a salient change is held for this long (video stops moving)"),
+        "hold", "s", 0.1, 1.0, "the frame before a salient change is held for this long (video stops moving)"
+    ),
     "repeat": Magnitude(
-        "segment", "s", 0.1, 1.0,
+        "segment",
+        "s",
+        0.1,
+        1.0,
         "a segment of this length is replayed immediately after itself (a stutter), so the replayed "
-        "span lags by the segment length; capped at half the clip"),
+        "span lags by the segment length; capped at half the clip",
+    ),
 }
 
 # Which modality each perturbation distorts unless options say otherwise, and its extra options.
@@ -116,12 +150,12 @@ _NAMES: tuple[str, ...] = tuple(MAGNITUDES)
 
 # Every perturbation returns exactly these scalars (so lax.switch / vmap over them works).
 INFO_SCHEMA: dict[str, Any] = {
-    "kind": jnp.int32,          # index into names() of the perturbation actually applied
-    "modality": jnp.int32,      # 0 = video distorted, 1 = audio distorted
-    "strength": jnp.float32,    # the strength it was called with (clipped to [0, 1])
-    "offset_s": jnp.float32,    # constant offset of the affected span, + = audio late; 0 if none
-    "magnitude": jnp.float32,   # the physical amount realised after rounding: s, or the factor a
-    "start_s": jnp.float32,     # start of the affected span (s from window start)
+    "kind": jnp.int32,  # index into names() of the perturbation actually applied
+    "modality": jnp.int32,  # 0 = video distorted, 1 = audio distorted
+    "strength": jnp.float32,  # the strength it was called with (clipped to [0, 1])
+    "offset_s": jnp.float32,  # constant offset of the affected span, + = audio late; 0 if none
+    "magnitude": jnp.float32,  # the physical amount realised after rounding: s, or the factor a
+    "start_s": jnp.float32,  # start of the affected span (s from window start)
     "duration_s": jnp.float32,  # length of the affected span (s)
 }
 
@@ -134,8 +168,10 @@ def names() -> list[str]:
 def kind_index(name: str) -> int:
   """Index of `name` in `names()`; raises a ValueError listing the valid names."""
   if name not in _NAMES:
-    raise ValueError(f"unknown perturbation {name!r}; expected one of {list(_NAMES)} "
-                     "(syncdpo_jax.perturb.names()); fix the perturb config `mix`/`modality` keys")
+    raise ValueError(
+        f"unknown perturbation {name!r}; expected one of {list(_NAMES)} "
+        "(syncdpo_jax.perturb.names()); fix the perturb config `mix`/`modality` keys"
+    )
   return _NAMES.index(name)
 
 
@@ -148,11 +184,14 @@ def resolve_options(name: str, options: Mapping[str, Any] | None = None) -> dict
       raise ValueError(f"perturbation {name!r} has no option {k!r}; valid options: {sorted(opts)}")
     opts[k] = v
   if opts["modality"] not in MODALITY_IDS:
-    raise ValueError(f"perturbation {name!r}: modality must be 'audio' or 'video', got "
-                     f"{opts['modality']!r} (perturb config field `modality.{name}`)")
+    raise ValueError(
+        f"perturbation {name!r}: modality must be 'audio' or 'video', got "
+        f"{opts['modality']!r} (perturb config field `modality.{name}`)"
+    )
   if "pad" in opts and opts["pad"] not in ("auto", "silence", "edge"):
-    raise ValueError(f"perturbation {name!r}: pad must be 'auto', 'silence' or 'edge', got "
-                     f"{opts['pad']!r}")
+    raise ValueError(
+        f"perturbation {name!r}: pad must be 'auto', 'silence' or 'edge', got " f"{opts['pad']!r}"
+    )
   if name == "shuffle" and (not isinstance(opts["num_segments"], int) or opts["num_segments"] < 2):
     raise ValueError(f"shuffle: num_segments must be an int >= 2, got {opts['num_segments']!r}")
   if name == "replace" and not 0.0 <= float(opts["other_prob"]) <= 1.0:
@@ -198,6 +237,7 @@ def magnitude(name: str, strength: jax.Array | float, clip_s: float) -> jax.Arra
 class TimeMap(NamedTuple):
   """Per output frame of one modality: `src` int32 [T] source frame, `oth` bool [T] read it from the
   other example, `sil` bool [T] write silence instead."""
+
   src: jax.Array
   oth: jax.Array
   sil: jax.Array
@@ -214,8 +254,9 @@ def silence_of(x: jax.Array) -> jax.Array:
   return jnp.min(x, axis=0)
 
 
-def apply_map(x: jax.Array, m: TimeMap, other: jax.Array | None = None,
-              fill: jax.Array | None = None) -> jax.Array:
+def apply_map(
+    x: jax.Array, m: TimeMap, other: jax.Array | None = None, fill: jax.Array | None = None
+) -> jax.Array:
   """Gathers one modality through a time map. x, other: [T, ...]; fill: [...] or None -> [T, ...]."""
   bshape = (-1,) + (1,) * (x.ndim - 1)
   out = jnp.take(x, m.src, axis=0)
@@ -229,6 +270,7 @@ def apply_map(x: jax.Array, m: TimeMap, other: jax.Array | None = None,
 @dataclasses.dataclass(frozen=True)
 class Clip:
   """Static facts about the clip a perturbation is built for (all Python numbers)."""
+
   t_v: int
   t_a: int
   fps_v: float
@@ -256,10 +298,18 @@ def _to_frames(seconds: jax.Array, fps: float, lo: int, hi: int) -> jax.Array:
   return jnp.clip(jnp.round(seconds * fps), lo, hi).astype(jnp.int32)
 
 
-def _info(kind: str, modality: str, strength, offset_s=0.0, magnitude_=0.0, start_s=0.0,
-          duration_s=0.0) -> dict[str, jax.Array]:
-  vals = dict(kind=kind_index(kind), modality=MODALITY_IDS[modality], strength=strength,
-              offset_s=offset_s, magnitude=magnitude_, start_s=start_s, duration_s=duration_s)
+def _info(
+    kind: str, modality: str, strength, offset_s=0.0, magnitude_=0.0, start_s=0.0, duration_s=0.0
+) -> dict[str, jax.Array]:
+  vals = dict(
+      kind=kind_index(kind),
+      modality=MODALITY_IDS[modality],
+      strength=strength,
+      offset_s=offset_s,
+      magnitude=magnitude_,
+      start_s=start_s,
+      duration_s=duration_s,
+  )
   return {k: jnp.asarray(vals[k], dt) for k, dt in INFO_SCHEMA.items()}
 
 
@@ -300,6 +350,7 @@ SALIENT_RULES = ("replace", "scale", "reverse", "shuffle", "mute", "freeze", "re
 class Salient(NamedTuple):
   """What the content-aware rules read of the distorted modality: `change` f32 [T] from
   `change_curve` and `centre` int32 [] a salient frame drawn by `_salient_frame`."""
+
   change: jax.Array
   centre: jax.Array
 
@@ -336,7 +387,7 @@ def _shift(key, strength, sal, clip, opts) -> Maps:
   d = _to_frames(magnitude("shift", strength, clip.clip_s), fps, k, n_t - 1)
   d = jnp.where(jax.random.bernoulli(key), d, -d)
   t = jnp.arange(n_t, dtype=jnp.int32)
-  src = t - d                                       # out[t] = x[t - d]: content d frames later
+  src = t - d  # out[t] = x[t - d]: content d frames later
   sil = (src < 0) | (src >= n_t) if _pad_mode(opts) == "silence" else _no_flags(n_t)
   m = TimeMap(jnp.clip(src, 0, n_t - 1), _no_flags(n_t), sil)
   info = _info("shift", mod, strength, _late_sign(mod) * d / fps, jnp.abs(d) / fps, 0.0, n_t / fps)
@@ -348,7 +399,7 @@ def _replace(key, strength, sal, clip, opts) -> Maps:
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
   n = _to_frames(magnitude("replace", strength, clip.clip_s), fps, k, n_t // 2)
-  starts = n_t - n + 1                              # valid segment starts [0, starts)
+  starts = n_t - n + 1  # valid segment starts [0, starts)
   k_src, k_oth = jax.random.split(key)
   dst = jnp.clip(sal.centre - n // 2, 0, starts - 1)
   # The source is displaced by the Shift offset at the same strength (>= one coarse frame), so a
@@ -360,9 +411,9 @@ def _replace(key, strength, sal, clip, opts) -> Maps:
   roomier = jnp.where(dst >= starts - 1 - dst, 1, -1)
   sign = jnp.where(fits(sign), sign, jnp.where(fits(-sign), -sign, roomier))
   d = jnp.where(fits(sign), d, jnp.maximum(dst, starts - 1 - dst))
-  src0 = dst - sign * d                             # content from earlier (sign +) = audio late
+  src0 = dst - sign * d  # content from earlier (sign +) = audio late
   use_other = jax.random.bernoulli(k_oth, float(opts["other_prob"])) if clip.has_other else False
-  src_start = jnp.where(use_other, dst, src0)       # from the other example: the same moment
+  src_start = jnp.where(use_other, dst, src0)  # from the other example: the same moment
   t = jnp.arange(n_t, dtype=jnp.int32)
   inseg = (t >= dst) & (t < dst + n)
   m = TimeMap(jnp.where(inseg, t - dst + src_start, t), inseg & use_other, _no_flags(n_t))
@@ -394,8 +445,9 @@ def _scale(key, strength, sal, clip, opts) -> Maps:
   inspan = (cand >= lo[:, None] - 1e-4) & (cand < hi[:, None] - 1e-4) | (cand == centre[:, None])
   cand_i = cand.astype(jnp.int32)
   peak = sal.change + jnp.concatenate([sal.change[1:], jnp.zeros((1,), jnp.float32)])
-  score = jnp.where(inspan & (cand_i >= 0) & (cand_i < n_t),
-                    jnp.take(peak, jnp.clip(cand_i, 0, n_t - 1)), -1.0)
+  score = jnp.where(
+      inspan & (cand_i >= 0) & (cand_i < n_t), jnp.take(peak, jnp.clip(cand_i, 0, n_t - 1)), -1.0
+  )
   score = jnp.where(cand == centre[:, None], score + 1e-6, score)  # ties -> nearest frame
   src = jnp.take_along_axis(cand_i, jnp.argmax(score, axis=1)[:, None], axis=1)[:, 0]
   src = jnp.where(centre >= n_t, centre.astype(jnp.int32), src)  # past the end: stays padded
@@ -493,14 +545,20 @@ def _repeat(key, strength, sal, clip, opts) -> Maps:
   t = jnp.arange(n_t, dtype=jnp.int32)
   replay = (t >= start + n) & (t < start + 2 * n)
   m = TimeMap(jnp.where(replay, t - n, t), _no_flags(n_t), _no_flags(n_t))
-  info = _info("repeat", mod, strength, _late_sign(mod) * n / fps, n / fps, (start + n) / fps,
-               n / fps)
+  info = _info("repeat", mod, strength, _late_sign(mod) * n / fps, n / fps, (start + n) / fps, n / fps)
   return _place(clip, mod, m, info)
 
 
 BUILDERS: dict[str, Callable[..., Maps]] = {
-    "shift": _shift, "replace": _replace, "scale": _scale, "reverse": _reverse,
-    "shuffle": _shuffle, "swap": _swap, "mute": _mute, "freeze": _freeze, "repeat": _repeat,
+    "shift": _shift,
+    "replace": _replace,
+    "scale": _scale,
+    "reverse": _reverse,
+    "shuffle": _shuffle,
+    "swap": _swap,
+    "mute": _mute,
+    "freeze": _freeze,
+    "repeat": _repeat,
 }
 assert tuple(BUILDERS) == _NAMES and tuple(DEFAULT_OPTIONS) == _NAMES
 
@@ -516,15 +574,24 @@ def check_clip(clip: Clip) -> None:
       raise ValueError(
           f"{mod} clip of {n_t} frames at {fps} fps is too short for temporal perturbations: one "
           f"frame of the coarser modality is {k} {mod} frames, and at least {4 * k} frames are "
-          "needed; use a longer window (data config `window_s`)")
+          "needed; use a longer window (data config `window_s`)"
+      )
   if clip.clip_s * clip.fps_coarse < 2:
     raise ValueError(f"clip of {clip.clip_s:.3f} s has fewer than 2 frames at {clip.fps_coarse} fps")
 
 
-def build_maps(name: str, key: jax.Array, video: jax.Array, audio: jax.Array,
-               strength: jax.Array | float, fps_v: float, fps_a: float, has_other: bool,
-               options: Mapping[str, Any] | None = None,
-               saliency: tuple[Salient | None, Salient | None] | None = None) -> Maps:
+def build_maps(
+    name: str,
+    key: jax.Array,
+    video: jax.Array,
+    audio: jax.Array,
+    strength: jax.Array | float,
+    fps_v: float,
+    fps_a: float,
+    has_other: bool,
+    options: Mapping[str, Any] | None = None,
+    saliency: tuple[Salient | None, Salient | None] | None = None,
+) -> Maps:
   """Time maps and info of perturbation `name` for one example (no data gathered yet).
 
   video: [T_v, ...], audio: [T_a, ...]; only their shapes and, for SALIENT_RULES, the `Salient` of
@@ -546,11 +613,17 @@ def build_maps(name: str, key: jax.Array, video: jax.Array, audio: jax.Array,
   return BUILDERS[name](k_rule, strength, sal, clip, opts)
 
 
-def apply(name: str, key: jax.Array, video: jax.Array, audio: jax.Array,
-          strength: jax.Array | float, fps_v: float, fps_a: float,
-          other: tuple[jax.Array, jax.Array] | None = None,
-          options: Mapping[str, Any] | None = None
-          ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+def apply(
+    name: str,
+    key: jax.Array,
+    video: jax.Array,
+    audio: jax.Array,
+    strength: jax.Array | float,
+    fps_v: float,
+    fps_a: float,
+    other: tuple[jax.Array, jax.Array] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   """Applies perturbation `name` to ONE example.
 
   Args:
@@ -566,8 +639,7 @@ def apply(name: str, key: jax.Array, video: jax.Array, audio: jax.Array,
     (video' [T_v, ...], audio' [T_a, ...], info) with dtypes preserved; `info` follows INFO_SCHEMA.
   """
   opts = resolve_options(name, options)
-  map_v, map_a, info = build_maps(name, key, video, audio, strength, fps_v, fps_a,
-                                  other is not None, opts)
+  map_v, map_a, info = build_maps(name, key, video, audio, strength, fps_v, fps_a, other is not None, opts)
   ov, oa = (None, None) if other is None else other
   # Only the distorted modality can receive silence; skip the reduction over the other one.
   fill = uses_silence(name, opts)

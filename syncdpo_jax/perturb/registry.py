@@ -11,6 +11,7 @@ candidate can use it (Swap, cross-example Replace), a gather from the "other" ex
 rolled by one, `jnp.roll(x, 1, 0)`, so example b pairs with b - 1). Both stay shard-local on a mesh
 whose batch axis is sharded, except the roll's neighbour exchange.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -35,18 +36,23 @@ def probs_vector(probs: Probs) -> tuple[tuple[str, ...], jax.Array]:
     for name, p in probs.items():
       ops.kind_index(name)
       if not float(p) >= 0.0:
-        raise ValueError(f"perturbation probability for {name!r} must be >= 0, got {p!r} "
-                         "(perturb config `mix`)")
+        raise ValueError(
+            f"perturbation probability for {name!r} must be >= 0, got {p!r} " "(perturb config `mix`)"
+        )
     cands = tuple(n for n in ops.names() if float(probs.get(n, 0.0)) > 0.0)
     if not cands:
-      raise ValueError(f"perturbation mix {dict(probs)} has no positive probability; set at least "
-                       "one of perturb config `mix.<name>` > 0")
+      raise ValueError(
+          f"perturbation mix {dict(probs)} has no positive probability; set at least "
+          "one of perturb config `mix.<name>` > 0"
+      )
     p = np.asarray([float(probs[n]) for n in cands], np.float32)
     return cands, jnp.asarray(p / p.sum())
   p = jnp.asarray(probs, jnp.float32)
   if p.shape != (len(ops.names()),):
-    raise ValueError(f"probability vector must have shape ({len(ops.names())},) in names() order "
-                     f"{ops.names()}, got {p.shape}")
+    raise ValueError(
+        f"probability vector must have shape ({len(ops.names())},) in names() order "
+        f"{ops.names()}, got {p.shape}"
+    )
   return tuple(ops.names()), p / jnp.sum(p)
 
 
@@ -65,12 +71,14 @@ def _sample_maps(key, video, audio, strength, fps_v, fps_a, cands, p, has_other,
   # rule is applied per example, so the candidates can share one draw.
   need = {ops.MODALITY_IDS[opts[n]["modality"]] for n in cands if n in ops.SALIENT_RULES}
   k_sal_v, k_sal_a = jax.random.split(k_sal)
-  saliency = (ops.salient(k_sal_v, video) if ops.VIDEO in need else None,
-              ops.salient(k_sal_a, audio) if ops.AUDIO in need else None)
+  saliency = (
+      ops.salient(k_sal_v, video) if ops.VIDEO in need else None,
+      ops.salient(k_sal_a, audio) if ops.AUDIO in need else None,
+  )
   branches = [
-      (lambda k, s, n=n: ops.build_maps(n, k, video, audio, s, fps_v, fps_a, has_other, opts[n],
-                                        saliency))
-      for n in cands]
+      (lambda k, s, n=n: ops.build_maps(n, k, video, audio, s, fps_v, fps_a, has_other, opts[n], saliency))
+      for n in cands
+  ]
   if len(branches) == 1:
     return branches[0](k_apply, strength)
   idx = jax.random.categorical(k_pick, jnp.log(p))
@@ -84,10 +92,17 @@ def _fills(cands, opts) -> tuple[bool, bool]:
   return fv, fa
 
 
-def sample_apply(key: jax.Array, video: jax.Array, audio: jax.Array, strength: jax.Array | float,
-                 fps_v: float, fps_a: float, probs: Probs,
-                 other: tuple[jax.Array, jax.Array] | None = None, options: Options = None
-                 ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+def sample_apply(
+    key: jax.Array,
+    video: jax.Array,
+    audio: jax.Array,
+    strength: jax.Array | float,
+    fps_v: float,
+    fps_a: float,
+    probs: Probs,
+    other: tuple[jax.Array, jax.Array] | None = None,
+    options: Options = None,
+) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   """Samples one perturbation from `probs` and applies it to ONE example.
 
   video: [T_v, ...], audio: [T_a, ...]; other: another example's (video, audio) or None;
@@ -96,8 +111,9 @@ def sample_apply(key: jax.Array, video: jax.Array, audio: jax.Array, strength: j
   """
   cands, p = probs_vector(probs)
   opts = _resolve_all(cands, options)
-  map_v, map_a, info = _sample_maps(key, video, audio, strength, fps_v, fps_a, cands, p,
-                                    other is not None, opts)
+  map_v, map_a, info = _sample_maps(
+      key, video, audio, strength, fps_v, fps_a, cands, p, other is not None, opts
+  )
   fv, fa = _fills(cands, opts)
   ov, oa = (None, None) if other is None else other
   video = ops.apply_map(video, map_v, ov, ops.silence_of(video) if fv else None)
@@ -110,8 +126,7 @@ def _uses_other(cands, opts) -> bool:
   return any(n == "swap" or (n == "replace" and float(opts[n]["other_prob"]) > 0) for n in cands)
 
 
-def _gather_batch(x: jax.Array, m: ops.TimeMap, fill: jax.Array | None, use_other: bool
-                  ) -> jax.Array:
+def _gather_batch(x: jax.Array, m: ops.TimeMap, fill: jax.Array | None, use_other: bool) -> jax.Array:
   """Batched time-map gather, other example = previous one. x: [B, T, ...] -> [B, T, ...].
 
   The gather is per example (a gather whose batch dim is a batching dim), so on a mesh with the
@@ -128,10 +143,16 @@ def _gather_batch(x: jax.Array, m: ops.TimeMap, fill: jax.Array | None, use_othe
   return out
 
 
-def make_negatives(key: jax.Array, video_b: jax.Array, audio_b: jax.Array,
-                   strength: jax.Array | float, fps_v: float, fps_a: float, probs: Probs,
-                   options: Options = None
-                   ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+def make_negatives(
+    key: jax.Array,
+    video_b: jax.Array,
+    audio_b: jax.Array,
+    strength: jax.Array | float,
+    fps_v: float,
+    fps_a: float,
+    probs: Probs,
+    options: Options = None,
+) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   """Perturbed copies (DPO losers) of a batch of real pairs.
 
   Args:

@@ -6,13 +6,25 @@ Typical use::
     video, audio = initial_streams(key, cfg.mode, video_shape=..., audio_shape=...)
     video, audio = make_sampler(model_fn, cfg, null_label=num_classes)(video, audio, {'label': labels})
 """
+
 from syncdpo_jax.sample.config import get_sample_config, validate_sample_config
 from syncdpo_jax.sample.guidance import guided_velocity, null_cond, silent_audio_anchor, static_video_anchor
 from syncdpo_jax.sample.ode import euler, heun, integrate, shift_time, timesteps
 from syncdpo_jax.sample.sampler import initial_streams, make_sampler, sample
 
 __all__ = [
-    "euler", "get_sample_config", "guided_velocity", "heun", "initial_streams", "integrate", "make_sampler",
-    "null_cond", "sample", "shift_time", "silent_audio_anchor", "static_video_anchor", "timesteps",
+    "euler",
+    "get_sample_config",
+    "guided_velocity",
+    "heun",
+    "initial_streams",
+    "integrate",
+    "make_sampler",
+    "null_cond",
+    "sample",
+    "shift_time",
+    "silent_audio_anchor",
+    "static_video_anchor",
+    "timesteps",
     "validate_sample_config",
 ]

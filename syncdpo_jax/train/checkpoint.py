@@ -11,6 +11,7 @@ Layout: WORKDIR/checkpoints/<step>/{params, ema, train, data, meta}
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a run killed
 mid-save (even with SIGKILL) leaves the previous checkpoint as the latest restorable one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,9 +29,17 @@ from syncdpo_jax import codec as codec_lib
 # Config fields whose values fix parameter/optimizer shapes, or what the parameters mean (a network
 # trained to output x0 sampled as if it output velocities generates garbage): a checkpoint written
 # under one value cannot be restored under another.
-FINGERPRINT_FIELDS = ("model", "objective.prediction", "data.resolution", "data.fps", "data.window_s",
-                      "data.n_mels",
-                      "data.sr", "data.hop", "train.ema_decay")
+FINGERPRINT_FIELDS = (
+    "model",
+    "objective.prediction",
+    "data.resolution",
+    "data.fps",
+    "data.window_s",
+    "data.n_mels",
+    "data.sr",
+    "data.hop",
+    "train.ema_decay",
+)
 # Model fields that change how, not what, is computed: a checkpoint moves freely across them (orbax
 # reshards onto whatever mesh the restoring run uses).
 MODEL_RUNTIME_FIELDS = ("mesh", "logical_axis_rules", "remat", "attention_impl", "dtype", "shapes")
@@ -56,13 +65,19 @@ def fingerprint(config) -> dict:
 
 def _upgrade(saved: dict) -> dict:
   """A fingerprint written before model.name named the architecture (it held the size preset), before
-  model.head_mlp_dim / zero_init_branches / head_patch_skip (linear heads, random init, no skip) or before the codec could standardise its latents (it did not)."""
+  model.head_mlp_dim / zero_init_branches / head_patch_skip (linear heads, random init, no skip) or before the codec could standardise its latents (it did not).
+  """
   m = saved.get("model")
   if isinstance(m, dict) and "size" not in m and m.get("name") in ("tiny", "demo", "1b", "5b"):
     saved = dict(saved, model=dict(m, name="joint_dit", size=m["name"]))
   if isinstance(saved.get("model"), dict):  # fields added later, at the value every run had before
-    saved = dict(saved, model={**{"head_mlp_dim": 0, "zero_init_branches": False, "head_patch_skip": False},
-                                 **saved["model"]})
+    saved = dict(
+        saved,
+        model={
+            **{"head_mlp_dim": 0, "zero_init_branches": False, "head_patch_skip": False},
+            **saved["model"],
+        },
+    )
   if "codec" not in saved:
     saved = dict(saved, codec={"video_norm": [0.0, 1.0], "audio_norm": [0.0, 1.0]})
   return saved
@@ -74,8 +89,11 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     for k in sorted(set(a) | set(b)):
       out += _diff(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{prefix}.{k}" if prefix else k)
     return out
-  return [] if a == b or (isinstance(a, (list, tuple)) and list(a) == list(b)) else [
-      f"config.{prefix}: checkpoint has {a!r}, config has {b!r}"]
+  return (
+      []
+      if a == b or (isinstance(a, (list, tuple)) and list(a) == list(b))
+      else [f"config.{prefix}: checkpoint has {a!r}, config has {b!r}"]
+  )
 
 
 def check_compatible(saved: dict, config, where: str) -> None:
@@ -83,8 +101,10 @@ def check_compatible(saved: dict, config, where: str) -> None:
   diffs = _diff(_upgrade(saved), fingerprint(config))
   if diffs:
     raise ValueError(
-        f"The checkpoint in {where} was written with an incompatible config:\n  " + "\n  ".join(diffs)
-        + "\nFix: use the same values (e.g. --config.model.depth=...), or start in a fresh --workdir.")
+        f"The checkpoint in {where} was written with an incompatible config:\n  "
+        + "\n  ".join(diffs)
+        + "\nFix: use the same values (e.g. --config.model.depth=...), or start in a fresh --workdir."
+    )
 
 
 # Replica-parallel saving splits every replicated array into one share per replica, so that all hosts
@@ -105,15 +125,21 @@ def _register_array_handler() -> None:
   """
   from orbax.checkpoint._src.metadata import array_metadata_store
   from orbax.checkpoint._src.serialization import type_handler_registry
+
   type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
-      jax.Array, ocp.type_handlers.ArrayHandler(
+      jax.Array,
+      ocp.type_handlers.ArrayHandler(
           array_metadata_store=array_metadata_store.Store(),
-          min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES),
-      override=True, ignore_warnings=True)
+          min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
+      ),
+      override=True,
+      ignore_warnings=True,
+  )
 
 
-def make_manager(workdir: str, *, max_to_keep: int, save_every: int, async_save: bool
-                 ) -> ocp.CheckpointManager:
+def make_manager(
+    workdir: str, *, max_to_keep: int, save_every: int, async_save: bool
+) -> ocp.CheckpointManager:
   """Every process must create one (and take part in every save/restore): each writes its own shards
   and process 0 commits the checkpoint (the rename) once all have finished."""
   _register_array_handler()
@@ -122,10 +148,17 @@ def make_manager(workdir: str, *, max_to_keep: int, save_every: int, async_save:
     # more than 30 s late; the coordination service's barriers wait as long as orbax asks.
     flags.FLAGS.experimental_orbax_use_distributed_barrier = True
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, save_interval_steps=save_every, create=True,
-      enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
-                               item_names=("params", "ema", "train", "data", "meta"))
+      max_to_keep=max_to_keep,
+      save_interval_steps=save_every,
+      create=True,
+      enable_async_checkpointing=async_save,
+      cleanup_tmp_directories=True,
+  )
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), "checkpoints"),
+      options=options,
+      item_names=("params", "ema", "train", "data", "meta"),
+  )
 
 
 def save(mgr: ocp.CheckpointManager, step: int, state, data_iter, config, *, force: bool = False) -> bool:
@@ -158,7 +191,8 @@ def _check_data_process_count(data_dir) -> None:
       f"{data_dir} holds the data iterator state of {have}, not {want}: that checkpoint was written "
       f"by a run with another number of processes than this one ({jax.process_count()}). Fix: resume "
       "with the same number of processes (hosts), or start a fresh --workdir with "
-      "--config.init_from=<that workdir> (parameters only).")
+      "--config.init_from=<that workdir> (parameters only)."
+  )
 
 
 def restore(mgr: ocp.CheckpointManager, step: int, state_like, data_iter, config):
@@ -168,8 +202,10 @@ def restore(mgr: ocp.CheckpointManager, step: int, state_like, data_iter, config
   """
   meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
   check_compatible(meta, config, mgr.directory)
-  args = dict(params=ocp.args.StandardRestore(_abstract(state_like.params)),
-              train=ocp.args.StandardRestore(_abstract(state_like.replace(params=None, ema_params=None))))
+  args = dict(
+      params=ocp.args.StandardRestore(_abstract(state_like.params)),
+      train=ocp.args.StandardRestore(_abstract(state_like.replace(params=None, ema_params=None))),
+  )
   if state_like.ema_params is not None:
     args["ema"] = ocp.args.StandardRestore(_abstract(state_like.ema_params))
   if data_iter is not None:
@@ -188,8 +224,9 @@ def resolve_init_from(path: str) -> tuple[str, int]:
   candidates = [os.path.join(path, "checkpoints"), path]
   for root in candidates:
     if os.path.isdir(root):
-      steps = [int(d) for d in os.listdir(root) if d.isdigit()
-               and os.path.isdir(os.path.join(root, d, "params"))]
+      steps = [
+          int(d) for d in os.listdir(root) if d.isdigit() and os.path.isdir(os.path.join(root, d, "params"))
+      ]
       if steps:
         return root, max(steps)
   base = os.path.basename(path.rstrip("/"))
@@ -197,7 +234,8 @@ def resolve_init_from(path: str) -> tuple[str, int]:
     return os.path.dirname(path), int(base)
   raise FileNotFoundError(
       f"config.init_from={path!r} holds no checkpoint (looked for <workdir>/checkpoints/<step>/params, "
-      "<dir>/<step>/params and <step-dir>/params). Point it at a finished run's workdir.")
+      "<dir>/<step>/params and <step-dir>/params). Point it at a finished run's workdir."
+  )
 
 
 def restore_params(path: str, params_like, config):
@@ -208,16 +246,21 @@ def restore_params(path: str, params_like, config):
   """
   root, step = resolve_init_from(path)
   item = "ema" if config.load_ema and os.path.isdir(os.path.join(root, str(step), "ema")) else "params"
-  with ocp.CheckpointManager(root, item_names=(item, "meta"),
-                             options=ocp.CheckpointManagerOptions(read_only=True)) as mgr:
+  with ocp.CheckpointManager(
+      root, item_names=(item, "meta"), options=ocp.CheckpointManagerOptions(read_only=True)
+  ) as mgr:
     meta = _upgrade(mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
     # Only the model, its output parametrization and the latent layout must agree; the data/optimizer
     # may differ between SFT and DPO.
     model_meta = {k: v for k, v in meta.items() if k in ("model", "objective.prediction", "latent_layout")}
     diffs = _diff(model_meta, {k: v for k, v in fingerprint(config).items() if k in model_meta})
     if diffs:
-      raise ValueError(f"The checkpoint {path!r} was trained with a different model:\n  "
-                       + "\n  ".join(diffs) + "\nFix: use the same model config as that run.")
-    out = mgr.restore(step, args=ocp.args.Composite(
-        **{item: ocp.args.StandardRestore(_abstract(params_like))}))
+      raise ValueError(
+          f"The checkpoint {path!r} was trained with a different model:\n  "
+          + "\n  ".join(diffs)
+          + "\nFix: use the same model config as that run."
+      )
+    out = mgr.restore(
+        step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(_abstract(params_like))})
+    )
   return out[item], os.path.join(root, str(step), item)

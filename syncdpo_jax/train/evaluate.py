@@ -15,6 +15,7 @@ eval.num_clips values, seed-major), paired.json (every run after the first minus
 sync metric: eval/stats.paired_difference; also a table at the end of report.md), cost.json (seconds
 spent sampling and scoring per row).
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,6 +49,7 @@ from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
 from syncdpo_jax.train import probe as probe_lib  # noqa: E402
 from syncdpo_jax.train import steps  # noqa: E402
 
+
 def _hit_40ms(r: dict) -> float:
   """0 for a clip with events whose generated stream shows none: missing every event is a score."""
   return 0.0 if r["num_events"] and not np.isfinite(r["hit_rate_40ms"]) else r["hit_rate_40ms"]
@@ -60,9 +62,21 @@ GT_TIMING = {
     "gt_median_error_s": lambda r: r["median_abs_error_s"],
     "gt_hit_40ms": _hit_40ms,
 }
-HEADLINE = ("desync", "av_align", "event_f1", "event_timing_error_s", *GT_TIMING, "fd_logmel_proxy",
-            "fd_video_proxy", "quality_gate", "gate_video", "gate_video_worst", "gate_audio",
-            "noise_pos_video", "noise_pos_audio")
+HEADLINE = (
+    "desync",
+    "av_align",
+    "event_f1",
+    "event_timing_error_s",
+    *GT_TIMING,
+    "fd_logmel_proxy",
+    "fd_video_proxy",
+    "quality_gate",
+    "gate_video",
+    "gate_video_worst",
+    "gate_audio",
+    "noise_pos_video",
+    "noise_pos_audio",
+)
 SYNC_METRICS = ("desync", "av_align", "event_f1", "event_timing_error_s", *GT_TIMING)
 
 
@@ -79,31 +93,39 @@ def paired_differences(results: dict, runs: list[str]) -> dict:
     for row, res in results.items():
       if not row.startswith(base + "/"):
         continue
-      suffix = row[len(base) + 1:]
+      suffix = row[len(base) + 1 :]
       other = results.get(f"{run}/{suffix}")
       if other is None or res.get("quality_gate") != "pass" or other.get("quality_gate") != "pass":
         continue
-      comp[suffix] = {m: stats_lib.paired_difference(res["per_clip"][m], other["per_clip"][m])
-                      for m in SYNC_METRICS if m in res["per_clip"] and m in other["per_clip"]}
+      comp[suffix] = {
+          m: stats_lib.paired_difference(res["per_clip"][m], other["per_clip"][m])
+          for m in SYNC_METRICS
+          if m in res["per_clip"] and m in other["per_clip"]
+      }
     out[f"{run} - {base}"] = comp
   return out
 
 
 def paired_markdown(paired: dict, seeds: int, clips: int) -> str:
   """The paired differences as a markdown table (mean [95% CI], median [bootstrap CI], SD, n)."""
-  lines = [f"## Paired differences ({seeds} sampler seed(s) x {clips} clips, same noise per pair; rows "
-           "where both runs pass the quality gate)", "",
-           "| comparison | row | metric | mean [95% CI] | median [95% CI] | SD of diff | n |",
-           "|---|---|---|---|---|---|---|"]
+  lines = [
+      f"## Paired differences ({seeds} sampler seed(s) x {clips} clips, same noise per pair; rows "
+      "where both runs pass the quality gate)",
+      "",
+      "| comparison | row | metric | mean [95% CI] | median [95% CI] | SD of diff | n |",
+      "|---|---|---|---|---|---|---|",
+  ]
   for comp, rows in paired.items():
     if not rows:
       lines.append(f"| {comp} | (no row where both pass the gate) | | | | | |")
     for row, metrics in rows.items():
       for m, d in metrics.items():
         lo, hi = d["median_ci95"]
-        lines.append(f"| {comp} | {row} | {m} | {d['mean']:+.4g} [{d['mean'] - d['ci95']:+.4g}, "
-                     f"{d['mean'] + d['ci95']:+.4g}] | {d['median']:+.4g} [{lo:+.4g}, {hi:+.4g}] | "
-                     f"{d['sd']:.4g} | {d['n']} |")
+        lines.append(
+            f"| {comp} | {row} | {m} | {d['mean']:+.4g} [{d['mean'] - d['ci95']:+.4g}, "
+            f"{d['mean'] + d['ci95']:+.4g}] | {d['median']:+.4g} [{lo:+.4g}, {hi:+.4g}] | "
+            f"{d['sd']:.4g} | {d['n']} |"
+        )
   return "\n".join(lines) + "\n"
 
 
@@ -162,8 +184,9 @@ def make_generate(graphdef, rest, codec, sample_cfg, null_label: int, prediction
     cfg.mode = mode
     cfg.silence_value = silence
     v0, a0 = sample_lib.initial_streams(key, mode, video=video, audio=audio)
-    return sample_lib.sample(model_fn, v0, a0, {"label": label}, cfg, null_label=null_label,
-                             final_euler=prediction != "v")
+    return sample_lib.sample(
+        model_fn, v0, a0, {"label": label}, cfg, null_label=null_label, final_euler=prediction != "v"
+    )
 
   return generate
 
@@ -174,8 +197,9 @@ def abstract_model_on_mesh(config, mesh):
   abstract = model_lib.build_abstract(config.model)
   graphdef, abs_params, rest = nnx.split(abstract, nnx.Param, ...)
   shardings = sharding_lib.state_shardings(abs_params, mesh, tuple(config.model.logical_axis_rules))
-  params_like = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), abs_params,
-                             shardings)
+  params_like = jax.tree.map(
+      lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), abs_params, shardings
+  )
   return graphdef, params_like, rest
 
 
@@ -203,7 +227,8 @@ def generate_on_mesh(generate, mesh, rules, params, key, video, audio, label, mo
     v, a = generate(params, key, put(video), put(audio), put(label), mode=mode)
   # Replicated, so that every process can read the whole batch (multi-host meshes).
   v, a = jax.jit(lambda x: x, out_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))(
-      (v, a))
+      (v, a)
+  )
   return v[:n], a[:n]
 
 
@@ -216,8 +241,17 @@ def decode_clips(codec, data_cfg, video_lat, audio_lat) -> list[dict]:
   frames = to_uint8(jax.device_get(codec.decode_video(video_lat)))
   mels = np.asarray(jax.device_get(codec.decode_audio(audio_lat)))
   mel_fps = float(data_cfg.sr) / float(data_cfg.hop)
-  return [{"frames": f, "fps": float(data_cfg.fps), "audio": _waveform(m, data_cfg),
-           "sr": int(data_cfg.sr), "mel": m, "mel_fps": mel_fps} for f, m in zip(frames, mels)]
+  return [
+      {
+          "frames": f,
+          "fps": float(data_cfg.fps),
+          "audio": _waveform(m, data_cfg),
+          "sr": int(data_cfg.sr),
+          "mel": m,
+          "mel_fps": mel_fps,
+      }
+      for f, m in zip(frames, mels)
+  ]
 
 
 _WAVEFORMS: dict[tuple, np.ndarray] = {}
@@ -227,8 +261,11 @@ def _waveform(mel: np.ndarray, data_cfg) -> np.ndarray:
   """media.mel_to_audio, remembered by the mel's bytes: audio-driven (a2v) generation returns the given
   audio unchanged, so every a2v row would otherwise run Griffin-Lim again on the real clips' mels
   (Griffin-Lim is deterministic: a fixed phase initialisation)."""
-  key = (hashlib.sha1(np.ascontiguousarray(mel).tobytes()).hexdigest(), mel.shape,
-         json.dumps(data_cfg.to_dict(), sort_keys=True, default=str))
+  key = (
+      hashlib.sha1(np.ascontiguousarray(mel).tobytes()).hexdigest(),
+      mel.shape,
+      json.dumps(data_cfg.to_dict(), sort_keys=True, default=str),
+  )
   if key not in _WAVEFORMS:
     if len(_WAVEFORMS) >= 256:
       _WAVEFORMS.pop(next(iter(_WAVEFORMS)))
@@ -236,14 +273,16 @@ def _waveform(mel: np.ndarray, data_cfg) -> np.ndarray:
   return _WAVEFORMS[key]
 
 
-def score(clips: list[dict], real: list[dict], gt_events, tol_s: float, event_stream: str = "audio"
-          ) -> dict:
+def score(clips: list[dict], real: list[dict], gt_events, tol_s: float, event_stream: str = "audio") -> dict:
   """Sync metrics of `clips` (events of `event_stream` vs ground truth) + quality proxies vs `real`."""
   res = eval_lib.evaluate_clips(clips, gt_events, event_tol_s=tol_s, event_stream=event_stream)
   if gt_events is not None:
-    timed = [eval_lib.audio_timing(c["audio"], c["sr"], g, mel=c.get("mel"), mel_fps=c.get("mel_fps"))
-             if event_stream == "audio" else eval_lib.video_timing(c["frames"], c["fps"], g)
-             for c, g in zip(clips, gt_events)]
+    timed = [
+        eval_lib.audio_timing(c["audio"], c["sr"], g, mel=c.get("mel"), mel_fps=c.get("mel_fps"))
+        if event_stream == "audio"
+        else eval_lib.video_timing(c["frames"], c["fps"], g)
+        for c, g in zip(clips, gt_events)
+    ]
     for name, get in GT_TIMING.items():
       values = [float(get(r)) for r in timed]
       res[name] = eval_lib.mean_ci95(values)
@@ -285,15 +324,18 @@ def quality_anchors(config, codec, real: list[dict], video_lat, audio_lat) -> di
   other = load_eval_set(config, len(real), split=config.data.split_eval)
   other_real = decode_clips(codec, config.data, *encode_clips(codec, other))
   k_sv, k_sa, kv, ka = jax.random.split(jax.random.key(int(config.seed) + 1), 4)
-  shuffled = decode_clips(codec, config.data, quality.shuffle_cells(k_sv, video_lat),
-                          quality.shuffle_cells(k_sa, audio_lat))
-  noise = decode_clips(codec, config.data, jax.random.normal(kv, video_lat.shape),
-                       jax.random.normal(ka, audio_lat.shape))
+  shuffled = decode_clips(
+      codec, config.data, quality.shuffle_cells(k_sv, video_lat), quality.shuffle_cells(k_sa, audio_lat)
+  )
+  noise = decode_clips(
+      codec, config.data, jax.random.normal(kv, video_lat.shape), jax.random.normal(ka, audio_lat.shape)
+  )
   return quality.anchors(real, other_real, shuffled, noise)
 
 
-def plot_sample_grid(rows: dict[str, list[dict]], path: str, title: str, data_cfg, clips=(0, 1),
-                     frames: int = 10) -> None:
+def plot_sample_grid(
+    rows: dict[str, list[dict]], path: str, title: str, data_cfg, clips=(0, 1), frames: int = 10
+) -> None:
   """PNG of what was generated: per run (real first) and clip, `frames` frames and the log-mel.
 
   rows: {run: decoded clips (decode_clips)}, every run on the same eval clips.
@@ -318,8 +360,15 @@ def plot_sample_grid(rows: dict[str, list[dict]], path: str, title: str, data_cf
         if r == 0:
           ax.set_title(f"{k / float(data_cfg.fps):.1f}s", fontsize=7)
       ax = fig.add_subplot(gs[r, frames:])
-      ax.imshow(np.asarray(clip["mel"]).T, origin="lower", aspect="auto", vmin=-1, vmax=1, cmap="magma",
-                interpolation="nearest")
+      ax.imshow(
+          np.asarray(clip["mel"]).T,
+          origin="lower",
+          aspect="auto",
+          vmin=-1,
+          vmax=1,
+          cmap="magma",
+          interpolation="nearest",
+      )
       ax.set_xticks([])
       ax.set_yticks([])
       if r == 0:
@@ -340,6 +389,7 @@ def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
   are the training steps.
   """
   from syncdpo_jax.train import writers
+
   ec = config.eval
   codec = codec_lib.make_codec(config.codec, config.data)
   data = load_eval_set(config, int(config.train.eval_clips))
@@ -349,18 +399,28 @@ def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
   video_lat, audio_lat = encode_clips(codec, data)
   label = np.asarray(data["label"], np.int32)
   real = decode_clips(codec, config.data, video_lat, audio_lat)
-  generate = make_generate(graphdef, rest, codec, config.sample, int(config.model.num_classes),
-                           config.objective.prediction)
-  writer = writers.create_writer(workdir, jsonl_name="eval_metrics.jsonl", tb_subdir="tensorboard/eval",
-                                 just_logging=jax.process_index() != 0)
+  generate = make_generate(
+      graphdef, rest, codec, config.sample, int(config.model.num_classes), config.objective.prediction
+  )
+  writer = writers.create_writer(
+      workdir,
+      jsonl_name="eval_metrics.jsonl",
+      tb_subdir="tensorboard/eval",
+      just_logging=jax.process_index() != 0,
+  )
 
   def periodic_eval(state, step: int) -> dict:
     scalars = {}
     for mode in ec.modes:
       key = jax.random.fold_in(jax.random.key(int(config.seed)), list(sample_lib.config.MODES).index(mode))
       v, a = generate_on_mesh(generate, mesh, rules, state.params, key, video_lat, audio_lat, label, mode)
-      res = score(decode_clips(codec, config.data, v, a), real, gt if mode != "joint" else None, tol,
-                  event_stream="video" if mode == "a2v" else "audio")
+      res = score(
+          decode_clips(codec, config.data, v, a),
+          real,
+          gt if mode != "joint" else None,
+          tol,
+          event_stream="video" if mode == "a2v" else "audio",
+      )
       for k in ("desync", "av_align", "event_f1"):
         if k in res and np.isfinite(res[k][0]):
           scalars[f"eval/{mode}/{k}"] = res[k][0]
@@ -397,8 +457,11 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
   anchor = quality_anchors(config, codec, real, video_lat, audio_lat)
   for row in ("real", "real/video_events"):  # the data: the gate's reference, not gated
     results[row].update(quality_gate="real data")
-  print("[eval] quality anchors (Fréchet proxies vs the eval clips): " + "; ".join(
-      f"{k}: " + ", ".join(f"{n} {v:.3g}" for n, v in a.items()) for k, a in anchor.items()), flush=True)
+  print(
+      "[eval] quality anchors (Fréchet proxies vs the eval clips): "
+      + "; ".join(f"{k}: " + ", ".join(f"{n} {v:.3g}" for n, v in a.items()) for k, a in anchor.items()),
+      flush=True,
+  )
   grids: dict[str, dict[str, list]] = {mode: {"real": real} for mode in ec.modes}
 
   seeds = int(ec.num_seeds)
@@ -412,22 +475,37 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
     flipped = config.sample.copy_and_resolve_references()
     flipped.sync_cfg = not config.sample.sync_cfg
     samplers.append(("/synccfg_on" if flipped.sync_cfg else "/synccfg_off", flipped))
-  generators = [(suffix, make_generate(graphdef, rest, codec, sc, int(config.model.num_classes),
-                                       config.objective.prediction)) for suffix, sc in samplers]
+  generators = [
+      (
+          suffix,
+          make_generate(
+              graphdef, rest, codec, sc, int(config.model.num_classes), config.objective.prediction
+          ),
+      )
+      for suffix, sc in samplers
+  ]
   probe = None
   if int(ec.probe_clips) > 0:
-    probe = probe_lib.Probe(config, codec, steps.make_apply(graphdef, rest, config.objective.prediction),
-                            modes=[m for m in ec.modes if m in probe_lib.GIVEN])
+    probe = probe_lib.Probe(
+        config,
+        codec,
+        steps.make_apply(graphdef, rest, config.objective.prediction),
+        modes=[m for m in ec.modes if m in probe_lib.GIVEN],
+    )
   for name, path in checkpoints:
     params, src = ckpt_lib.restore_params(path, params_like, config)
     if probe is not None:
       t0 = time.time()
       for run, r in probe(name, params).items():
-        print(f"[probe] {run}: e(delta) - e(0) " + " ".join(
-            f"{d:+d}:{r['delta_loss'][str(d)]:+.3g}" for d in r["deltas"] if d) +
-            "; P[aligned best] " + " ".join(f"|{m}|:{v:.2f}" for m, v in r["pair_accuracy"].items()) +
-            f"; argmin |delta| {r['argmin_frames']:.2f} frames; control {r['control_delta_loss']:+.3g} "
-            f"({time.time() - t0:.0f}s)", flush=True)
+        print(
+            f"[probe] {run}: e(delta) - e(0) "
+            + " ".join(f"{d:+d}:{r['delta_loss'][str(d)]:+.3g}" for d in r["deltas"] if d)
+            + "; P[aligned best] "
+            + " ".join(f"|{m}|:{v:.2f}" for m, v in r["pair_accuracy"].items())
+            + f"; argmin |delta| {r['argmin_frames']:.2f} frames; control {r['control_delta_loss']:+.3g} "
+            f"({time.time() - t0:.0f}s)",
+            flush=True,
+        )
     for mode in ec.modes:
       # One key per mode: every sampler of the mode sees the same noise.
       key = jax.random.fold_in(jax.random.key(int(config.seed)), list(sample_lib.config.MODES).index(mode))
@@ -439,8 +517,17 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
           # Seed 0 keeps the key a single-seed eval always used.
           key_s = key if s == 0 else jax.random.fold_in(key, 1_000_003 + s)
           for i in range(0, len(label), bs):
-            v, a = generate_on_mesh(generate, mesh, rules, params, jax.random.fold_in(key_s, i),
-                                    video_lat[i:i + bs], audio_lat[i:i + bs], label[i:i + bs], mode)
+            v, a = generate_on_mesh(
+                generate,
+                mesh,
+                rules,
+                params,
+                jax.random.fold_in(key_s, i),
+                video_lat[i : i + bs],
+                audio_lat[i : i + bs],
+                label[i : i + bs],
+                mode,
+            )
             gv.append(v)
             ga.append(a)
         jax.block_until_ready((gv, ga))
@@ -448,41 +535,64 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
         clips = decode_clips(codec, config.data, jnp.concatenate(gv), jnp.concatenate(ga))
         # Joint generation invents its own events: only the conditional modes have ground truth, and
         # there the GENERATED stream's events are scored (audio for v2a, video for a2v).
-        res = score(clips, real, gt * seeds if mode != "joint" else None, tol,
-                    event_stream="video" if mode == "a2v" else "audio")
+        res = score(
+            clips,
+            real,
+            gt * seeds if mode != "joint" else None,
+            tol,
+            event_stream="video" if mode == "a2v" else "audio",
+        )
         # Sampling (the first call of a mode x sampler includes its compilation) vs decoding + scoring.
         res["sample_seconds"], res["score_seconds"] = t_sampled - t0, time.time() - t_sampled
         res.update(quality.verdict(res, anchor, mode))
         row = f"{name}/{mode}{suffix}"
         results[row] = res
         if not suffix:  # the grids and mp4s show the configured sampler (seed 0)
-          grids[mode][name] = clips[:len(real)]
+          grids[mode][name] = clips[: len(real)]
           write_samples(clips, os.path.join(out_dir, "samples", name), mode, int(ec.num_samples_to_write))
-        gate = " ".join(f"{k}={res[k]:.2f}" + (f" [{res[k + '_worst']}]" if k + "_worst" in res else "")
-                        for k in ("gate_video", "gate_audio", "noise_pos_video", "noise_pos_audio")
-                        if k in res)
-        print(f"[eval] {row} ({src}): quality gate {res['quality_gate']} ({gate}) "
-              f"desync={res['desync'][0]:.3f}s av_align={res['av_align'][0]:.3f} "
-              f"event_f1={res.get('event_f1', (float('nan'),))[0]:.3f} skipped={res['num_skipped']} "
-              f"({time.time() - t0:.0f}s)", flush=True)
+        gate = " ".join(
+            f"{k}={res[k]:.2f}" + (f" [{res[k + '_worst']}]" if k + "_worst" in res else "")
+            for k in ("gate_video", "gate_audio", "noise_pos_video", "noise_pos_audio")
+            if k in res
+        )
+        print(
+            f"[eval] {row} ({src}): quality gate {res['quality_gate']} ({gate}) "
+            f"desync={res['desync'][0]:.3f}s av_align={res['av_align'][0]:.3f} "
+            f"event_f1={res.get('event_f1', (float('nan'),))[0]:.3f} skipped={res['num_skipped']} "
+            f"({time.time() - t0:.0f}s)",
+            flush=True,
+        )
 
-  table = {run: {k: v for k, v in r.items() if k in HEADLINE or k in ("num_evaluated", "num_skipped")}
-           for run, r in results.items()}
+  table = {
+      run: {k: v for k, v in r.items() if k in HEADLINE or k in ("num_evaluated", "num_skipped")}
+      for run, r in results.items()
+  }
   # Per-clip values (same clip order in every row) for paired comparisons between runs.
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "per_clip.json"), "w") as f:
     json.dump({run: r["per_clip"] for run, r in results.items()}, f, allow_nan=True)
   with open(os.path.join(out_dir, "cost.json"), "w") as f:
-    json.dump({run: {"samples": seeds * len(real), "sample_seconds": r["sample_seconds"],
-                     "score_seconds": r["score_seconds"]}
-               for run, r in results.items() if "sample_seconds" in r}, f, indent=1)
+    json.dump(
+        {
+            run: {
+                "samples": seeds * len(real),
+                "sample_seconds": r["sample_seconds"],
+                "score_seconds": r["score_seconds"],
+            }
+            for run, r in results.items()
+            if "sample_seconds" in r
+        },
+        f,
+        indent=1,
+    )
   paired = paired_differences(results, [n for n, _ in checkpoints])
   with open(os.path.join(out_dir, "paired.json"), "w") as f:
     json.dump(report_lib.json_safe(paired), f, indent=1)
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # joint rows have no event_f1 by design (no ground truth)
-    flat = {run: quality.mask_failed(row, SYNC_METRICS)
-            for run, row in report_lib.flatten_results(table).items()}
+    flat = {
+        run: quality.mask_failed(row, SYNC_METRICS) for run, row in report_lib.flatten_results(table).items()
+    }
     paths = report_lib.write_report(flat, out_dir)
   plot_report(flat, os.path.join(out_dir, "report.png"))
   for mode, rows in grids.items():
@@ -508,6 +618,7 @@ def load_user_media(path: str, data_cfg, mode: str) -> tuple[np.ndarray | None, 
   """
   from syncdpo_jax.data import builders, features
   from syncdpo_jax.data.config import frames_per_window
+
   t_v, t_a = frames_per_window(data_cfg)
   if not os.path.exists(path):
     raise FileNotFoundError(f"config.sample_run.input={path!r} does not exist.")
@@ -516,8 +627,10 @@ def load_user_media(path: str, data_cfg, mode: str) -> tuple[np.ndarray | None, 
     frames, fps, _, _ = media.read_mp4(path, require_audio=False)
     idx = builders.convert_fps(frames.shape[0], fps, float(data_cfg.fps))
     if len(idx) < t_v:
-      raise ValueError(f"{path}: {frames.shape[0] / fps:.2f} s of video is shorter than data.window_s="
-                       f"{data_cfg.window_s} s; give a longer clip or lower data.window_s.")
+      raise ValueError(
+          f"{path}: {frames.shape[0] / fps:.2f} s of video is shorter than data.window_s="
+          f"{data_cfg.window_s} s; give a longer clip or lower data.window_s."
+      )
     video = builders.square_resize(frames[idx[:t_v]], int(data_cfg.resolution))
     video = video.astype(np.float32) / 127.5 - 1.0
   else:
@@ -528,8 +641,10 @@ def load_user_media(path: str, data_cfg, mode: str) -> tuple[np.ndarray | None, 
       wav = media.resample_audio(wav, sr, int(data_cfg.sr))
     n = int(round(data_cfg.window_s * data_cfg.sr))
     if wav.shape[0] < n:
-      raise ValueError(f"{path}: {wav.shape[0] / data_cfg.sr:.2f} s of audio is shorter than "
-                       f"data.window_s={data_cfg.window_s} s.")
+      raise ValueError(
+          f"{path}: {wav.shape[0] / data_cfg.sr:.2f} s of audio is shorter than "
+          f"data.window_s={data_cfg.window_s} s."
+      )
     mel = features.log_mel(wav[:n], data_cfg, num_frames=t_a)
   return video, mel
 
@@ -543,6 +658,7 @@ def sample_run(config, workdir: str) -> list[str]:
   mode = sc.mode
   codec = codec_lib.make_codec(config.codec, config.data)
   from syncdpo_jax.data.config import frames_per_window
+
   t_v, t_a = frames_per_window(config.data)
   n = int(run.num_samples)
   res = int(config.data.resolution)
@@ -559,14 +675,23 @@ def sample_run(config, workdir: str) -> list[str]:
   mesh = sharding_lib.make_mesh(config.model.mesh)
   graphdef, params_like, rest = abstract_model_on_mesh(config, mesh)
   params, src = ckpt_lib.restore_params(run.checkpoint, params_like, config)
-  generate = make_generate(graphdef, rest, codec, sc, int(config.model.num_classes),
-                           config.objective.prediction)
+  generate = make_generate(
+      graphdef, rest, codec, sc, int(config.model.num_classes), config.objective.prediction
+  )
   label = jnp.full((n,), int(run.label), jnp.int32)
   # The user's media are pixels and log-mel even when training read precomputed latents.
   enc = codec_lib.media_codec(codec)
-  v_lat, a_lat = generate_on_mesh(generate, mesh, tuple(config.model.logical_axis_rules), params,
-                                  jax.random.key(int(config.seed)), enc.encode_video(jnp.asarray(video)),
-                                  enc.encode_audio(jnp.asarray(mel)), label, mode)
+  v_lat, a_lat = generate_on_mesh(
+      generate,
+      mesh,
+      tuple(config.model.logical_axis_rules),
+      params,
+      jax.random.key(int(config.seed)),
+      enc.encode_video(jnp.asarray(video)),
+      enc.encode_audio(jnp.asarray(mel)),
+      label,
+      mode,
+  )
   clips = decode_clips(codec, config.data, v_lat, a_lat)
   paths = write_samples(clips, os.path.join(os.path.abspath(workdir), "samples"), mode, n)
   print(f"[sample] {mode} from {src}: wrote " + ", ".join(paths), flush=True)

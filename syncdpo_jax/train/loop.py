@@ -7,6 +7,7 @@ Resume order (explicit, as in big_vision):
      DPO the frozen reference is a copy of them;
   3. else scratch (an SFT run; a DPO run without a reference is refused before anything compiles).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,6 +43,7 @@ from syncdpo_jax.train.state import TrainState
 @dataclasses.dataclass
 class Setup:
   """Everything `train` builds before the first step (also used by tests and benchmarks)."""
+
   mesh: jax.sharding.Mesh
   graphdef: Any
   rest: Any
@@ -64,14 +66,20 @@ def state_shardings(abstract_state: TrainState, tx, mesh, rules) -> TrainState:
   param_sh = sharding_lib.state_shardings(abstract_state.params, mesh, rules)
   rep = _replicated(mesh)
   # Optimizer moments mirror the params' structure and take their shardings; counts are replicated.
-  opt_sh = optax.tree_map_params(tx, lambda _, s: s, abstract_state.opt_state, param_sh,
-                                 transform_non_params=lambda _: rep)
+  opt_sh = optax.tree_map_params(
+      tx, lambda _, s: s, abstract_state.opt_state, param_sh, transform_non_params=lambda _: rep
+  )
   return TrainState(
-      step=rep, params=param_sh, opt_state=opt_sh, rng=rep,
+      step=rep,
+      params=param_sh,
+      opt_state=opt_sh,
+      rng=rep,
       ref_params=None if abstract_state.ref_params is None else param_sh,
       ema_params=None if abstract_state.ema_params is None else param_sh,
-      curriculum=None if abstract_state.curriculum is None else jax.tree.map(
-          lambda _: rep, abstract_state.curriculum))
+      curriculum=None
+      if abstract_state.curriculum is None
+      else jax.tree.map(lambda _: rep, abstract_state.curriculum),
+  )
 
 
 def check_mesh_divides(config, mesh) -> None:
@@ -89,7 +97,8 @@ def check_mesh_divides(config, mesh) -> None:
         f"{' x '.join(axes) or '(none)'} = {n} (config.model.mesh={dict(mesh.shape)}) times "
         f"optim.grad_accum_steps={k}: "
         f"every micro-batch spreads over the batch axes. Use a batch size that is a multiple of "
-        f"{n * k}, or change config.model.mesh / optim.grad_accum_steps.")
+        f"{n * k}, or change config.model.mesh / optim.grad_accum_steps."
+    )
   sharding_lib.check_heads_divide(config.model, mesh, rules)
 
 
@@ -106,11 +115,14 @@ def make_init_fn(config, tx) -> Callable[[jax.Array], TrainState]:
     _, params, _ = nnx.split(model, nnx.Param, ...)
     copy = lambda: jax.tree.map(jnp.copy, params)
     return TrainState(
-        step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
         rng=jax.random.key_data(jax.random.fold_in(rng, 1)),
         ref_params=copy() if is_dpo else None,
         ema_params=copy() if config.train.ema_decay > 0 else None,
-        curriculum=curriculum_lib.init(config.curriculum) if is_dpo else None)
+        curriculum=curriculum_lib.init(config.curriculum) if is_dpo else None,
+    )
 
   return init
 
@@ -118,6 +130,7 @@ def make_init_fn(config, tx) -> Callable[[jax.Array], TrainState]:
 def build(config, *, mesh=None) -> Setup:
   """Builds mesh, model, optimizer, sharded initial TrainState and the jitted step (no data, no I/O)."""
   from syncdpo_jax import config_lib
+
   config_lib.validate(config)
   mesh = mesh or sharding_lib.make_mesh(config.model.mesh)
   rules = config.model.logical_axis_rules
@@ -139,8 +152,9 @@ def build(config, *, mesh=None) -> Setup:
   batch_sharding = sharding_lib.batch_sharding(mesh, rules)
   make = steps.make_dpo_step if is_dpo else steps.make_sft_step
   step = make(graphdef, rest, codec, tx, config)
-  step_fn = jax.jit(step, in_shardings=(sh, batch_sharding), out_shardings=(sh, _replicated(mesh)),
-                    donate_argnums=(0,))
+  step_fn = jax.jit(
+      step, in_shardings=(sh, batch_sharding), out_shardings=(sh, _replicated(mesh)), donate_argnums=(0,)
+  )
   (t_v, h, w, _), (t_a, _) = codec.layout.window_shapes(config.data)  # latent frames, not pixels
   fwd = flops_lib.flops_per_example(config.model, t_v, h, w, t_a)
   b = int(config.data.batch_size)
@@ -237,8 +251,12 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
   data_iter = iter(ds)
 
   tc = config.train
-  mgr = ckpt_lib.make_manager(workdir, max_to_keep=int(tc.keep_checkpoints),
-                              save_every=int(tc.checkpoint_every), async_save=bool(tc.async_checkpoint))
+  mgr = ckpt_lib.make_manager(
+      workdir,
+      max_to_keep=int(tc.keep_checkpoints),
+      save_every=int(tc.checkpoint_every),
+      async_save=bool(tc.async_checkpoint),
+  )
   latest = mgr.latest_step()
   if latest is not None:
     state = ckpt_lib.restore(mgr, latest, state, data_iter, config)
@@ -250,8 +268,10 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
       state = state.replace(ref_params=jax.tree.map(jnp.copy, params))
     if state.ema_params is not None:
       state = state.replace(ema_params=jax.tree.map(jnp.copy, params))
-    print(f"Initialised from {src}" + (" (also the DPO reference)." if config.mode == "dpo" else "."),
-          flush=True)
+    print(
+        f"Initialised from {src}" + (" (also the DPO reference)." if config.mode == "dpo" else "."),
+        flush=True,
+    )
   else:
     print("Training from scratch.", flush=True)
 
@@ -265,6 +285,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
   eval_fn = None
   if int(tc.eval_every) > 0:
     from syncdpo_jax.train import evaluate
+
     eval_fn = evaluate.make_periodic_eval(config, workdir, setup.graphdef, setup.rest, mesh)
   num_steps = int(tc.num_steps)
   first = int(jax.device_get(state.step))
@@ -282,7 +303,8 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
       raise FloatingPointError(
           f"loss is {m['loss']} at step {step_done}. Last good checkpoint: "
           f"{mgr.latest_step()} in {mgr.directory} (resume from it with a lower config.optim.lr, "
-          "or a larger config.optim.warmup_steps / smaller config.optim.grad_clip).")
+          "or a larger config.optim.warmup_steps / smaller config.optim.grad_clip)."
+      )
     now = time.time()
     sps = (step_done - last_log_step) / max(now - last_log_t, 1e-9)
     last_log_t, last_log_step = now, step_done
@@ -290,10 +312,12 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
     m["tflops_per_device"] = setup.flops_per_step * sps / jax.device_count() / 1e12
     writer.write_scalars(step_done, m)
     eta = (num_steps - step_done) / max(sps, 1e-9)
-    extra = "".join(f" {k}={m[k]:.3f}" for k in ("reward_accuracy", "reward_margin", "difficulty")
-                    if k in m)
-    print(f"[{config.mode}] step {step_done}/{num_steps} loss={m['loss']:.4f}{extra} "
-          f"{sps:.2f} steps/s ETA {eta:.0f}s", flush=True)
+    extra = "".join(f" {k}={m[k]:.3f}" for k in ("reward_accuracy", "reward_margin", "difficulty") if k in m)
+    print(
+        f"[{config.mode}] step {step_done}/{num_steps} loss={m['loss']:.4f}{extra} "
+        f"{sps:.2f} steps/s ETA {eta:.0f}s",
+        flush=True,
+    )
 
   with _Preempted() as preempted:
     step_done = first
@@ -324,8 +348,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
       if step_done % log_every == 0 or step_done == num_steps:
         pending = (step_done, metrics)
       # A preemption (SIGTERM) or the caller's stop_after ends this call with a checkpoint.
-      stop_now = (preempted.reached(step_done)
-                  or (stop_after is not None and step_done - first >= stop_after))
+      stop_now = preempted.reached(step_done) or (stop_after is not None and step_done - first >= stop_after)
       ckpt_lib.save(mgr, step_done, state, data_iter, config, force=stop_now or step_done == num_steps)
       if eval_fn is not None and tc.eval_every > 0 and step_done % int(tc.eval_every) == 0:
         eval_fn(state, step_done)

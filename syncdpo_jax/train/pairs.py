@@ -20,6 +20,7 @@ so a report can put them side by side. The loop (train/loop.py) builds the pairs
 saves them to WORKDIR/pairs.npz + WORKDIR/pairs_cost.json, and cycles through them in a seeded order
 indexed by the step (`pair_batch_indices`), so a resumed run needs no iterator state.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,10 +39,23 @@ from syncdpo_jax.data import pipeline
 from syncdpo_jax.perturb import curriculum as curriculum_lib
 from syncdpo_jax.train import evaluate, steps
 
-PAIR_KEYS = ("winner_video", "winner_audio", "loser_video", "loser_audio", "label", "winner_desync",
-             "loser_desync")
-COST_KEYS = ("num_pairs", "num_candidates", "sampler_forward_passes_per_pair", "seconds_per_pair_sampling",
-             "seconds_per_pair_scoring", "seconds_per_pair")
+PAIR_KEYS = (
+    "winner_video",
+    "winner_audio",
+    "loser_video",
+    "loser_audio",
+    "label",
+    "winner_desync",
+    "loser_desync",
+)
+COST_KEYS = (
+    "num_pairs",
+    "num_candidates",
+    "sampler_forward_passes_per_pair",
+    "seconds_per_pair_sampling",
+    "seconds_per_pair_scoring",
+    "seconds_per_pair",
+)
 PAIRS_FILE = "pairs.npz"
 COST_FILE = "pairs_cost.json"
 # Model evaluations per ODE step of each solver (sample/ode.py).
@@ -62,17 +76,24 @@ def passes_per_velocity(sample_cfg: ml_collections.ConfigDict) -> int:
   mode = sample_cfg.mode
   gen_v, gen_a = mode in ("joint", "a2v"), mode in ("joint", "v2a")
   sync = bool(sample_cfg.sync_cfg)
-  return (1 + int(float(sample_cfg.cfg_scale) != 1.0)
-          + int(gen_v and sync and float(sample_cfg.s_v) != 1.0)
-          + int(gen_a and sync and float(sample_cfg.s_a) != 1.0))
+  return (
+      1
+      + int(float(sample_cfg.cfg_scale) != 1.0)
+      + int(gen_v and sync and float(sample_cfg.s_v) != 1.0)
+      + int(gen_a and sync and float(sample_cfg.s_a) != 1.0)
+  )
 
 
 def sampler_forward_passes(sample_cfg: ml_collections.ConfigDict, num_candidates: int) -> int:
   """Forward passes to sample `num_candidates` candidates: K x steps x evals/step x passes/eval."""
   if sample_cfg.sampler not in _EVALS_PER_STEP:
     raise ValueError(f"sample.sampler={sample_cfg.sampler!r}; expected one of {sorted(_EVALS_PER_STEP)}.")
-  return (int(num_candidates) * int(sample_cfg.num_steps) * _EVALS_PER_STEP[sample_cfg.sampler]
-          * passes_per_velocity(sample_cfg))
+  return (
+      int(num_candidates)
+      * int(sample_cfg.num_steps)
+      * _EVALS_PER_STEP[sample_cfg.sampler]
+      * passes_per_velocity(sample_cfg)
+  )
 
 
 def rank_candidates(desync: np.ndarray, av_align: np.ndarray) -> np.ndarray:
@@ -110,8 +131,9 @@ def pair_batch_indices(num_pairs: int, batch_size: int, step: int, seed: int) ->
   """
   pos = (int(step) - 1) * int(batch_size) + np.arange(int(batch_size))
   epochs, within = pos // num_pairs, pos % num_pairs
-  perms = {int(e): np.random.default_rng([int(seed), int(e)]).permutation(num_pairs)
-           for e in np.unique(epochs)}
+  perms = {
+      int(e): np.random.default_rng([int(seed), int(e)]).permutation(num_pairs) for e in np.unique(epochs)
+  }
   return np.array([perms[int(e)][i] for e, i in zip(epochs, within)], np.int64)
 
 
@@ -133,15 +155,17 @@ def load_conditions(config: ml_collections.ConfigDict, num: int, seed: int) -> d
 
   Returns numpy {'video': [num, T_v, H, W, 3], 'audio': [num, T_a, n_mels], 'label': int32 [num]}.
   """
-  return pipeline.first_examples(config.data, config.data.split_train, num, ("label", "video", "audio"),
-                                 seed=seed, train=True)
+  return pipeline.first_examples(
+      config.data, config.data.split_train, num, ("label", "video", "audio"), seed=seed, train=True
+  )
 
 
 def _check_single_host() -> None:
   if jax.process_count() > 1:
     raise NotImplementedError(
         "config.dpo.pairs='sample_rank' builds and feeds its pairs on one host (each process would read "
-        "a different shard of the conditions); run it single-host, or use config.dpo.pairs='rules'.")
+        "a different shard of the conditions); run it single-host, or use config.dpo.pairs='rules'."
+    )
 
 
 def score_clip(clip: dict) -> tuple[float, float]:
@@ -154,8 +178,9 @@ def score_clip(clip: dict) -> tuple[float, float]:
   return abs(off), align
 
 
-def build_ranked_pairs(config: ml_collections.ConfigDict, params, graphdef, rest, codec, num_pairs: int,
-                       seed: int) -> tuple[dict[str, np.ndarray], dict]:
+def build_ranked_pairs(
+    config: ml_collections.ConfigDict, params, graphdef, rest, codec, num_pairs: int, seed: int
+) -> tuple[dict[str, np.ndarray], dict]:
   """Samples config.dpo.rank.num_candidates candidates per condition, keeps the best and the worst.
 
   Args:
@@ -181,8 +206,9 @@ def build_ranked_pairs(config: ml_collections.ConfigDict, params, graphdef, rest
   scfg = rank_sample_config(config)
   cond = load_conditions(config, num_pairs, seed)
   chunk = min(int(config.data.batch_size), num_pairs)
-  generate = evaluate.make_generate(graphdef, rest, codec, scfg, int(config.model.num_classes),
-                                    config.objective.prediction)
+  generate = evaluate.make_generate(
+      graphdef, rest, codec, scfg, int(config.model.num_classes), config.objective.prediction
+  )
   key = jax.random.key(int(seed))
   compiled = None
   parts: dict[str, list] = {name: [] for name in PAIR_KEYS}
@@ -211,15 +237,19 @@ def build_ranked_pairs(config: ml_collections.ConfigDict, params, graphdef, rest
       parts[f"{role}_video"].append(np.stack([cands[j][0][i] for i, j in zip(rows, pick)]))
       parts[f"{role}_audio"].append(np.stack([cands[j][1][i] for i, j in zip(rows, pick)]))
       parts[f"{role}_desync"].append(np.nan_to_num(desync[rows, pick], nan=np.inf))
-    parts["label"].append(cond["label"][start:start + n])
+    parts["label"].append(cond["label"][start : start + n])
   pairs = {name: np.concatenate(v) for name, v in parts.items()}
   pairs["label"] = pairs["label"].astype(np.int32)
   pairs["winner_desync"] = pairs["winner_desync"].astype(np.float32)
   pairs["loser_desync"] = pairs["loser_desync"].astype(np.float32)
-  cost = dict(num_pairs=num_pairs, num_candidates=k,
-              sampler_forward_passes_per_pair=sampler_forward_passes(scfg, k),
-              seconds_per_pair_sampling=t_sample / num_pairs, seconds_per_pair_scoring=t_score / num_pairs,
-              seconds_per_pair=(t_sample + t_score) / num_pairs)
+  cost = dict(
+      num_pairs=num_pairs,
+      num_candidates=k,
+      sampler_forward_passes_per_pair=sampler_forward_passes(scfg, k),
+      seconds_per_pair_sampling=t_sample / num_pairs,
+      seconds_per_pair_scoring=t_score / num_pairs,
+      seconds_per_pair=(t_sample + t_score) / num_pairs,
+  )
   return pairs, cost
 
 
@@ -245,8 +275,14 @@ def rule_pair_cost(config: ml_collections.ConfigDict, batch_size: int, repeats: 
   outs = [negatives(jax.random.fold_in(key, r), cur, video, audio) for r in range(repeats)]
   jax.block_until_ready(outs)
   seconds = (time.perf_counter() - t0) / (repeats * batch_size)
-  return dict(num_pairs=batch_size * repeats, num_candidates=0, sampler_forward_passes_per_pair=0,
-              seconds_per_pair_sampling=0.0, seconds_per_pair_scoring=0.0, seconds_per_pair=seconds)
+  return dict(
+      num_pairs=batch_size * repeats,
+      num_candidates=0,
+      sampler_forward_passes_per_pair=0,
+      seconds_per_pair_sampling=0.0,
+      seconds_per_pair_scoring=0.0,
+      seconds_per_pair=seconds,
+  )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -256,8 +292,10 @@ def rule_pair_cost(config: ml_collections.ConfigDict, batch_size: int, repeats: 
 def save_pairs(workdir: str, pairs: dict[str, np.ndarray], cost: dict) -> None:
   """Writes WORKDIR/pairs.npz and WORKDIR/pairs_cost.json, each atomically (temp file + rename), the
   cost last: a run killed midway leaves no cost file and rebuilds the pairs."""
-  for name, write in ((PAIRS_FILE, lambda f: np.savez(f, **pairs)),
-                      (COST_FILE, lambda f: f.write(json.dumps(cost, indent=1).encode()))):
+  for name, write in (
+      (PAIRS_FILE, lambda f: np.savez(f, **pairs)),
+      (COST_FILE, lambda f: f.write(json.dumps(cost, indent=1).encode())),
+  ):
     fd, tmp = tempfile.mkstemp(dir=workdir, prefix=f".{name}.")
     try:
       with os.fdopen(fd, "wb") as f:
@@ -284,20 +322,26 @@ def load_pairs(workdir: str, config: ml_collections.ConfigDict) -> tuple[dict, d
     raise ValueError(
         f"{path} holds {have[0]} pairs from {have[1]} candidates, but config.dpo.rank asks for "
         f"num_pairs={want[0]}, num_candidates={want[1]}. Use a fresh --workdir, or delete {path} and "
-        f"{cost_path} to resample.")
+        f"{cost_path} to resample."
+    )
   return pairs, cost
 
 
 def to_batches(pairs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   """Pairs -> the DPO step's batch fields, latents as sampled (train/steps.make_dpo_step): video /
   audio (winner), loser_video / loser_audio, label."""
-  return {"video": pairs["winner_video"], "audio": pairs["winner_audio"],
-          "loser_video": pairs["loser_video"], "loser_audio": pairs["loser_audio"],
-          "label": pairs["label"].astype(np.int32)}
+  return {
+      "video": pairs["winner_video"],
+      "audio": pairs["winner_audio"],
+      "loser_video": pairs["loser_video"],
+      "loser_audio": pairs["loser_audio"],
+      "label": pairs["label"].astype(np.int32),
+  }
 
 
-def step_batch(batches: dict[str, np.ndarray], step: int, batch_size: int, seed: int
-               ) -> dict[str, np.ndarray]:
+def step_batch(
+    batches: dict[str, np.ndarray], step: int, batch_size: int, seed: int
+) -> dict[str, np.ndarray]:
   """The numpy batch of train step `step` (1-based): see pair_batch_indices."""
   idx = pair_batch_indices(len(batches["label"]), batch_size, step, seed)
   return {k: v[idx] for k, v in batches.items()}
@@ -311,24 +355,28 @@ def cost_line(cost: dict, pairs: dict[str, np.ndarray], mode: str) -> str:
     return float(x.mean()) if x.size else float("nan")
 
   unscored = int(np.sum(~np.isfinite(pairs["loser_desync"])))
-  return (f"[pairs] sample_rank ({mode}, K={cost['num_candidates']}, {cost['num_pairs']} pairs): "
-          f"{cost['sampler_forward_passes_per_pair']} sampler forward passes/pair, "
-          f"{cost['seconds_per_pair']:.3f} s/pair (sampling {cost['seconds_per_pair_sampling']:.3f} + "
-          f"scoring {cost['seconds_per_pair_scoring']:.3f}); mean |offset| winners "
-          f"{mean_finite(pairs['winner_desync']):.3f} s, scored losers "
-          f"{mean_finite(pairs['loser_desync']):.3f} s, "
-          f"{unscored} unscorable losers")
+  return (
+      f"[pairs] sample_rank ({mode}, K={cost['num_candidates']}, {cost['num_pairs']} pairs): "
+      f"{cost['sampler_forward_passes_per_pair']} sampler forward passes/pair, "
+      f"{cost['seconds_per_pair']:.3f} s/pair (sampling {cost['seconds_per_pair_sampling']:.3f} + "
+      f"scoring {cost['seconds_per_pair_scoring']:.3f}); mean |offset| winners "
+      f"{mean_finite(pairs['winner_desync']):.3f} s, scored losers "
+      f"{mean_finite(pairs['loser_desync']):.3f} s, "
+      f"{unscored} unscorable losers"
+  )
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str, graphdef, rest, codec, ref_params
-            ) -> dict[str, np.ndarray]:
+def prepare(
+    config: ml_collections.ConfigDict, workdir: str, graphdef, rest, codec, ref_params
+) -> dict[str, np.ndarray]:
   """The loop's entry: the saved pairs of `workdir`, else built from `ref_params` and saved; prints the
   cost line and returns the step's batch fields (to_batches)."""
   _check_single_host()
   loaded = load_pairs(workdir, config)
   if loaded is None:
-    pairs, cost = build_ranked_pairs(config, ref_params, graphdef, rest, codec,
-                                     int(config.dpo.rank.num_pairs), int(config.seed))
+    pairs, cost = build_ranked_pairs(
+        config, ref_params, graphdef, rest, codec, int(config.dpo.rank.num_pairs), int(config.seed)
+    )
     save_pairs(workdir, pairs, cost)
     where = f"built and saved to {os.path.join(workdir, PAIRS_FILE)}"
   else:

@@ -15,6 +15,7 @@ What is exact and what is estimated:
     step on CPU. Budget headroom for what the estimate does not see.
 Devices are never touched: a 256-chip plan runs on one CPU core in seconds.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,6 +36,7 @@ FLASH_IMPLS = ("cudnn", "splash")
 
 # ----------------------------------------------------------------------------- activations (estimate)
 
+
 @dataclasses.dataclass(frozen=True)
 class Tokens:
   """Per-example sequence lengths the model sees for its config's latent shapes (`model.shapes`).
@@ -42,6 +44,7 @@ class Tokens:
   Nv video tokens (T_v frames x S tokens/frame), Na audio tokens (G global + Tt audio), Lc
   conditioning tokens (label + caption).
   """
+
   Nv: int
   S: int
   T_v: int
@@ -68,17 +71,18 @@ def _score_elements(cfg: Any, tk: Tokens, tensor: int) -> dict[str, float]:
   pv = band_plan(tk.T_v, tk.Tt, cfg.video_fps, rate_a, cfg.local_window_s)
   pa = band_plan(tk.Tt, tk.T_v, rate_a, cfg.video_fps, cfg.local_window_s)
   return {
-      "self": hv * tk.Nv ** 2 + ha * tk.Na ** 2,
+      "self": hv * tk.Nv**2 + ha * tk.Na**2,
       "cond": hv * tk.Nv * tk.Lc + ha * tk.Na * tk.Lc,
       # The banded kernel's blocks: every query block against its (2n+1) key blocks.
-      "band": hi * (pv.nb * pv.bq * tk.S * (2 * pv.n + 1) * pv.bk
-                    + pa.nb * pa.bq * (2 * pa.n + 1) * pa.bk * tk.S),
+      "band": hi
+      * (pv.nb * pv.bq * tk.S * (2 * pv.n + 1) * pv.bk + pa.nb * pa.bq * (2 * pa.n + 1) * pa.bk * tk.S),
       "global": 2 * hi * tk.Nv * tk.G,
   }
 
 
-def activation_bytes(cfg: Any, *, per_device_batch: int, tensor: int = 1,
-                     passes: int = 1) -> dict[str, float]:
+def activation_bytes(
+    cfg: Any, *, per_device_batch: int, tensor: int = 1, passes: int = 1
+) -> dict[str, float]:
   """ESTIMATED activation bytes per device for one training step of `JointDiT(cfg)`.
 
   per_device_batch: examples per device (global batch / (data x fsdp));
@@ -114,8 +118,8 @@ def activation_bytes(cfg: Any, *, per_device_batch: int, tensor: int = 1,
   c = jnp.dtype(cfg.dtype).itemsize
   t = float(tensor)
   Dv, Da, Mv, Ma = cfg.video_dim, cfg.audio_dim, cfg.video_mlp_dim, cfg.audio_mlp_dim
-  nd = tk.Nv * Dv + tk.Na * Da            # residual-stream elements, both streams
-  nm = tk.Nv * Mv + tk.Na * Ma            # MLP hidden elements, both streams
+  nd = tk.Nv * Dv + tk.Na * Da  # residual-stream elements, both streams
+  nm = tk.Nv * Mv + tk.Na * Ma  # MLP hidden elements, both streams
 
   def stream_proj(N: int, D: int, M: int) -> float:
     return N * D * (3 + 4 / t) + 2 * tk.Lc * D / t + N * M / t
@@ -129,13 +133,21 @@ def activation_bytes(cfg: Any, *, per_device_batch: int, tensor: int = 1,
   pv = 4.0 * c * nd / t
   sc = _score_elements(cfg, tk, tensor)
   impl = cfg.attention_impl
-  flash = {"self": impl in FLASH_IMPLS, "global": impl in FLASH_IMPLS, "cond": impl == "splash",
-           "band": False}
+  flash = {
+      "self": impl in FLASH_IMPLS,
+      "global": impl in FLASH_IMPLS,
+      "cond": impl == "splash",
+      "band": False,
+  }
   scores = sum(v for k, v in sc.items() if not flash[k])
   elem = 4.0 * 29 * nd + 5.0 * c * nm / t
   everything = carry + proj + pv + (4 + c) * scores + elem
-  saved = {"full": carry, "dots_no_batch": carry + proj, "dots": carry + proj + pv + 4.0 * scores,
-           "none": everything}[cfg.remat]
+  saved = {
+      "full": carry,
+      "dots_no_batch": carry + proj,
+      "dots": carry + proj + pv + 4.0 * scores,
+      "none": everything,
+  }[cfg.remat]
   backward = 8.0 * scores + proj + pv
   layer = backward + (0.0 if cfg.remat == "none" else everything - carry)
   n = per_device_batch * passes
@@ -143,6 +155,7 @@ def activation_bytes(cfg: Any, *, per_device_batch: int, tensor: int = 1,
 
 
 # ----------------------------------------------------------------------------- state (exact)
+
 
 def abstract_mesh(mesh_cfg: Mapping[str, int], num_devices: int) -> AbstractMesh:
   """The mesh ('data', 'fsdp', 'tensor') a run of `num_devices` devices builds, without devices."""
@@ -164,14 +177,15 @@ def _bytes(tree: Any, shardings: Any) -> tuple[int, int]:
 @dataclasses.dataclass(frozen=True)
 class Row:
   name: str
-  per_device: float   # bytes on each device
-  total: float        # bytes over all devices' distinct data (the unsharded size); 0 = n/a
+  per_device: float  # bytes on each device
+  total: float  # bytes over all devices' distinct data (the unsharded size); 0 = n/a
   note: str
 
 
 @dataclasses.dataclass(frozen=True)
 class MemoryPlan:
   """A config's memory per device on its target: rows in bytes, the device's HBM and the verdict."""
+
   name: str
   num_devices: int
   mesh: dict[str, int]
@@ -180,7 +194,7 @@ class MemoryPlan:
   num_params: int
   rows: tuple[Row, ...]
   hbm_bytes: float | None
-  hints: tuple[str, ...] = ()    # what would shrink it, printed when it does not fit
+  hints: tuple[str, ...] = ()  # what would shrink it, printed when it does not fit
 
   @property
   def total_per_device(self) -> float:
@@ -198,32 +212,42 @@ class MemoryPlan:
     unit, div = ("GiB", GIB) if self.total_per_device >= GIB else ("MiB", 1 << 20)
     mesh = " x ".join(f"{a}={s}" for a, s in self.mesh.items())
     t = self.tokens
-    lines = [f"Memory plan: {self.name} on {self.num_devices} devices (mesh {mesh}), "
-             f"{_count(self.num_params)} params",
-             f"  per-device batch {self.per_device_batch}; tokens per example: video {t.Nv} "
-             f"({t.T_v} frames x {t.S}), audio {t.Na} ({t.G} global + {t.Tt}), cond {t.Lc}",
-             f"  {'':<22}{unit + '/device':>11}{unit + ' total':>11}  how"]
+    lines = [
+        f"Memory plan: {self.name} on {self.num_devices} devices (mesh {mesh}), "
+        f"{_count(self.num_params)} params",
+        f"  per-device batch {self.per_device_batch}; tokens per example: video {t.Nv} "
+        f"({t.T_v} frames x {t.S}), audio {t.Na} ({t.G} global + {t.Tt}), cond {t.Lc}",
+        f"  {'':<22}{unit + '/device':>11}{unit + ' total':>11}  how",
+    ]
     for r in self.rows:
       total = f"{r.total / div:>11.2f}" if r.total else f"{'':>11}"
       lines.append(f"  {r.name:<22}{r.per_device / div:>11.2f}{total}  {r.note}")
     lines.append(f"  {'total':<22}{self.total_per_device / div:>11.2f}")
     if self.hbm_bytes is None:
-      lines.append("  fits: unknown (no config.hardware section: pass --hbm_gib, or see "
-                   "configs/gpu.py, configs/tpu_pod.py)")
+      lines.append(
+          "  fits: unknown (no config.hardware section: pass --hbm_gib, or see "
+          "configs/gpu.py, configs/tpu_pod.py)"
+      )
     else:
       use = self.total_per_device / self.hbm_bytes
-      verdict = ("FITS" if use <= 0.85 else "FITS, TIGHT (<15% headroom for what the estimate "
-                 "does not see)" if use <= 1.0 else "DOES NOT FIT")
-      lines.append(f"  {verdict}: {self.total_per_device / GIB:.2f} of {self.hbm_bytes / GIB:.0f} "
-                   f"GiB per device ({100 * use:.0f}%)")
+      verdict = (
+          "FITS"
+          if use <= 0.85
+          else "FITS, TIGHT (<15% headroom for what the estimate " "does not see)"
+          if use <= 1.0
+          else "DOES NOT FIT"
+      )
+      lines.append(
+          f"  {verdict}: {self.total_per_device / GIB:.2f} of {self.hbm_bytes / GIB:.0f} "
+          f"GiB per device ({100 * use:.0f}%)"
+      )
       if use > 1.0:
         lines.append("  to fit: " + ", ".join(self.hints))
     return "\n".join(lines)
 
 
 def _count(n: int) -> str:
-  return next(f"{n / d:.2f}{u}" for d, u in ((1e9, "B"), (1e6, "M"), (1e3, "K"), (1, ""))
-              if n >= d or d == 1)
+  return next(f"{n / d:.2f}{u}" for d, u in ((1e9, "B"), (1e6, "M"), (1e3, "K"), (1, "")) if n >= d or d == 1)
 
 
 def example_bytes(config: Any) -> int:
@@ -237,11 +261,10 @@ def example_bytes(config: Any) -> int:
     video, audio = codec_lib.latent_layout(config.codec, d).window_shapes(d)
     return 4 * (math.prod(video) + math.prod(audio))
   t_v, t_a = frames_per_window(d)
-  return 4 * (t_v * d.resolution ** 2 * 3 + t_a * d.n_mels)
+  return 4 * (t_v * d.resolution**2 * 3 + t_a * d.n_mels)
 
 
-def make_plan(config: Any, num_devices: int | None = None,
-              hbm_gib: float | None = None) -> MemoryPlan:
+def make_plan(config: Any, num_devices: int | None = None, hbm_gib: float | None = None) -> MemoryPlan:
   """The memory plan of a run config on `num_devices` devices of `hbm_gib` each (defaults:
   `config.hardware.num_devices` and `.hbm_gib`; without a hardware section, this process' devices
   and no verdict).
@@ -290,25 +313,47 @@ def make_plan(config: Any, num_devices: int | None = None,
   m = config.model
   passes = 2 if config.mode == "dpo" else 1
   act = activation_bytes(m, per_device_batch=micro, tensor=mesh.shape["tensor"], passes=passes)
-  what = (f"{micro}{' x 2 (winner, loser)' if passes == 2 else ''} ex"
-          + (f" (1 of {accum} micro-batches)" if accum > 1 else ""))
-  rows.append(Row("activations (est.)", act["saved"], 0.0,
-                  f"{what} x {m.depth} layers, remat={m.remat!r}"))
-  rows.append(Row("layer working (est.)", act["layer"], 0.0,
-                  f"one layer's backward, attention_impl={m.attention_impl!r}"))
-  rows.append(Row("input batch", per_device_batch * example_bytes(config), 0.0,
-                  f"{per_device_batch} ex, f32, as the step receives them"))
+  what = f"{micro}{' x 2 (winner, loser)' if passes == 2 else ''} ex" + (
+      f" (1 of {accum} micro-batches)" if accum > 1 else ""
+  )
+  rows.append(Row("activations (est.)", act["saved"], 0.0, f"{what} x {m.depth} layers, remat={m.remat!r}"))
+  rows.append(
+      Row(
+          "layer working (est.)",
+          act["layer"],
+          0.0,
+          f"one layer's backward, attention_impl={m.attention_impl!r}",
+      )
+  )
+  rows.append(
+      Row(
+          "input batch",
+          per_device_batch * example_bytes(config),
+          0.0,
+          f"{per_device_batch} ex, f32, as the step receives them",
+      )
+  )
   if hbm_gib is None and hw is not None:
     hbm_gib = hw.get("hbm_gib")
   hbm = float(hbm_gib) * GIB if hbm_gib else None
   name = hw.name if hw is not None and hw.get("name") else f"{config.model.name}/{config.model.size}"
   n_params = sum(x.size for x in jax.tree.leaves(abstract.params))
-  hints = ["more fsdp devices (model.mesh)",
-           "optim.grad_accum_steps=k (k micro-batches a step: 1/k of the activations, same results)"]
+  hints = [
+      "more fsdp devices (model.mesh)",
+      "optim.grad_accum_steps=k (k micro-batches a step: 1/k of the activations, same results)",
+  ]
   if m.remat != "full":
     hints.append("model.remat='full'")
   if m.attention_impl not in FLASH_IMPLS:
     hints.append("model.attention_impl='cudnn' (GPU) or 'splash' (TPU)")
-  return MemoryPlan(name=f"{name} ({config.mode}, model {m.size})", num_devices=num_devices,
-                    mesh=dict(mesh.shape), per_device_batch=per_device_batch, tokens=tokens(m),
-                    num_params=int(n_params), rows=tuple(rows), hbm_bytes=hbm, hints=tuple(hints))
+  return MemoryPlan(
+      name=f"{name} ({config.mode}, model {m.size})",
+      num_devices=num_devices,
+      mesh=dict(mesh.shape),
+      per_device_batch=per_device_batch,
+      tokens=tokens(m),
+      num_params=int(n_params),
+      rows=tuple(rows),
+      hbm_bytes=hbm,
+      hints=tuple(hints),
+  )

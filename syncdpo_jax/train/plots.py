@@ -1,4 +1,5 @@
 """PNG plots of a run's metrics.jsonl (the TensorBoard curves, for people without TensorBoard)."""
+
 from __future__ import annotations
 
 import os

@@ -21,6 +21,7 @@ has its lowest error at delta = 0. Reported per checkpoint and mode:
 `python launch/main.py --config configs/demo.py:eval ...` writes it as eval/probe.json and
 eval/probe.png when config.eval.probe_clips > 0.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,9 +58,11 @@ def shifted_pairs(examples: list[dict], data_cfg, deltas=DELTAS) -> dict[str, np
   for ex in examples:
     n = ex["video"].shape[0]
     if n < win + hi + lo:
-      raise ValueError(f"clip {ex.get('clip_id', '?')!r}: {n} frames cannot hold a {win}-frame window "
-                       f"shifted by {min(deltas)}..{max(deltas)} frames; use longer clips or smaller "
-                       "data.window_s")
+      raise ValueError(
+          f"clip {ex.get('clip_id', '?')!r}: {n} frames cannot hold a {win}-frame window "
+          f"shifted by {min(deltas)}..{max(deltas)} frames; use longer clips or smaller "
+          "data.window_s"
+      )
     start = min(max(lo, (n - win) // 2), n - win - hi)
     crops = [pipeline.crop_window(ex, data_cfg, start + d, None) for d in deltas]
     video.append([c["video"] for c in crops])
@@ -70,10 +73,15 @@ def shifted_pairs(examples: list[dict], data_cfg, deltas=DELTAS) -> dict[str, np
   k = CONTROL_FRAMES
   a_per_v = audio.shape[2] // video.shape[2]
   control_video, control_audio = video[0].copy(), audio[0].copy()
-  control_video[:, :k] = video[0][:, k:k + 1]
-  control_audio[:, :k * a_per_v] = audio[0][:, k * a_per_v:k * a_per_v + 1]
-  return {"video": video, "audio": audio, "label": np.asarray(label, np.int32),
-          "control_video": control_video, "control_audio": control_audio}
+  control_video[:, :k] = video[0][:, k : k + 1]
+  control_audio[:, : k * a_per_v] = audio[0][:, k * a_per_v : k * a_per_v + 1]
+  return {
+      "video": video,
+      "audio": audio,
+      "label": np.asarray(label, np.int32),
+      "control_video": control_video,
+      "control_audio": control_audio,
+  }
 
 
 def probe_draws(key: jax.Array, target_shape: tuple[int, ...], num_draws: int, t_kwargs: dict):
@@ -103,6 +111,7 @@ def make_errors(apply: Callable, mode: str, prediction: str) -> Callable:
       out_v, out_a = apply(params, video, audio, tv, ta, {"label": label})
       pred = out_v if gen_video else out_a
       return flow.per_sample_mse(pred, flow.velocity_error_target(target, eps_k, x_t, t_k, prediction))
+
     return jax.vmap(one)(t, eps).mean(0)
 
   return errors
@@ -122,11 +131,16 @@ def summarize(e: np.ndarray, e_control: np.ndarray, deltas=DELTAS) -> dict:
   others = [i for i, d in enumerate(deltas) if d]
   runner_up = np.asarray(deltas)[others][np.argmin(e[others], axis=0)]
   best = np.where(base < e[others].min(axis=0), 0, runner_up)
-  return {"deltas": list(deltas), "num_clips": int(e.shape[1]), "delta_loss": d_loss,
-          "pair_accuracy": acc, "argmin_frames": float(np.mean(np.abs(best))),
-          "argmin_exact": float(np.mean(best == 0)),
-          "control_delta_loss": float(np.mean(e_control - base)),
-          "control_accuracy": float(np.mean(base < e_control))}
+  return {
+      "deltas": list(deltas),
+      "num_clips": int(e.shape[1]),
+      "delta_loss": d_loss,
+      "pair_accuracy": acc,
+      "argmin_frames": float(np.mean(np.abs(best))),
+      "argmin_exact": float(np.mean(best == 0)),
+      "control_delta_loss": float(np.mean(e_control - base)),
+      "control_accuracy": float(np.mean(base < e_control)),
+  }
 
 
 def load_probe_clips(config, num_clips: int) -> list[dict]:
@@ -138,24 +152,29 @@ def load_probe_clips(config, num_clips: int) -> list[dict]:
 class Probe:
   """The probe's inputs, latents and draws, prepared once; called per checkpoint.
 
-    probe = Probe(config, codec, steps.make_apply(graphdef, rest, prediction))
-    for name, params in ...: probe(name, params)
-    probe.write(out_dir)        # probe.json, probe.png
+  probe = Probe(config, codec, steps.make_apply(graphdef, rest, prediction))
+  for name, params in ...: probe(name, params)
+  probe.write(out_dir)        # probe.json, probe.png
   """
 
   def __init__(self, config, codec, apply: Callable, modes=("v2a", "a2v"), num_draws: int = 4):
     pairs = shifted_pairs(load_probe_clips(config, int(config.eval.probe_clips)), config.data)
-    self.latents = {"video": [codec.encode_video(jnp.asarray(v)) for v in pairs["video"]],
-                    "audio": [codec.encode_audio(jnp.asarray(a)) for a in pairs["audio"]]}
-    self.control = {"video": codec.encode_video(jnp.asarray(pairs["control_video"])),
-                    "audio": codec.encode_audio(jnp.asarray(pairs["control_audio"]))}
+    self.latents = {
+        "video": [codec.encode_video(jnp.asarray(v)) for v in pairs["video"]],
+        "audio": [codec.encode_audio(jnp.asarray(a)) for a in pairs["audio"]],
+    }
+    self.control = {
+        "video": codec.encode_video(jnp.asarray(pairs["control_video"])),
+        "audio": codec.encode_audio(jnp.asarray(pairs["control_audio"])),
+    }
     self.label = jnp.asarray(pairs["label"])
     self.modes, self.results = tuple(modes), {}
     self.draws, self.errors = {}, {}
     for mode in self.modes:
       target = self.latents[_target(mode)][0]
-      self.draws[mode] = probe_draws(jax.random.key(int(config.seed) + 17), target.shape, num_draws,
-                                     steps.t_kwargs(config.objective))
+      self.draws[mode] = probe_draws(
+          jax.random.key(int(config.seed) + 17), target.shape, num_draws, steps.t_kwargs(config.objective)
+      )
       self.errors[mode] = make_errors(apply, mode, config.objective.prediction)
 
   def __call__(self, name: str, params) -> dict:
@@ -183,19 +202,28 @@ def _target(mode: str) -> str:
 def plot(results: dict, path: str) -> None:
   """Delta loss against delta (video frames), one line per checkpoint, a panel per mode."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   modes = sorted({k.rsplit("/", 1)[1] for k in results})
   fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 3.5), squeeze=False)
   for ax, mode in zip(axes[0], modes):
     for run, r in results.items():
       if run.endswith("/" + mode):
         d = sorted(r["delta_loss"], key=int)
-        ax.plot([int(x) for x in d], [r["delta_loss"][x] for x in d], marker="o",
-                label=f"{run.rsplit('/', 1)[0]} (control {r['control_delta_loss']:+.3g})")
+        ax.plot(
+            [int(x) for x in d],
+            [r["delta_loss"][x] for x in d],
+            marker="o",
+            label=f"{run.rsplit('/', 1)[0]} (control {r['control_delta_loss']:+.3g})",
+        )
     ax.axhline(0.0, color="gray", lw=0.8)
-    ax.set(title=f"{mode}: e(delta) - e(0), given stream shifted", xlabel="delta (video frames)",
-           ylabel="flow-matching error change")
+    ax.set(
+        title=f"{mode}: e(delta) - e(0), given stream shifted",
+        xlabel="delta (video frames)",
+        ylabel="flow-matching error change",
+    )
     ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=100)

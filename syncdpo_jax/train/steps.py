@@ -9,6 +9,7 @@ Batch (global jax.Arrays, see syncdpo_jax.data):
   DPO on sampled pairs (train/pairs.py) instead holds LATENTS: video / audio (winner) and loser_video /
   loser_audio, [B, T_v', h, w, C_v] / [B, T_a', C_a], and label (see make_dpo_step).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -46,8 +47,10 @@ def micro_batches(tree, k: int):
   spread over all of them (each device's rows hold every residue mod k), so no micro-batch idles
   devices and the split moves no data.
   """
+
   def split(x):
     return jnp.moveaxis(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 1, 0)
+
   return jax.tree.map(split, tree)
 
 
@@ -80,8 +83,12 @@ def drop_labels(key: jax.Array, label: jax.Array, p_uncond: float, null_label: i
 
 
 def t_kwargs(obj_cfg) -> dict:
-  return dict(kind=obj_cfg.t_sampling, mean=float(obj_cfg.t_logit_mean), std=float(obj_cfg.t_logit_std),
-              shift=float(obj_cfg.t_shift))
+  return dict(
+      kind=obj_cfg.t_sampling,
+      mean=float(obj_cfg.t_logit_mean),
+      std=float(obj_cfg.t_logit_std),
+      shift=float(obj_cfg.t_shift),
+  )
 
 
 def encode(codec, batch):
@@ -128,10 +135,19 @@ def make_sft_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
 
     def loss_fn(params, ex):
       return sft_lib.sft_loss_given(
-          lambda v, a, tv, ta, c: apply(params, v, a, tv, ta, c), ex["video"], ex["audio"], ex["cond"],
-          ex["draws"], task_probs=task_probs, lambda_v=float(obj.lambda_v), lambda_a=float(obj.lambda_a),
-          video_weight=float(obj.video_weight), audio_weight=float(obj.audio_weight),
-          prediction=obj.prediction, error_space=obj.error_space)
+          lambda v, a, tv, ta, c: apply(params, v, a, tv, ta, c),
+          ex["video"],
+          ex["audio"],
+          ex["cond"],
+          ex["draws"],
+          task_probs=task_probs,
+          lambda_v=float(obj.lambda_v),
+          lambda_a=float(obj.lambda_a),
+          video_weight=float(obj.video_weight),
+          audio_weight=float(obj.audio_weight),
+          prediction=obj.prediction,
+          error_space=obj.error_space,
+      )
 
     examples = {"video": video, "audio": audio, "cond": cond, "draws": draws}
     (loss, metrics), grads = accumulated_value_and_grad(loss_fn, state.params, examples, accum)
@@ -144,8 +160,9 @@ def make_sft_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
 
 def per_sample_error(pred_v, pred_a, target_v, target_a, video_weight, audio_weight):
   """Weighted per-sample velocity error e = w_v * mse_v + w_a * mse_a: [B] (weights scalars or [B])."""
-  return (video_weight * flow.per_sample_mse(pred_v, target_v)
-          + audio_weight * flow.per_sample_mse(pred_a, target_a))
+  return video_weight * flow.per_sample_mse(pred_v, target_v) + audio_weight * flow.per_sample_mse(
+      pred_a, target_a
+  )
 
 
 def dpo_tasks(key: jax.Array, batch: int, task_probs) -> jax.Array | None:
@@ -167,8 +184,12 @@ def dpo_task_times(task: jax.Array | None, t: jax.Array, w_v: float, w_a: float)
   if task is None:
     return t, t, w_v * ones, w_a * ones
   video_given, audio_given = task == sft_lib.TASK_VIDEO_DRIVEN, task == sft_lib.TASK_AUDIO_DRIVEN
-  return (jnp.where(video_given, 0.0, t), jnp.where(audio_given, 0.0, t),
-          jnp.where(video_given, 0.0, w_v), jnp.where(audio_given, 0.0, w_a))
+  return (
+      jnp.where(video_given, 0.0, t),
+      jnp.where(audio_given, 0.0, t),
+      jnp.where(video_given, 0.0, w_v),
+      jnp.where(audio_given, 0.0, w_a),
+  )
 
 
 def dpo_step_keys(state: TrainState) -> tuple[jax.Array, ...]:
@@ -194,9 +215,11 @@ def make_rule_negatives(codec, config) -> Callable:
   given = config.dpo.distort == "given"
   forced = {m: {n: dict(o, modality=m) for n, o in pert_options.items()} for m in ("video", "audio")}
   # Which option set each task uses; a task that never occurs builds nothing.
-  variants = {sft_lib.TASK_JOINT: pert_options,
-              sft_lib.TASK_AUDIO_DRIVEN: forced["audio"] if given else pert_options,
-              sft_lib.TASK_VIDEO_DRIVEN: forced["video"] if given else pert_options}
+  variants = {
+      sft_lib.TASK_JOINT: pert_options,
+      sft_lib.TASK_AUDIO_DRIVEN: forced["audio"] if given else pert_options,
+      sft_lib.TASK_VIDEO_DRIVEN: forced["video"] if given else pert_options,
+  }
 
   def negatives(key, curriculum, video_w, audio_w, task=None):
     strength = curriculum_lib.strength(curriculum)
@@ -213,8 +236,9 @@ def make_rule_negatives(codec, config) -> Callable:
         out = neg
         continue
       pick = task == k
-      out = jax.tree.map(lambda n, o: jnp.where(pick.reshape(pick.shape + (1,) * (n.ndim - 1)), n, o),
-                         neg, out)
+      out = jax.tree.map(
+          lambda n, o: jnp.where(pick.reshape(pick.shape + (1,) * (n.ndim - 1)), n, o), neg, out
+      )
     return out
 
   return negatives
@@ -250,8 +274,10 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
     k_neg, k_t, k_ev, k_ea, k_drop = dpo_step_keys(state)
     explicit = "loser_video" in batch
     if needs_losers and not explicit:
-      raise ValueError("config.dpo.pairs='sample_rank' but the batch has no 'loser_video' / 'loser_audio': "
-                       "feed the ranked pairs (train/pairs.py), or set config.dpo.pairs='rules'.")
+      raise ValueError(
+          "config.dpo.pairs='sample_rank' but the batch has no 'loser_video' / 'loser_audio': "
+          "feed the ranked pairs (train/pairs.py), or set config.dpo.pairs='rules'."
+      )
     b = batch["video"].shape[0]
     task = dpo_tasks(jax.random.fold_in(k_t, 1), b, task_probs)
     if explicit:
@@ -269,9 +295,19 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
     eps_a = jax.random.normal(k_ea, audio_w.shape, audio_w.dtype)
     label = drop_labels(k_drop, batch["label"], float(obj.p_uncond), null_label)
     # Every random draw is made above for the whole batch: a micro-batch's loss is its pairs' share.
-    pairs = {"video_w": video_w, "audio_w": audio_w, "video_l": video_l, "audio_l": audio_l,
-             "eps_v": eps_v, "eps_a": eps_a, "t_v": t_v, "t_a": t_a, "err_w_v": err_w_v,
-             "err_w_a": err_w_a, "label": label}
+    pairs = {
+        "video_w": video_w,
+        "audio_w": audio_w,
+        "video_l": video_l,
+        "audio_l": audio_l,
+        "eps_v": eps_v,
+        "eps_a": eps_a,
+        "t_v": t_v,
+        "t_a": t_a,
+        "err_w_v": err_w_v,
+        "err_w_a": err_w_a,
+        "label": label,
+    }
 
     def loss_fn(params, p):
       n = p["label"].shape[0]
@@ -298,8 +334,9 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
 
     (loss, metrics), grads = accumulated_value_and_grad(loss_fn, state.params, pairs, accum)
     new_state = _apply_update(state, grads, tx, float(config.train.ema_decay))
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
-                   **curriculum_lib.log_metrics(state.curriculum))
+    metrics = dict(
+        metrics, loss=loss, grad_norm=optax.global_norm(grads), **curriculum_lib.log_metrics(state.curriculum)
+    )
     if not explicit:
       cur = curriculum_lib.update(state.curriculum, cur_cfg, metrics["reward_accuracy"])
       new_state = new_state.replace(curriculum=cur)

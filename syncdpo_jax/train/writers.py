@@ -8,6 +8,7 @@ the event files as usual. With TensorFlow installed, clu's own writer is used.
 
 Import clu through this module (`from syncdpo_jax.train.writers import metric_writers`).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -46,6 +47,7 @@ class TensorBoardXWriter(interface.MetricWriter):
 
   def __init__(self, logdir: str):
     from tensorboardX import SummaryWriter as _TBX
+
     self._writer = _TBX(logdir=logdir, flush_secs=10)
 
   def write_summaries(self, step: int, values: Mapping[str, Any], metadata=None):
@@ -61,8 +63,7 @@ class TensorBoardXWriter(interface.MetricWriter):
   def write_images(self, step: int, images: Mapping[str, Any]):
     for key, value in images.items():
       arr = np.asarray(value)
-      self._writer.add_images(key, arr if arr.ndim == 4 else arr[None], global_step=step,
-                              dataformats="NHWC")
+      self._writer.add_images(key, arr if arr.ndim == 4 else arr[None], global_step=step, dataformats="NHWC")
 
   def write_videos(self, step: int, videos: Mapping[str, Any]):
     for key, value in videos.items():
@@ -84,8 +85,9 @@ class TensorBoardXWriter(interface.MetricWriter):
     for key, value in texts.items():
       self._writer.add_text(key, value, global_step=step)
 
-  def write_histograms(self, step: int, arrays: Mapping[str, Any],
-                       num_buckets: Optional[Mapping[str, int]] = None):
+  def write_histograms(
+      self, step: int, arrays: Mapping[str, Any], num_buckets: Optional[Mapping[str, int]] = None
+  ):
     for key, value in arrays.items():
       self._writer.add_histogram(key, np.asarray(value), global_step=step)
 
@@ -139,18 +141,25 @@ class JsonlWriter(interface.MetricWriter):
     self._f.close()
 
 
-def create_writer(workdir: str, *, jsonl_name: str = "metrics.jsonl", tb_subdir: str = "tensorboard",
-                  just_logging: bool = False) -> interface.MetricWriter:
+def create_writer(
+    workdir: str,
+    *,
+    jsonl_name: str = "metrics.jsonl",
+    tb_subdir: str = "tensorboard",
+    just_logging: bool = False,
+) -> interface.MetricWriter:
   """TensorBoard (+ console logging) + JSONL, all behind one clu MetricWriter.
 
   Only process 0 writes files (`just_logging` on the others), as in clu's `create_default_writer`.
   """
   if just_logging:
     return metric_writers.LoggingWriter()
-  return metric_writers.MultiWriter([
-      TensorBoardXWriter(os.path.join(workdir, tb_subdir)),
-      JsonlWriter(os.path.join(workdir, jsonl_name)),
-  ])
+  return metric_writers.MultiWriter(
+      [
+          TensorBoardXWriter(os.path.join(workdir, tb_subdir)),
+          JsonlWriter(os.path.join(workdir, jsonl_name)),
+      ]
+  )
 
 
 def read_jsonl(path: str) -> list[dict]:
