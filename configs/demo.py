@@ -12,7 +12,7 @@ from syncdpo_jax import config_lib
 
 def get_config(arg: str = "sft"):
   mode = arg or "sft"
-  c = config_lib.base_config(data="demo", model="demo", mode=mode)
+  c = config_lib.demo_generator(config_lib.base_config(data="demo", model="demo", mode=mode))
   c.data.data_dir = "workdirs/tfds"
   # 16 clips a step: ~0.4 s per SFT step on 2 CPU cores.
   c.data.batch_size = 16

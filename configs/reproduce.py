@@ -27,7 +27,7 @@ def get_config(arg: str = "quick"):
   if variant not in ("quick", "full"):
     raise ValueError(f"configs/reproduce.py:{variant}: expected 'quick' or 'full'.")
   quick = variant == "quick"
-  c = config_lib.base_config(data="demo", model="demo", mode="sft")
+  c = config_lib.demo_generator(config_lib.base_config(data="demo", model="demo", mode="sft"))
   c.data.data_dir = "workdirs/tfds"
   c.data.batch_size = 16
   c.train.log_every = 10
