@@ -3,6 +3,7 @@
   python benchmarks/bench_time_to_quality.py --seconds 250 --variants G,I,J [--data_dir workdirs/tfds]
   python benchmarks/bench_time_to_quality.py --steps 1000 --variants J,L,M,N   # equal steps instead
   python benchmarks/bench_time_to_quality.py --steps 1000 --variants P,U,W --grid_dir /tmp/grids
+  python benchmarks/bench_time_to_quality.py --steps 1000 --variants J,W2,Y,Z,X0   # the fourth round
 
 (`make demo` builds the data first; each variant takes its seconds plus ~1.5 min to compile and score.)
 
@@ -38,8 +39,18 @@ from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.eval import quality  # noqa: E402
 from syncdpo_jax.train import evaluate, loop, steps  # noqa: E402
 
-# The README's runs: overrides of configs/demo.py:sft (today's demo model is J). Each keeps the cosine
-# schedule over the horizon it was run with (train.num_steps), stopped by time before its end.
+# The README's runs: overrides of J (configs/demo.py:sft before config_lib.demo_generator, the demo's
+# model of rounds 1-3; _J undoes the recipe). Each keeps the cosine schedule over the horizon it was run
+# with (train.num_steps), stopped by time before its end.
+_J = {
+    "codec.video_norm": (0.0, 1.0),
+    "codec.audio_norm": (0.0, 1.0),
+    "model.head_mlp_dim": 0,
+    "model.zero_init_branches": False,
+    "objective.t_shift": 3.0,
+    "objective.error_space": "velocity",
+    "sample.shift": 1.0,
+}
 _OLD = {"model.video_patch": (2, 2), "model.gate_init": 0.0, "train.num_steps": 300}
 _LOGIT = {"objective.t_sampling": "logit_normal", "objective.t_shift": 1.0}
 _NORM = {"codec.video_norm": (-0.4707, 0.3569), "codec.audio_norm": (-0.4401, 0.3678)}
@@ -102,6 +113,26 @@ VARIANTS = {
             "train.num_steps": 2000,
         },
     ),
+    # Fourth round (the per-group gate), with the latent statistics tools/latent_stats.py measures on
+    # 256 training clips: W2 with x_skip (Y), with the head reading the input patch (Z), with the error of
+    # the clean estimate (X0 = today's demo, config_lib.demo_generator).
+    **{
+        name: dict(
+            {"codec.video_norm": (-0.4895, 0.3656), "codec.audio_norm": (-0.4629, 0.3737)},
+            **{
+                "model.head_mlp_dim": 512,
+                "model.zero_init_branches": True,
+                "objective.t_shift": 8.0,
+                "sample.shift": 3.0,
+            },
+            **extra,
+        )
+        for name, extra in (
+            ("Y", {"objective.prediction": "x_skip"}),
+            ("Z", {"model.head_patch_skip": True}),
+            ("X0", {"objective.error_space": "x0"}),
+        )
+    },
 }
 
 
@@ -127,7 +158,7 @@ def reconstruct(apply_x0, params, video, audio, label, t0: float, num_steps: int
 def run_variant(name: str, seconds: float, data_dir: str, max_steps: int = 0, grid_dir: str = "") -> dict:
   c = demo.get_config("sft")
   c.data.data_dir = data_dir
-  for k, v in VARIANTS[name].items():
+  for k, v in {**_J, **VARIANTS[name]}.items():
     _set(c, k, v)
   setup = loop.build(c)
   state, mesh = setup.state, setup.mesh
