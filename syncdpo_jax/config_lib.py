@@ -35,9 +35,11 @@ def objective_config() -> ml_collections.ConfigDict:
   # the velocity for losses and samplers (objectives/flow.py). Raw pixel / log-mel tokens want 'x'; a
   # ported model keeps the parametrization it was pretrained with.
   c.prediction = "x"
-  # The per-sample error of SFT and DPO: the velocity MSE ('velocity') or the MSE of the implied clean
-  # estimate ('x0' = velocity MSE x max(t, 0.05)^2; objectives/flow.error_weight).
+  # The per-sample error of SFT and DPO: the velocity MSE ('velocity'), the MSE of the implied clean
+  # estimate ('x0' = velocity MSE x max(t, 0.05)^2), or that times the SNR clipped to [1, snr_cap]
+  # ('x0_snr': low-noise steps weigh up to snr_cap times more; objectives/flow.error_weight).
   c.error_space = "velocity"
+  c.snr_cap = 5.0
   # Training times: 'uniform' | 'logit_normal' | 'shifted' (uniform, then t' = s t / (1 + (s - 1) t)).
   # Shifted uniform by default: every sample starts at t = 1, where a logit-normal almost never draws
   # (P(t > 0.97) = 2.5e-4 at mean 0, 3.7e-3 at mean 0.8), and the demo's x0-hat at t = 1 was then
@@ -257,6 +259,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise ValueError("config.mode='sample' needs --config.sample_run.checkpoint=<workdir or checkpoint>.")
   if int(c.train.num_steps) < 1:
     raise ValueError(f"config.train.num_steps={c.train.num_steps} must be >= 1.")
+  if not float(c.objective.snr_cap) >= 1.0:
+    raise ValueError(
+        f"config.objective.snr_cap={c.objective.snr_cap}: expected >= 1 (1 = the plain x0 error)"
+    )
   if c.dpo.distort not in ("given", "rule"):
     raise ValueError(
         f"config.dpo.distort={c.dpo.distort!r}; expected 'given' (a conditional pair's loser "

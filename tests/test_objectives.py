@@ -109,6 +109,19 @@ def test_x0_error_space_is_the_clean_estimate_error():
   np.testing.assert_array_equal(flow.error_weight(t, "velocity"), jnp.ones(4))
   with pytest.raises(ValueError, match="error_space"):
     flow.error_weight(t, "eps")
+  # 'x0_snr': the x0 error times the SNR (1 - t)^2 / t^2 clipped to [1, snr_cap]; snr_cap = 1 is 'x0'.
+  snr = np.square((1 - np.asarray(t)) / np.asarray(t))  # 81, 5.44, 0.44, 0.012
+  np.testing.assert_allclose(
+      flow.error_weight(t, "x0_snr", snr_cap=5.0),
+      np.square(np.asarray(t)) * np.array([5.0, 5.0, 1.0, 1.0]),
+      rtol=1e-6,
+  )
+  np.testing.assert_allclose(
+      flow.error_weight(t, "x0_snr", snr_cap=100.0)[:2],
+      np.square(np.asarray(t))[:2] * np.array([81.0, snr[1]]),
+      rtol=1e-5,
+  )
+  np.testing.assert_array_equal(flow.error_weight(t, "x0_snr", snr_cap=1.0), flow.error_weight(t, "x0"))
 
 
 def test_velocity_model_converts_each_stream_with_its_own_time():

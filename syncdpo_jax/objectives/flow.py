@@ -38,7 +38,7 @@ import jax.numpy as jnp
 
 T_SAMPLERS = ("uniform", "logit_normal", "shifted")
 PREDICTIONS = ("x", "x_skip", "v", "eps")
-ERROR_SPACES = ("velocity", "x0")
+ERROR_SPACES = ("velocity", "x0", "x0_snr")
 T_EPS = 0.05  # JiT's clamp of the 1 / t in the x -> v conversion (and of 1 / (1 - t) for eps)
 # Sampling needs no clamp: the solvers never evaluate at t = 0 (sample/ode.py), and a clamp can only
 # make a step fall short of the x0 estimate. This one just keeps a given stream's (t = 0) unused
@@ -121,17 +121,24 @@ def velocity_error_target(
   return to_velocity(ideal, x_t, t, prediction, t_eps)
 
 
-def error_weight(t: jax.Array, error_space: str, t_eps: float = T_EPS) -> jax.Array:
+def error_weight(t: jax.Array, error_space: str, t_eps: float = T_EPS, snr_cap: float = 5.0) -> jax.Array:
   """Per-sample weight [B] that turns a velocity MSE into the error of `error_space`.
 
   'velocity': 1 (the flow-matching loss as written). 'x0': max(t, t_eps)^2, i.e. the MSE of the
   implied clean estimate x0_hat = x_t - t v_hat against x0 (exact for t >= t_eps): every noise level
   weighs the same in data space, where the velocity error weighs a low-noise x0 error by 1 / t^2.
+  'x0_snr': that x0 error times clip(SNR(t), 1, snr_cap), SNR = (1 - t)^2 / t^2 (Min-SNR's cap, Hang
+  et al. 2023, with a floor of 1): the low-noise steps weigh up to snr_cap times the high-noise ones
+  instead of the velocity error's ~1 / t^2, and every t >= 0.5 keeps the x0 error's weight of 1.
+  snr_cap = 1 is 'x0'.
   """
   if error_space == "velocity":
     return jnp.ones_like(t, jnp.float32)
+  t = jnp.maximum(t.astype(jnp.float32), t_eps)
   if error_space == "x0":
-    return jnp.square(jnp.maximum(t.astype(jnp.float32), t_eps))
+    return jnp.square(t)
+  if error_space == "x0_snr":
+    return jnp.square(t) * jnp.clip(jnp.square((1.0 - t) / t), 1.0, snr_cap)
   raise ValueError(f"config.objective.error_space={error_space!r}: expected one of {ERROR_SPACES}.")
 
 

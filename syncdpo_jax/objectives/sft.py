@@ -97,6 +97,7 @@ def sft_loss_given(
     audio_weight: float = 1.0,
     prediction: str = "v",
     error_space: str = "velocity",
+    snr_cap: float = 5.0,
 ):
   """Cross-task-synergy flow-matching loss of the examples given, with their random draws.
 
@@ -109,7 +110,8 @@ def sft_loss_given(
       have probability > 0 (checked in the config validation).
     prediction: what the network behind apply_fn outputs ('x' | 'v' | 'eps'); the error is in velocity
       space against `flow.velocity_error_target` (see objectives/flow.py).
-    error_space: 'velocity' or 'x0' (the velocity error times max(t, t_eps)^2: `flow.error_weight`).
+    error_space, snr_cap: the space of the per-sample error (`flow.error_weight`): 'velocity', 'x0' (the
+      velocity error times max(t, t_eps)^2) or 'x0_snr' (that, times the SNR clipped to [1, snr_cap]).
   Returns: (scalar loss = mean over the examples, metrics dict of scalars: means over the examples).
   """
   task, t_v, t_a, eps_v, eps_a = (draws[k] for k in ("task", "t_v", "t_a", "eps_v", "eps_a"))
@@ -117,8 +119,8 @@ def sft_loss_given(
   pred_v, pred_a = apply_fn(xt_v, xt_a, t_v, t_a, cond)
   tgt_v = flow.velocity_error_target(video, eps_v, xt_v, t_v, prediction)
   tgt_a = flow.velocity_error_target(audio, eps_a, xt_a, t_a, prediction)
-  mse_v = flow.per_sample_mse(pred_v, tgt_v) * flow.error_weight(t_v, error_space)  # [B]
-  mse_a = flow.per_sample_mse(pred_a, tgt_a) * flow.error_weight(t_a, error_space)  # [B]
+  mse_v = flow.per_sample_mse(pred_v, tgt_v) * flow.error_weight(t_v, error_space, snr_cap=snr_cap)  # [B]
+  mse_a = flow.per_sample_mse(pred_a, tgt_a) * flow.error_weight(t_a, error_space, snr_cap=snr_cap)  # [B]
   # A given stream (t = 0) has no loss: the model is not asked to denoise it.
   mse_v_used = jnp.where(task == TASK_VIDEO_DRIVEN, 0.0, mse_v)
   mse_a_used = jnp.where(task == TASK_AUDIO_DRIVEN, 0.0, mse_a)

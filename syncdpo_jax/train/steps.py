@@ -147,6 +147,7 @@ def make_sft_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
           audio_weight=float(obj.audio_weight),
           prediction=obj.prediction,
           error_space=obj.error_space,
+          snr_cap=float(obj.snr_cap),
       )
 
     examples = {"video": video, "audio": audio, "cond": cond, "draws": draws}
@@ -316,8 +317,9 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
       e_v, e_a = stack(p["eps_v"], p["eps_v"]), stack(p["eps_a"], p["eps_a"])
       t2_v, t2_a = stack(p["t_v"], p["t_v"]), stack(p["t_a"], p["t_a"])
       # The per-sample error is SFT's (objective.error_space), so DPO's errors and SFT's agree.
-      ew_v = stack(p["err_w_v"], p["err_w_v"]) * flow.error_weight(t2_v, obj.error_space)
-      ew_a = stack(p["err_w_a"], p["err_w_a"]) * flow.error_weight(t2_a, obj.error_space)
+      snr_cap = float(obj.snr_cap)
+      ew_v = stack(p["err_w_v"], p["err_w_v"]) * flow.error_weight(t2_v, obj.error_space, snr_cap=snr_cap)
+      ew_a = stack(p["err_w_a"], p["err_w_a"]) * flow.error_weight(t2_a, obj.error_space, snr_cap=snr_cap)
       xt_v, xt_a = flow.noisy(x0_v, e_v, t2_v), flow.noisy(x0_a, e_a, t2_a)
       tgt_v = flow.velocity_error_target(x0_v, e_v, xt_v, t2_v, obj.prediction)
       tgt_a = flow.velocity_error_target(x0_a, e_a, xt_a, t2_a, obj.prediction)
