@@ -3,7 +3,7 @@
   python benchmarks/bench_time_to_quality.py --seconds 250 --variants G,I,J [--data_dir workdirs/tfds]
   python benchmarks/bench_time_to_quality.py --steps 1000 --variants J,L,M,N   # equal steps instead
   python benchmarks/bench_time_to_quality.py --steps 1000 --variants P,U,W --grid_dir /tmp/grids
-  python benchmarks/bench_time_to_quality.py --steps 1000 --variants J,W2,Y,Z,X0   # the fourth round
+  python benchmarks/bench_time_to_quality.py --steps 1000 --variants J,W2,Y,Z,X0,X0E,X03,X0S   # the fourth round
 
 (`make demo` builds the data first; each variant takes its seconds plus ~1.5 min to compile and score.)
 
@@ -117,20 +117,24 @@ VARIANTS = {
     # 256 training clips: W2 with x_skip (Y), with the head reading the input patch (Z), with the error of
     # the clean estimate (X0 = today's demo, config_lib.demo_generator).
     **{
-        name: dict(
-            {"codec.video_norm": (-0.4895, 0.3656), "codec.audio_norm": (-0.4629, 0.3737)},
-            **{
-                "model.head_mlp_dim": 512,
-                "model.zero_init_branches": True,
-                "objective.t_shift": 8.0,
-                "sample.shift": 3.0,
-            },
+        name: {
+            "codec.video_norm": (-0.4895, 0.3656),
+            "codec.audio_norm": (-0.4629, 0.3737),
+            "model.head_mlp_dim": 512,
+            "model.zero_init_branches": True,
+            "objective.t_shift": 8.0,
+            "sample.shift": 3.0,
             **extra,
-        )
+        }
         for name, extra in (
             ("Y", {"objective.prediction": "x_skip"}),
             ("Z", {"model.head_patch_skip": True}),
             ("X0", {"objective.error_space": "x0"}),
+            # X0 with EMA weights (0.999) to sample from, with the training shift 3, with the
+            # SNR-capped clean-estimate error.
+            ("X0E", {"objective.error_space": "x0", "train.ema_decay": 0.999}),
+            ("X03", {"objective.error_space": "x0", "objective.t_shift": 3.0}),
+            ("X0S", {"objective.error_space": "x0_snr", "objective.snr_cap": 5.0}),
         )
     },
 }
