@@ -39,3 +39,15 @@ def test_flops_scale_with_depth_and_length():
     f[d] = flops_per_example(cfg, 20, 8, 8, 100)
   assert f[8] - f[4] > 0.8 * f[4]
   assert abs((f[12] - f[8]) - (f[8] - f[4])) <= 1e-9 * f[12]
+
+
+def test_train_step_flops_count_remat_and_the_dpo_reference():
+  from syncdpo_jax.model.flops import train_step_flops
+
+  cfg = get_model_config("demo")
+  fwd = flops_per_example(cfg, 20, 8, 8, 100)
+  assert train_step_flops(cfg, 20, 8, 8, 100, 16) == 16 * 3 * fwd
+  assert train_step_flops(cfg, 20, 8, 8, 100, 16, dpo=True) == 16 * 8 * fwd  # 2B x (fwd+bwd) + 2B x ref
+  cfg.remat = "full"  # one forward more per policy pass, none for the frozen reference
+  assert train_step_flops(cfg, 20, 8, 8, 100, 16) == 16 * 4 * fwd
+  assert train_step_flops(cfg, 20, 8, 8, 100, 16, dpo=True) == 16 * 10 * fwd

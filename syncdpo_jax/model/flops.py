@@ -71,3 +71,17 @@ def train_flops_per_example(cfg: Any, T_v: int, h: int, w: int, T_a: int, text_l
   """Forward + backward (3x forward), plus one forward more when blocks are rematerialised."""
   mult = 3.0 if cfg.remat == "none" else 4.0
   return mult * flops_per_example(cfg, T_v, h, w, T_a, text_len)
+
+
+def train_step_flops(
+    cfg: Any, T_v: int, h: int, w: int, T_a: int, batch: int, *, dpo: bool = False, text_len: int = 0
+) -> float:
+  """Model FLOPs of one optimizer step on `batch` examples (what the loop's FLOP/s and MFU divide).
+
+  SFT: `train_flops_per_example` on B. DPO: the policy's forward + backward on [winner; loser] (2B) and
+  the frozen reference's forward on the same 2B: 2B x (3 + 1) forwards, 2B x (4 + 1) with remat.
+  """
+  policy = train_flops_per_example(cfg, T_v, h, w, T_a, text_len)
+  if not dpo:
+    return batch * policy
+  return 2 * batch * (policy + flops_per_example(cfg, T_v, h, w, T_a, text_len))

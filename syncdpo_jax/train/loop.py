@@ -156,10 +156,9 @@ def build(config, *, mesh=None) -> Setup:
       step, in_shardings=(sh, batch_sharding), out_shardings=(sh, _replicated(mesh)), donate_argnums=(0,)
   )
   (t_v, h, w, _), (t_a, _) = codec.layout.window_shapes(config.data)  # latent frames, not pixels
-  fwd = flops_lib.flops_per_example(config.model, t_v, h, w, t_a)
   b = int(config.data.batch_size)
-  # SFT: forward + backward (2x) on B. DPO: policy fwd+bwd on 2B and the reference forward on 2B.
-  flops_per_step = fwd * b * (8.0 if is_dpo else 3.0)
+  # One count for the whole repo (model/flops.py), remat's recomputed forward included.
+  flops_per_step = flops_lib.train_step_flops(config.model, t_v, h, w, t_a, b, dpo=is_dpo)
   return Setup(mesh, graphdef, rest, codec, tx, state, sh, batch_sharding, step_fn, flops_per_step)
 
 
