@@ -226,10 +226,14 @@ def generate_on_mesh(generate, mesh, rules, params, key, video, audio, label, mo
   with jax.set_mesh(mesh):
     v, a = generate(params, key, put(video), put(audio), put(label), mode=mode)
   # Replicated, so that every process can read the whole batch (multi-host meshes).
-  v, a = jax.jit(lambda x: x, out_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))(
-      (v, a)
-  )
+  v, a = _replicate(mesh)((v, a))
   return v[:n], a[:n]
+
+
+@functools.cache
+def _replicate(mesh):
+  """A jitted identity onto `mesh` replicated: one per mesh, so repeated batches reuse its compilation."""
+  return jax.jit(lambda x: x, out_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
 def decode_clips(codec, data_cfg, video_lat, audio_lat) -> list[dict]:
