@@ -213,9 +213,7 @@ def check_batch_divides(batch: int, rules: Rules) -> None:
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
     return
-  table = _rules_dict(rules)
-  axes = [a for a in table.get("batch", ()) if a in mesh.shape]
-  size = math.prod(mesh.shape[a] for a in axes)
+  axes, size = list(batch_axes(mesh, rules)), batch_axes_size(mesh, rules)
   if batch % size:
     raise ValueError(
         f"batch size {batch} is not divisible by the mesh batch axes {axes} "
