@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
+import scipy.stats
 
 STATISTICS = ("mean_change", "max_jump", "repeats", "min_level", "max_level", "level_spread")
 
@@ -60,13 +61,7 @@ def stream_statistics(x: Any) -> np.ndarray:
 def auc(pos: Any, neg: Any) -> float:
   """P(score of a positive > score of a negative), ties counting half (Mann-Whitney U / (n m))."""
   pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
-  both = np.concatenate([pos, neg])
-  order = np.argsort(both, kind="mergesort")
-  ranks = np.empty(both.size)
-  ranks[order] = np.arange(1, both.size + 1)
-  for v in np.unique(both):  # average ranks over ties
-    tie = both == v
-    ranks[tie] = ranks[tie].mean()
+  ranks = scipy.stats.rankdata(np.concatenate([pos, neg]))  # ties get their average rank
   u = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2.0
   return float(u / (pos.size * neg.size))
 
