@@ -147,6 +147,11 @@ class _LayoutAttrs:
 # ----------------------------------------------------------------------------------------- pixel_mel
 
 
+def encode_batch(codec: Codec, batch: dict) -> tuple[jax.Array, jax.Array]:
+  """A pipeline batch's clips -> (video latents [B, T_v', h, w, C_v], audio latents [B, T_a', C_a])."""
+  return codec.encode_video(batch["video"]), codec.encode_audio(batch["audio"])
+
+
 def space_to_depth(video: jax.Array, p: int) -> jax.Array:
   """[..., T, H, W, C] -> [..., T, H/p, W/p, C*p*p] (channel order: (py, px, c))."""
   *lead, h, w, c = video.shape

@@ -66,7 +66,7 @@ def dpo_config() -> ml_collections.ConfigDict:
   c.audio_weight = 1.0
   c.sft_weight = 0.0  # optional + sft_weight * e_theta(winner)
   # Cross-task DPO: probability that a pair is scored in (joint, audio-driven, video-driven) generation;
-  # the given stream is clean and carries no error (train/steps.dpo_task_times). (1, 0, 0) = joint only.
+  # the given stream is clean and carries no error (objectives/dpo.pair_times). (1, 0, 0) = joint only.
   c.task_probs = (1.0, 0.0, 0.0)
   # Which stream a rule-based loser distorts in a conditional pair:
   #   'given'  the GIVEN stream (audio-driven pair: the audio; video-driven: the video), so the

@@ -236,7 +236,8 @@ def test_sft_given_stream_is_clean_and_has_no_loss():
 
 def test_cross_task_dpo_times_and_weights():
   """Cross-task DPO: the given stream is clean (t = 0) and carries no error; joint pairs share one t."""
-  from syncdpo_jax.train.steps import dpo_task_times, dpo_tasks
+  from syncdpo_jax.objectives.dpo import pair_times as dpo_task_times
+  from syncdpo_jax.objectives.dpo import sample_pair_tasks as dpo_tasks
 
   t = jnp.linspace(0.1, 0.9, 64)
   assert dpo_tasks(jax.random.key(0), 64, (1.0, 0.0, 0.0)) is None  # joint only: no draw
@@ -260,8 +261,9 @@ def test_rule_losers_of_conditional_pairs_distort_the_given_stream(distort):
   from configs import test as test_config
   from syncdpo_jax import codec as codec_lib
   from syncdpo_jax.perturb import curriculum as curriculum_lib
-  from syncdpo_jax.train import steps
+  from syncdpo_jax.objectives import dpo as dpo_lib
   from syncdpo_jax.objectives import sft as sft_lib
+  from syncdpo_jax.train import pair_sources
 
   c = test_config.get_config("dpo")
   c.dpo.task_probs, c.dpo.distort = (1.0, 1.0, 1.0), distort
@@ -272,9 +274,9 @@ def test_rule_losers_of_conditional_pairs_distort_the_given_stream(distort):
   b = 48
   video = jax.random.normal(jax.random.key(0), (b, t_v, h, w, cv))
   audio = jax.random.normal(jax.random.key(1), (b, t_a, ca))
-  task = steps.dpo_tasks(jax.random.key(2), b, c.dpo.task_probs)
+  task = dpo_lib.sample_pair_tasks(jax.random.key(2), b, c.dpo.task_probs)
   cur = curriculum_lib.init(c.curriculum)
-  negatives = jax.jit(steps.make_rule_negatives(codec, c))
+  negatives = jax.jit(pair_sources.make_rule_negatives(codec, c))
   vl, al, info = negatives(jax.random.key(3), cur, video, audio, task)
   v_changed = np.asarray(jnp.abs(vl - video).max(axis=(1, 2, 3, 4)) > 0)
   a_changed = np.asarray(jnp.abs(al - audio).max(axis=(1, 2)) > 0)

@@ -16,7 +16,7 @@ from syncdpo_jax.model import sharding as sharding_lib
 from syncdpo_jax.model import factory as model_lib
 from syncdpo_jax.sample import guided_velocity
 from syncdpo_jax.train import checkpoint as ckpt_lib
-from syncdpo_jax.train import loop, pairs as pairs_lib, steps
+from syncdpo_jax.train import loop, pair_sources, pairs as pairs_lib, steps
 
 # The test config on the session's shared SyncBench-Synth build, exactly as the training tests use it.
 from test_train import _config  # noqa: E402
@@ -143,8 +143,8 @@ def test_build_ranked_pairs_v2a(tmp_path):
 
 
 def test_dpo_step_on_explicit_losers_equals_the_rule_step(tmp_path, sft_dir):
-  """Given exactly the perturbed negatives as explicit losers, the step computes the same loss and
-  update; only the curriculum is left alone."""
+  """Given exactly the perturbed negatives as its ranked pairs, the sample_rank step (the RankedPairs
+  source) computes the same loss and update as the rules step; only the curriculum is left alone."""
   # The config and mesh of test_train's resume test and of the run below: their compiled steps are
   # shared through the persistent compilation cache.
   c = _config(tmp_path, "dpo", **_DPO_TRAIN)
@@ -161,8 +161,8 @@ def test_dpo_step_on_explicit_losers_equals_the_rule_step(tmp_path, sft_dir):
       s1, _ = setup.step_fn(copy(s1), batch)
     s_rule, m_rule = setup.step_fn(copy(s1), batch)
     k_neg = steps.dpo_step_keys(s1)[0]
-    video_w, audio_w = steps.encode(codec, batch)
-    negatives = jax.jit(steps.make_rule_negatives(codec, c))
+    video_w, audio_w = codec_lib.encode_batch(codec, batch)
+    negatives = jax.jit(pair_sources.make_rule_negatives(codec, c))
     video_l, audio_l, _ = negatives(k_neg, s1.curriculum, video_w, audio_w)
     # Sampled pairs are fed as latents, winner and loser alike.
     pairs_batch = jax.device_put(
@@ -175,7 +175,9 @@ def test_dpo_step_on_explicit_losers_equals_the_rule_step(tmp_path, sft_dir):
         },
         setup.batch_sharding,
     )
-    s_exp, m_exp = setup.step_fn(copy(s1), pairs_batch)
+    c_rank = _sample_rank(c.copy_and_resolve_references(), num_pairs=4)
+    rank_step = jax.jit(steps.make_dpo_step(setup.graphdef, setup.rest, codec, setup.tx, c_rank))
+    s_exp, m_exp = rank_step(copy(s1), pairs_batch)
 
   assert not (
       np.allclose(np.asarray(video_l), np.asarray(video_w))
@@ -191,8 +193,6 @@ def test_dpo_step_on_explicit_losers_equals_the_rule_step(tmp_path, sft_dir):
   assert int(s_exp.curriculum.step) == int(s1.curriculum.step)
 
   # A sample_rank step refuses a batch without losers, at trace time.
-  c_rank = _sample_rank(_config(tmp_path, "dpo"), num_pairs=4)
-  rank_step = steps.make_dpo_step(setup.graphdef, setup.rest, codec, setup.tx, c_rank)
   with pytest.raises(ValueError, match="loser_video"):
     jax.eval_shape(rank_step, s1, batch)
 

@@ -8,12 +8,21 @@ temporally distorted copy), let e(x) be the per-sample mean squared velocity err
 The argument of the sigmoid is the implicit reward margin: positive when the policy, relative to the
 frozen reference, denoises the winner better than the loser. beta is tied to the error reduction
 (Diffusion-DPO: mean over elements, beta = 5000); it is a config value.
+
+`flow_dpo_loss_given` is the whole objective on a batch of pairs (stacking, noising, targets, errors),
+with its random draws made by `dpo_draws` beforehand; the training step (train/steps.py) only wires
+the models, the pair source and the optimizer to it.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
+
+from syncdpo_jax.objectives import flow
+from syncdpo_jax.objectives import sft as sft_lib
 
 
 def implicit_margin(err_w, err_l, ref_err_w, ref_err_l, beta: float) -> jax.Array:
@@ -46,4 +55,119 @@ def flow_dpo_loss(
       "ref_err_w": ref_err_w.mean(),
       "ref_err_l": ref_err_l.mean(),
   }
+  return loss, metrics
+
+
+# --- The whole flow-DPO objective on a batch of pairs -------------------------------------------------
+
+
+def sample_pair_tasks(key: jax.Array, batch: int, task_probs) -> jax.Array | None:
+  """Per-pair task of cross-task DPO (sft.TASK_*, int32 [B]), or None for joint-only DPO (task_probs
+  (1, 0, 0), the default), which draws no random numbers. The task sampler is SFT's."""
+  if task_probs[1] == 0 and task_probs[2] == 0:
+    return None
+  return sft_lib.sample_tasks(key, batch, task_probs)
+
+
+def pair_times(task: jax.Array | None, t: jax.Array, w_v: float, w_a: float):
+  """Per-pair timesteps and error weights of cross-task DPO: (t_v, t_a, weight_v, weight_a), each [B].
+
+  Like SFT's cross-task synergy (objectives/sft.py) the given stream is clean (t = 0) and carries no
+  error, so a video-driven pair asks "which audio fits this video": the video->audio preference the
+  conditional modes are evaluated on. Joint pairs (and task None) keep one t for both streams.
+  """
+  ones = jnp.ones(t.shape, jnp.float32)
+  if task is None:
+    return t, t, w_v * ones, w_a * ones
+  video_given, audio_given = task == sft_lib.TASK_VIDEO_DRIVEN, task == sft_lib.TASK_AUDIO_DRIVEN
+  return (
+      jnp.where(video_given, 0.0, t),
+      jnp.where(audio_given, 0.0, t),
+      jnp.where(video_given, 0.0, w_v),
+      jnp.where(audio_given, 0.0, w_a),
+  )
+
+
+def dpo_draws(
+    keys: tuple[jax.Array, jax.Array, jax.Array],
+    video: jax.Array,
+    audio: jax.Array,
+    task: jax.Array | None,
+    t_kwargs: dict,
+    video_weight: float = 1.0,
+    audio_weight: float = 1.0,
+) -> dict:
+  """Every random number of one DPO loss, per pair, shared by winner and loser.
+
+  keys: (k_t, k_eps_video, k_eps_audio); video [B, T_v, h, w, C_v], audio [B, T_a, C_a]: the winners
+  (for shapes and dtypes). Returns {'t_v', 't_a', 'err_w_v', 'err_w_a' [B], 'eps_v', 'eps_a' (the
+  latents' shapes)}. Drawn for the whole batch before the loss runs, so a
+  micro-batch's loss is its pairs' share of the batch's (gradient accumulation = one big batch).
+  """
+  k_t, k_ev, k_ea = keys
+  t = flow.sample_t(k_t, video.shape[:1], **t_kwargs)
+  t_v, t_a, err_w_v, err_w_a = pair_times(task, t, video_weight, audio_weight)
+  return {
+      "t_v": t_v,
+      "t_a": t_a,
+      "err_w_v": err_w_v,
+      "err_w_a": err_w_a,
+      "eps_v": jax.random.normal(k_ev, video.shape, video.dtype),
+      "eps_a": jax.random.normal(k_ea, audio.shape, audio.dtype),
+  }
+
+
+def per_sample_error(pred_v, pred_a, target_v, target_a, video_weight, audio_weight) -> jax.Array:
+  """Weighted per-sample velocity error e = w_v * mse_v + w_a * mse_a: [B] (weights scalars or [B])."""
+  return video_weight * flow.per_sample_mse(pred_v, target_v) + audio_weight * flow.per_sample_mse(
+      pred_a, target_a
+  )
+
+
+def flow_dpo_loss_given(
+    apply_policy: Callable,
+    apply_ref: Callable,
+    pairs: dict,
+    *,
+    beta: float,
+    prediction: str = "v",
+    error_space: str = "velocity",
+    snr_cap: float = 5.0,
+    sft_weight: float = 0.0,
+):
+  """Flow-DPO on a batch of (winner, loser) pairs with their draws (`dpo_draws`).
+
+  Winner and loser are stacked along the batch (one 2B pass of each model) and noised with the same
+  eps and t, so the only difference the loss sees is the content. The per-sample error is SFT's
+  (objective.error_space through `flow.error_weight`), so DPO's errors and SFT's agree.
+
+  Args:
+    apply_policy, apply_ref: (video_t, audio_t, t_v, t_a, cond) -> (v_video, v_audio) velocities; the
+      reference's outputs are treated as constants.
+    pairs: {'video_w', 'video_l': [B, T_v, h, w, C_v], 'audio_w', 'audio_l': [B, T_a, C_a], 'label':
+      [B] (labels already dropped for CFG), and `dpo_draws`' keys}.
+    beta: DPO's KL strength; sft_weight: > 0 adds sft_weight * mean winner error (an SFT term that
+      keeps the policy on the data).
+  Returns: (scalar loss, metrics: `flow_dpo_loss`'s and 'dpo_loss').
+  """
+  p = pairs
+  n = p["label"].shape[0]
+  stack = lambda w, l: jnp.concatenate([w, l], axis=0)
+  x0_v, x0_a = stack(p["video_w"], p["video_l"]), stack(p["audio_w"], p["audio_l"])
+  e_v, e_a = stack(p["eps_v"], p["eps_v"]), stack(p["eps_a"], p["eps_a"])
+  t_v, t_a = stack(p["t_v"], p["t_v"]), stack(p["t_a"], p["t_a"])
+  ew_v = stack(p["err_w_v"], p["err_w_v"]) * flow.error_weight(t_v, error_space, snr_cap=snr_cap)
+  ew_a = stack(p["err_w_a"], p["err_w_a"]) * flow.error_weight(t_a, error_space, snr_cap=snr_cap)
+  xt_v, xt_a = flow.noisy(x0_v, e_v, t_v), flow.noisy(x0_a, e_a, t_a)
+  tgt_v = flow.velocity_error_target(x0_v, e_v, xt_v, t_v, prediction)
+  tgt_a = flow.velocity_error_target(x0_a, e_a, xt_a, t_a, prediction)
+  cond = {"label": stack(p["label"], p["label"])}
+  ref_pv, ref_pa = apply_ref(xt_v, xt_a, t_v, t_a, cond)
+  ref_err = per_sample_error(ref_pv, ref_pa, tgt_v, tgt_a, ew_v, ew_a)
+  pv, pa = apply_policy(xt_v, xt_a, t_v, t_a, cond)
+  err = per_sample_error(pv, pa, tgt_v, tgt_a, ew_v, ew_a)
+  loss, metrics = flow_dpo_loss(err[:n], err[n:], ref_err[:n], ref_err[n:], beta)
+  metrics = dict(metrics, dpo_loss=loss)
+  if sft_weight > 0:
+    loss = loss + sft_weight * err[:n].mean()
   return loss, metrics

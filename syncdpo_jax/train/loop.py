@@ -36,7 +36,7 @@ from syncdpo_jax.model import sharding as sharding_lib
 from syncdpo_jax.model import factory as model_lib
 from syncdpo_jax.perturb import curriculum as curriculum_lib
 from syncdpo_jax.train import checkpoint as ckpt_lib
-from syncdpo_jax.train import optim, pairs as pairs_lib, plots, steps, writers
+from syncdpo_jax.train import optim, pair_sources, plots, steps, writers
 from syncdpo_jax.train.state import TrainState
 
 
@@ -54,6 +54,7 @@ class Setup:
   batch_sharding: NamedSharding
   step_fn: Callable  # jitted (state, batch) -> (state, metrics)
   flops_per_step: float
+  pair_source: Any = None  # DPO: where the pairs come from (train/pair_sources.py); None for SFT
 
 
 def _replicated(mesh) -> NamedSharding:
@@ -150,8 +151,11 @@ def build(config, *, mesh=None) -> Setup:
     state = jax.jit(init, out_shardings=sh)(rng)
 
   batch_sharding = sharding_lib.batch_sharding(mesh, rules)
-  make = steps.make_dpo_step if is_dpo else steps.make_sft_step
-  step = make(graphdef, rest, codec, tx, config)
+  if is_dpo:
+    source = pair_sources.make_pair_source(codec, config)
+    step = steps.make_dpo_step(graphdef, rest, codec, tx, config, source)
+  else:
+    source, step = None, steps.make_sft_step(graphdef, rest, codec, tx, config)
   step_fn = jax.jit(
       step, in_shardings=(sh, batch_sharding), out_shardings=(sh, _replicated(mesh)), donate_argnums=(0,)
   )
@@ -159,7 +163,7 @@ def build(config, *, mesh=None) -> Setup:
   b = int(config.data.batch_size)
   # One count for the whole repo (model/flops.py), remat's recomputed forward included.
   flops_per_step = flops_lib.train_step_flops(config.model, t_v, h, w, t_a, b, dpo=is_dpo)
-  return Setup(mesh, graphdef, rest, codec, tx, state, sh, batch_sharding, step_fn, flops_per_step)
+  return Setup(mesh, graphdef, rest, codec, tx, state, sh, batch_sharding, step_fn, flops_per_step, source)
 
 
 class _Preempted:
@@ -274,11 +278,12 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
   else:
     print("Training from scratch.", flush=True)
 
-  ranked = None
-  if config.mode == "dpo" and config.dpo.pairs == "sample_rank":
-    # Conventional DPO baseline: pairs sampled from the reference (= init_from; after a resume the
-    # restored reference is that same model) before step 1, or loaded from WORKDIR/pairs.npz.
-    ranked = pairs_lib.prepare(config, workdir, setup.graphdef, setup.rest, setup.codec, state.ref_params)
+  source = setup.pair_source
+  if source is not None:
+    # E.g. the conventional baseline's pairs, sampled from the reference (= init_from; after a resume
+    # the restored reference is that same model) before step 1, or loaded from WORKDIR/pairs.npz.
+    source.prepare(config, workdir, setup.graphdef, setup.rest, state.ref_params)
+  batch_keys = source.batch_keys if source is not None else pair_sources.CLIP_KEYS
 
   writer = writers.create_writer(workdir, just_logging=not is_main)
   eval_fn = None
@@ -323,13 +328,8 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
     for step_done in range(first + 1, num_steps + 1):
       if profile_at is not None and step_done == profile_at:
         jax.profiler.start_trace(os.path.join(workdir, "profile"))
-      if ranked is not None:  # indexed by the step: resume needs no iterator state for this branch
-        np_batch = pairs_lib.step_batch(ranked, step_done, int(config.data.batch_size), int(config.seed))
-        batch = pipeline.make_global_batch(np_batch, mesh, batch_axes)
-      else:
-        np_batch = next(data_iter)
-        batch = pipeline.make_global_batch(np_batch, mesh, batch_axes)
-        batch = {k: batch[k] for k in ("video", "audio", "label")}
+      np_batch = source.host_batch(step_done, data_iter) if source is not None else next(data_iter)
+      batch = pipeline.make_global_batch({k: np_batch[k] for k in batch_keys}, mesh, batch_axes)
       # The mesh context binds the model's activation constraints (sharding.constrain) to this mesh.
       with jax.set_mesh(mesh):
         if step_done == first + 1 and jax.process_count() > 1:

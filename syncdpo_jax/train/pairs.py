@@ -37,7 +37,7 @@ from syncdpo_jax import codec as codec_lib
 from syncdpo_jax import eval as eval_lib
 from syncdpo_jax.data import pipeline
 from syncdpo_jax.perturb import curriculum as curriculum_lib
-from syncdpo_jax.train import evaluate, steps
+from syncdpo_jax.train import evaluate, pair_sources
 
 PAIR_KEYS = (
     "winner_video",
@@ -256,7 +256,7 @@ def build_ranked_pairs(
 def rule_pair_cost(config: ml_collections.ConfigDict, batch_size: int, repeats: int) -> dict:
   """SyncDPO's cost per pair, in `build_ranked_pairs`' keys: the jitted rule-based negatives.
 
-  Times steps.make_rule_negatives (perturb.make_negatives at the curriculum's initial strength and mix)
+  Times pair_sources.make_rule_negatives (perturb.make_negatives at the curriculum's initial strength and mix)
   on `batch_size` train-split clips, `repeats` times after an ahead-of-time compile. No sampler runs
   (0 forward passes, 0 candidates) and nothing is scored. The loop builds these negatives inside the
   jitted step, fused with it and with no dispatch, so this stand-alone time is an upper bound.
@@ -270,7 +270,7 @@ def rule_pair_cost(config: ml_collections.ConfigDict, batch_size: int, repeats: 
   audio = codec.encode_audio(jnp.asarray(cond["audio"]))
   cur = curriculum_lib.init(config.curriculum)
   key = jax.random.key(int(config.seed))
-  negatives = jax.jit(steps.make_rule_negatives(codec, config)).lower(key, cur, video, audio).compile()
+  negatives = jax.jit(pair_sources.make_rule_negatives(codec, config)).lower(key, cur, video, audio).compile()
   t0 = time.perf_counter()
   outs = [negatives(jax.random.fold_in(key, r), cur, video, audio) for r in range(repeats)]
   jax.block_until_ready(outs)
@@ -328,7 +328,7 @@ def load_pairs(workdir: str, config: ml_collections.ConfigDict) -> tuple[dict, d
 
 
 def to_batches(pairs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """Pairs -> the DPO step's batch fields, latents as sampled (train/steps.make_dpo_step): video /
+  """Pairs -> the DPO step's batch fields, latents as sampled (train/pair_sources.RankedPairs): video /
   audio (winner), loser_video / loser_audio, label."""
   return {
       "video": pairs["winner_video"],

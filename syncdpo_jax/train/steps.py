@@ -4,10 +4,13 @@ Both are built by a `make_*_step` factory that closes over the static pieces (th
 the codec, config numbers) and are jitted once by the loop with explicit in/out shardings and the state
 donated. Nothing here touches the host: metrics come back as device scalars, read one step late.
 
+The objectives themselves (noising, targets, errors, the DPO loss) live in syncdpo_jax.objectives; a
+step draws the random numbers, calls them, and applies the update.
+
 Batch (global jax.Arrays, see syncdpo_jax.data):
   video [B, T_v, H, W, 3] in [-1, 1], audio [B, T_a, n_mels] normalised log-mel, label int32 [B].
-  DPO on sampled pairs (train/pairs.py) instead holds LATENTS: video / audio (winner) and loser_video /
-  loser_audio, [B, T_v', h, w, C_v] / [B, T_a', C_a], and label (see make_dpo_step).
+  DPO on sampled pairs (train/pair_sources.RankedPairs) instead holds LATENTS: video / audio (winner)
+  and loser_video / loser_audio, [B, T_v', h, w, C_v] / [B, T_a', C_a], and label.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from syncdpo_jax import objectives, perturb
+from syncdpo_jax import codec as codec_lib
+from syncdpo_jax.objectives import dpo as dpo_lib
 from syncdpo_jax.objectives import flow
 from syncdpo_jax.objectives import sft as sft_lib
 from syncdpo_jax.perturb import curriculum as curriculum_lib
+from syncdpo_jax.train import pair_sources
 from syncdpo_jax.train.state import TrainState
 
 
@@ -91,11 +96,6 @@ def t_kwargs(obj_cfg) -> dict:
   )
 
 
-def encode(codec, batch):
-  """Batch -> (video latents [B, T_v, h, w, C_v], audio latents [B, T_a, C_a])."""
-  return codec.encode_video(batch["video"]), codec.encode_audio(batch["audio"])
-
-
 def ema_decay_at(step, decay: float):
   """The EMA's decay after update `step` (0-based): min(decay, (1 + step) / (10 + step)).
 
@@ -129,7 +129,7 @@ def make_sft_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
   def sft_step(state: TrainState, batch: dict):
     key = jax.random.fold_in(state.rng, state.step)
     k_loss, k_drop = jax.random.split(key)
-    video, audio = encode(codec, batch)
+    video, audio = codec_lib.encode_batch(codec, batch)
     cond = {"label": drop_labels(k_drop, batch["label"], float(obj.p_uncond), null_label)}
     draws = sft_lib.sft_draws(k_loss, video, audio, task_probs, t_kwargs(obj))
 
@@ -159,190 +159,65 @@ def make_sft_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
   return sft_step
 
 
-def per_sample_error(pred_v, pred_a, target_v, target_a, video_weight, audio_weight):
-  """Weighted per-sample velocity error e = w_v * mse_v + w_a * mse_a: [B] (weights scalars or [B])."""
-  return video_weight * flow.per_sample_mse(pred_v, target_v) + audio_weight * flow.per_sample_mse(
-      pred_a, target_a
-  )
-
-
-def dpo_tasks(key: jax.Array, batch: int, task_probs) -> jax.Array | None:
-  """Per-pair task of cross-task DPO (sft.TASK_*, int32 [B]), or None for joint-only DPO (task_probs
-  (1, 0, 0), the default), which draws no random numbers."""
-  if task_probs[1] == 0 and task_probs[2] == 0:
-    return None
-  return sft_lib.sample_tasks(key, batch, task_probs)
-
-
-def dpo_task_times(task: jax.Array | None, t: jax.Array, w_v: float, w_a: float):
-  """Per-pair timesteps and error weights of cross-task DPO: (t_v, t_a, weight_v, weight_a), each [B].
-
-  Like SFT's cross-task synergy (objectives/sft.py) the given stream is clean (t = 0) and carries no
-  error, so a video-driven pair asks "which audio fits this video": the video->audio preference the
-  conditional modes are evaluated on. Joint pairs (and task None) keep one t for both streams.
-  """
-  ones = jnp.ones(t.shape, jnp.float32)
-  if task is None:
-    return t, t, w_v * ones, w_a * ones
-  video_given, audio_given = task == sft_lib.TASK_VIDEO_DRIVEN, task == sft_lib.TASK_AUDIO_DRIVEN
-  return (
-      jnp.where(video_given, 0.0, t),
-      jnp.where(audio_given, 0.0, t),
-      jnp.where(video_given, 0.0, w_v),
-      jnp.where(audio_given, 0.0, w_a),
-  )
-
-
 def dpo_step_keys(state: TrainState) -> tuple[jax.Array, ...]:
   """The DPO step's keys (negatives, t, video noise, audio noise, label drop), from (rng, step)."""
   return tuple(jax.random.split(jax.random.fold_in(state.rng, state.step), 5))
 
 
-def make_rule_negatives(codec, config) -> Callable:
-  """SyncDPO's losers: fn(key, curriculum_state, video_w, audio_w, task) -> (video_l, audio_l, info).
+def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, config, source=None) -> Callable:
+  """Flow-DPO (objectives.dpo.flow_dpo_loss_given) on the pairs of config.dpo.pairs' source.
 
-  Latents in and out ([B, T_v, h, w, C_v], [B, T_a, C_a]); the perturbation strength and mix come from
-  the curriculum state (config.curriculum, config.perturb). `task` (int32 [B] or None: all joint) and
-  config.dpo.distort = 'given' make a conditional pair's loser distort its given stream: the batch of
-  negatives is then also built with every rule forced onto the video (video-driven pairs) or the audio
-  (audio-driven pairs), with the same key (the same rule and magnitude), and each pair takes its
-  task's. Only the variants some pair can use are built. Pure and jit-able.
-  """
-  cur_cfg, pert_cfg = config.curriculum, config.perturb
-  fps_v, fps_a = float(codec.fps), float(codec.audio_fps)
-  default_mix = perturb.probs_from_config(pert_cfg)
-  pert_options = perturb.options_from_config(pert_cfg)
-  probs_t = tuple(float(p) for p in config.dpo.task_probs)
-  given = config.dpo.distort == "given"
-  forced = {m: {n: dict(o, modality=m) for n, o in pert_options.items()} for m in ("video", "audio")}
-  # Which option set each task uses; a task that never occurs builds nothing.
-  variants = {
-      sft_lib.TASK_JOINT: pert_options,
-      sft_lib.TASK_AUDIO_DRIVEN: forced["audio"] if given else pert_options,
-      sft_lib.TASK_VIDEO_DRIVEN: forced["video"] if given else pert_options,
-  }
-
-  def negatives(key, curriculum, video_w, audio_w, task=None):
-    strength = curriculum_lib.strength(curriculum)
-    probs = curriculum_lib.mix_probs(curriculum, cur_cfg, default_mix)
-    build = lambda opts: perturb.make_negatives(key, video_w, audio_w, strength, fps_v, fps_a, probs, opts)
-    if task is None or not given:
-      return build(pert_options)
-    out = None
-    for k in (sft_lib.TASK_JOINT, sft_lib.TASK_AUDIO_DRIVEN, sft_lib.TASK_VIDEO_DRIVEN):
-      if probs_t[k] == 0:
-        continue
-      neg = build(variants[k])
-      if out is None:
-        out = neg
-        continue
-      pick = task == k
-      out = jax.tree.map(
-          lambda n, o: jnp.where(pick.reshape(pick.shape + (1,) * (n.ndim - 1)), n, o), neg, out
-      )
-    return out
-
-  return negatives
-
-
-def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, config) -> Callable:
-  """Flow-DPO on (winner, loser) pairs; the loser comes from one of two places.
-
-  - The batch holds only the real pair (config.dpo.pairs='rules', SyncDPO): the loser is built in-step
-    by temporal perturbation (make_rule_negatives) and the curriculum is updated in-step.
-  - The batch also holds 'loser_video' / 'loser_audio' (config.dpo.pairs='sample_rank', see
-    train/pairs.py): 'video' / 'audio' are the winner and those the loser, all four as latents: the
-    pairs were sampled in latent space, and a decode -> encode round trip would cost a VAE pass per
-    step and change what was ranked. The curriculum state is carried through untouched: its
-    difficulty does not describe sampled pairs.
-  The branch is on the batch's keys, fixed at trace time; the noise, t and loss are shared.
+  The source (train/pair_sources.py) turns the batch into (winner, loser) latents: SyncDPO's rule-based
+  losers built here in the step, or sampled-and-ranked pairs fed by the loop; it also says how the
+  curriculum moves (`source`: the loop's, which it also feeds batches from; default: config.dpo.pairs').
+  Cross-task DPO draws each pair's task first (config.dpo.task_probs): the rules
+  distort a conditional pair's given stream (config.dpo.distort).
 
   Cost: the policy runs forward+backward and the frozen reference forward on [winner; loser] stacked
   along the batch (2B each), i.e. (2*3 + 2*1) / 3 = 2.67x the FLOPs of an SFT step on B.
   """
   obj, dpo = config.objective, config.dpo
   apply = make_apply(graphdef, rest, obj.prediction)
-  cur_cfg = config.curriculum
   null_label = int(config.model.num_classes)
-  rule_negatives = make_rule_negatives(codec, config)
-  beta = float(dpo.beta)
-  w_v, w_a = float(dpo.video_weight), float(dpo.audio_weight)
+  source = source or pair_sources.make_pair_source(codec, config)
   task_probs = tuple(float(p) for p in dpo.task_probs)
-  needs_losers = dpo.pairs == "sample_rank"
   accum = int(config.optim.grad_accum_steps)
+  loss_kwargs = dict(
+      beta=float(dpo.beta),
+      prediction=obj.prediction,
+      error_space=obj.error_space,
+      snr_cap=float(obj.snr_cap),
+      sft_weight=float(dpo.sft_weight),
+  )
 
   def dpo_step(state: TrainState, batch: dict):
     k_neg, k_t, k_ev, k_ea, k_drop = dpo_step_keys(state)
-    explicit = "loser_video" in batch
-    if needs_losers and not explicit:
-      raise ValueError(
-          "config.dpo.pairs='sample_rank' but the batch has no 'loser_video' / 'loser_audio': "
-          "feed the ranked pairs (train/pairs.py), or set config.dpo.pairs='rules'."
-      )
-    b = batch["video"].shape[0]
-    task = dpo_tasks(jax.random.fold_in(k_t, 1), b, task_probs)
-    if explicit:
-      video_w, audio_w = batch["video"], batch["audio"]
-      video_l, audio_l = batch["loser_video"], batch["loser_audio"]
-    else:
-      video_w, audio_w = encode(codec, batch)
-      video_l, audio_l, info = rule_negatives(k_neg, state.curriculum, video_w, audio_w, task)
-
-    # Same t and the same noise for winner and loser: the only difference the loss sees is the content
-    # (for rule-based losers, the temporal structure the perturbation destroyed).
-    t = flow.sample_t(k_t, (b,), **t_kwargs(obj))
-    t_v, t_a, err_w_v, err_w_a = dpo_task_times(task, t, w_v, w_a)
-    eps_v = jax.random.normal(k_ev, video_w.shape, video_w.dtype)
-    eps_a = jax.random.normal(k_ea, audio_w.shape, audio_w.dtype)
+    task = dpo_lib.sample_pair_tasks(jax.random.fold_in(k_t, 1), batch["label"].shape[0], task_probs)
+    video_w, audio_w, video_l, audio_l, info = source.pairs(k_neg, state.curriculum, batch, task)
+    draws = dpo_lib.dpo_draws(
+        (k_t, k_ev, k_ea),
+        video_w,
+        audio_w,
+        task,
+        t_kwargs(obj),
+        float(dpo.video_weight),
+        float(dpo.audio_weight),
+    )
     label = drop_labels(k_drop, batch["label"], float(obj.p_uncond), null_label)
     # Every random draw is made above for the whole batch: a micro-batch's loss is its pairs' share.
-    pairs = {
-        "video_w": video_w,
-        "audio_w": audio_w,
-        "video_l": video_l,
-        "audio_l": audio_l,
-        "eps_v": eps_v,
-        "eps_a": eps_a,
-        "t_v": t_v,
-        "t_a": t_a,
-        "err_w_v": err_w_v,
-        "err_w_a": err_w_a,
-        "label": label,
-    }
+    pairs = dict(draws, video_w=video_w, audio_w=audio_w, video_l=video_l, audio_l=audio_l, label=label)
 
     def loss_fn(params, p):
-      n = p["label"].shape[0]
-      stack = lambda w, l: jnp.concatenate([w, l], axis=0)
-      x0_v, x0_a = stack(p["video_w"], p["video_l"]), stack(p["audio_w"], p["audio_l"])
-      e_v, e_a = stack(p["eps_v"], p["eps_v"]), stack(p["eps_a"], p["eps_a"])
-      t2_v, t2_a = stack(p["t_v"], p["t_v"]), stack(p["t_a"], p["t_a"])
-      # The per-sample error is SFT's (objective.error_space), so DPO's errors and SFT's agree.
-      snr_cap = float(obj.snr_cap)
-      ew_v = stack(p["err_w_v"], p["err_w_v"]) * flow.error_weight(t2_v, obj.error_space, snr_cap=snr_cap)
-      ew_a = stack(p["err_w_a"], p["err_w_a"]) * flow.error_weight(t2_a, obj.error_space, snr_cap=snr_cap)
-      xt_v, xt_a = flow.noisy(x0_v, e_v, t2_v), flow.noisy(x0_a, e_a, t2_a)
-      tgt_v = flow.velocity_error_target(x0_v, e_v, xt_v, t2_v, obj.prediction)
-      tgt_a = flow.velocity_error_target(x0_a, e_a, xt_a, t2_a, obj.prediction)
-      cond = {"label": stack(p["label"], p["label"])}
-      ref_pv, ref_pa = apply(jax.lax.stop_gradient(state.ref_params), xt_v, xt_a, t2_v, t2_a, cond)
-      ref_err = per_sample_error(ref_pv, ref_pa, tgt_v, tgt_a, ew_v, ew_a)
-      pv, pa = apply(params, xt_v, xt_a, t2_v, t2_a, cond)
-      err = per_sample_error(pv, pa, tgt_v, tgt_a, ew_v, ew_a)
-      loss, m = objectives.flow_dpo_loss(err[:n], err[n:], ref_err[:n], ref_err[n:], beta)
-      m = dict(m, dpo_loss=loss)
-      if dpo.sft_weight > 0:
-        loss = loss + float(dpo.sft_weight) * err[:n].mean()
-      return loss, m
+      policy = lambda v, a, tv, ta, c: apply(params, v, a, tv, ta, c)
+      ref = lambda v, a, tv, ta, c: apply(jax.lax.stop_gradient(state.ref_params), v, a, tv, ta, c)
+      return dpo_lib.flow_dpo_loss_given(policy, ref, p, **loss_kwargs)
 
     (loss, metrics), grads = accumulated_value_and_grad(loss_fn, state.params, pairs, accum)
     new_state = _apply_update(state, grads, tx, float(config.train.ema_decay))
     metrics = dict(
         metrics, loss=loss, grad_norm=optax.global_norm(grads), **curriculum_lib.log_metrics(state.curriculum)
     )
-    if not explicit:
-      cur = curriculum_lib.update(state.curriculum, cur_cfg, metrics["reward_accuracy"])
-      new_state = new_state.replace(curriculum=cur)
-      metrics["neg_abs_offset_s"] = jnp.abs(info["offset_s"]).mean()
-    return new_state, metrics
+    cur, extra = source.next_curriculum(state.curriculum, metrics, info)
+    return new_state.replace(curriculum=cur), dict(metrics, **extra)
 
   return dpo_step
