@@ -170,18 +170,10 @@ def _process_independent_cpu_cache_keys() -> bool:
   """
   if jax.process_count() == 1 or jax.default_backend() != "cpu":
     return False
-  try:
-    from jax._src import cache_key
-  except ImportError:
-    return False
-  if not callable(getattr(cache_key, "_hash_accelerator_config", None)):
-    return False
+  from syncdpo_jax import _internals
 
-  def hash_global_devices(hash_obj, devices) -> None:
-    for d in devices.flat:
-      hash_obj.update(f"{d.platform}/{d.device_kind}/{d.id}/{d.process_index};".encode())
-
-  cache_key._hash_accelerator_config = hash_global_devices
+  if not _internals.jax_hash_global_devices_in_cache_keys():
+    return False
   # With equal keys, a program missing from the cache is compiled by one process and handed to the
   # others through the coordination service instead of compiled by every process at once.
   jax.config.update("jax_share_binary_between_hosts", True)

@@ -34,7 +34,7 @@ SKIP_REPORT = "bad_inputs.json"
 BUILD_PARAMS = "build_params.json"
 
 
-class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Base of our builders: writes ArrayRecord unless told otherwise.
 
   tfds' own default is TFRecord, which needs TensorFlow to write; with ArrayRecord
@@ -78,7 +78,7 @@ class SyncBenchConfig(tfds.core.BuilderConfig):
   seed: int = 0
 
 
-class SyncbenchSynth(_LocalBuilder):
+class SyncbenchSynth(LocalBuilder):
   """SyncBench-Synth: procedural AV clips with exact ground-truth event times (see synth.py).
 
   Families are assigned round-robin so every split is balanced; split 'ood' draws held-out object
@@ -150,7 +150,7 @@ class AvFolderConfig(tfds.core.BuilderConfig):
   min_audio_rms: float = 1e-4  # below: a silent track, no sync signal
 
 
-class AvFolder(_LocalBuilder):
+class AvFolder(LocalBuilder):
   """A folder of user mp4 files (with audio) as a tfds dataset: all files go to split 'train'.
 
   Put the files in `manual_dir`. Optional captions: `clip.txt` next to `clip.mp4`, or a
@@ -307,7 +307,7 @@ def make_builder(data_cfg: ml_collections.ConfigDict) -> tfds.core.DatasetBuilde
     )
     return AvFolder(config=bc, data_dir=data_dir, on_bad_input=data_cfg.on_bad_input)
   if data_cfg.name == "precomputed_latents":
-    from syncdpo_jax.data import latents  # local: latents subclasses this module's _LocalBuilder
+    from syncdpo_jax.data import latents  # local: latents subclasses this module's LocalBuilder
 
     return latents.make_builder(data_cfg)
   raise ValueError(

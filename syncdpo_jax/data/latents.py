@@ -64,7 +64,7 @@ def _features() -> tfds.features.FeaturesDict:
   )
 
 
-class PrecomputedLatents(builders._LocalBuilder):
+class PrecomputedLatents(builders.LocalBuilder):
   """Codec latents of another dataset's clips (see module docstring).
 
   Written only through `syncdpo_jax.data.precompute` (which passes `source`: the splits, the example
@@ -190,7 +190,7 @@ def crop_latents(
   v, a = ex["video_latent"], ex["audio_latent"]
   starts = window_starts(v.shape[0], a.shape[0], t_v, t_a, layout.audio_fps / layout.fps)
   if starts.size == 0:
-    cid = pipeline._text(ex["clip_id"])
+    cid = pipeline.as_text(ex["clip_id"])
     raise ValueError(
         f"clip {cid}: its latents ({v.shape[0] / layout.fps:.2f} s) "
         f"are shorter than data.window_s={data_cfg.window_s} s; precompute with that "

@@ -35,7 +35,8 @@ from syncdpo_jax.data.config import frames_per_window, validate
 log = logging.getLogger(__name__)
 
 
-def _text(x) -> str:
+def as_text(x) -> str:
+  """A tfds string feature (bytes) or any value -> str."""
   return x.decode() if isinstance(x, bytes) else str(x)
 
 
@@ -73,7 +74,7 @@ def crop_window(
   n_src = video.shape[0]
   if n_src < win_src:
     msg = (
-        f"clip {_text(ex.get('clip_id', '?'))}: {n_src / fps_c:.2f} s is shorter than the window "
+        f"clip {as_text(ex.get('clip_id', '?'))}: {n_src / fps_c:.2f} s is shorter than the window "
         f"data.window_s={cfg.window_s} s"
     )
     if cfg.short_clip == "fail" or (cfg.short_clip != "pad" and cfg.on_bad_input == "fail"):
@@ -138,26 +139,21 @@ def global_batch_index(local_index: int, per_process: int, process_count: int, p
   return k * per_process * process_count + process_index * per_process + r
 
 
-class _ProcessSlice(grain.MapDataset):
-  """This process's rows of every global batch of an (infinite) MapDataset; see global_batch_index."""
-
-  _MUTATES_ELEMENT_SPEC = False
+class _GlobalRows:
+  """index -> this process's `index`-th example of the parent stream (see global_batch_index); mapped
+  over `MapDataset.range`, so the slice uses grain's public API only and pickles to grain's workers."""
 
   def __init__(self, parent: grain.MapDataset, per_process: int, process_count: int, process_index: int):
-    super().__init__(parent)
-    self._b, self._n, self._p = per_process, process_count, process_index
-    self._length = len(parent) // process_count
+    self.parent, self.args = parent, (per_process, process_count, process_index)
 
-  def __len__(self) -> int:
-    return self._length
+  def __call__(self, index: int):
+    return self.parent[global_batch_index(int(index), *self.args)]
 
-  def __getitem__(self, index):
-    if isinstance(index, slice):
-      return self.slice(index)
-    return self._parent[global_batch_index(index, self._b, self._n, self._p)]
 
-  def __str__(self) -> str:
-    return f"ProcessSlice(rows {self._p * self._b}:{(self._p + 1) * self._b} of each global batch)"
+def process_slice(ds: grain.MapDataset, per_process: int, process_count: int, process_index: int):
+  """This process's rows of every global batch of an (infinite) MapDataset."""
+  n = len(ds) // process_count
+  return grain.MapDataset.range(n).map(_GlobalRows(ds, per_process, process_count, process_index))
 
 
 def make_dataset(
@@ -206,7 +202,7 @@ def make_dataset(
   # Crops are seeded by the element's index in the global stream: the same for any process count.
   ds = ds.random_map(prepare, seed=seed)
   if train and nproc > 1:
-    ds = _ProcessSlice(ds, data_cfg.batch_size // nproc, nproc, pidx)
+    ds = process_slice(ds, data_cfg.batch_size // nproc, nproc, pidx)
   it = ds.to_iter_dataset()  # drops None (clips skipped as too short)
   it = it.batch(data_cfg.batch_size // nproc, drop_remainder=train)
   if data_cfg.num_workers > 0:

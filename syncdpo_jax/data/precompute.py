@@ -130,14 +130,14 @@ class LatentSource:
       # Keep latent frames with real content, and at least one window (short clips were padded).
       keep_v = max(self._win_v, n_v // lay.temporal_downsample)
       keep_a = max(self._win_a, n_a // lay.audio_temporal_downsample)
-      cid = pipeline._text(ex["clip_id"])
+      cid = pipeline.as_text(ex["clip_id"])
       out.append(
           (to_float16(lv[i, :keep_v], f"clip {cid} video"), to_float16(la[i, :keep_a], f"clip {cid} audio"))
       )
     return out
 
   def _example(self, ex: dict, v: np.ndarray, a: np.ndarray) -> dict:
-    caption = pipeline._text(ex["caption"])
+    caption = pipeline.as_text(ex["caption"])
     if self.text_dim > 0:
       emb, mask = self.text_encoder(caption, self.text_len, self.text_dim)
       emb, mask = to_float16(emb, "caption embedding").reshape(-1), np.asarray(mask, bool)
@@ -151,9 +151,9 @@ class LatentSource:
         event_times=np.asarray(ex["event_times"], np.float32),
         event_kinds=np.asarray(ex["event_kinds"], np.int32),
         label=np.int32(ex["label"]),
-        family=pipeline._text(ex["family"]),
+        family=pipeline.as_text(ex["family"]),
         caption=caption,
-        clip_id=pipeline._text(ex["clip_id"]),
+        clip_id=pipeline.as_text(ex["clip_id"]),
     )
 
   def examples(self, split: str) -> Iterator[tuple[int, dict]]:

@@ -24,6 +24,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import flags
 
+from syncdpo_jax import _internals
 from syncdpo_jax import codec as codec_lib
 
 # Config fields whose values fix parameter/optimizer shapes, or what the parameters mean (a network
@@ -120,21 +121,9 @@ def _register_array_handler() -> None:
   """Saves jax.Arrays with orbax's default ArrayHandler, less splitting below MIN_REPLICA_SLICE_BYTES.
 
   StandardSave reads orbax's global type-handler registry, so this replaces its jax.Array entry (once
-  per process, without orbax's override warning) with the default handler, same array-metadata store,
-  that has the threshold set.
+  per process) with the default handler with the threshold set (orbax internals: syncdpo_jax/_internals.py).
   """
-  from orbax.checkpoint._src.metadata import array_metadata_store
-  from orbax.checkpoint._src.serialization import type_handler_registry
-
-  type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
-      jax.Array,
-      ocp.type_handlers.ArrayHandler(
-          array_metadata_store=array_metadata_store.Store(),
-          min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
-      ),
-      override=True,
-      ignore_warnings=True,
-  )
+  _internals.orbax_register_array_handler(MIN_REPLICA_SLICE_BYTES)
 
 
 def make_manager(

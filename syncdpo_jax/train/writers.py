@@ -11,31 +11,16 @@ Import clu through this module (`from syncdpo_jax.train.writers import metric_wr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
-import types
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from syncdpo_jax import _internals
 
-def _install_tensorboardx_summary_writer() -> None:
-  name = "clu.metric_writers.summary_writer"
-  if name in sys.modules or importlib.util.find_spec("tensorflow") is not None:
-    return
-  shim = types.ModuleType(name)
-  shim.__doc__ = "tensorboardX-backed SummaryWriter installed by syncdpo_jax (no TensorFlow)."
-
-  def SummaryWriter(logdir: str):  # noqa: N802 - mirrors clu's class name
-    return TensorBoardXWriter(logdir)
-
-  shim.SummaryWriter = SummaryWriter
-  sys.modules[name] = shim
-
-
-_install_tensorboardx_summary_writer()
+# Before clu is imported (syncdpo_jax/_internals.py says why); the factory is resolved at call time.
+_internals.clu_install_summary_writer(lambda logdir: TensorBoardXWriter(logdir))
 
 from clu import metric_writers  # noqa: E402
 from clu import periodic_actions  # noqa: E402,F401  (re-exported for the loop)
