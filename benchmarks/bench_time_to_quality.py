@@ -169,7 +169,7 @@ def run_variant(name: str, seconds: float, data_dir: str, max_steps: int = 0, gr
   data = iter(pipeline.make_dataset(c.data, c.data.split_train, seed=0, train=True))
   n, spent = 0, 0.0
   while (n < max_steps) if max_steps else (spent < seconds):
-    batch = pipeline.make_global_batch(next(data), mesh)
+    batch = pipeline.make_global_batch(next(data), setup.batch_sharding)
     t0 = time.perf_counter()
     with jax.set_mesh(mesh):
       state, _ = setup.step_fn(state, {k: batch[k] for k in ("video", "audio", "label")})

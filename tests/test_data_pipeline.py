@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from syncdpo_jax.data import pipeline
+from syncdpo_jax.model import config as model_config
+from syncdpo_jax.model import sharding as sharding_lib
 from syncdpo_jax.data.config import get_data_config
 
 
@@ -110,7 +112,7 @@ def test_global_batch_on_8_device_mesh(cfg):
   c.batch_size = 8
   mesh = jax.sharding.Mesh(devs.reshape(4, 2, 1), ("data", "fsdp", "tensor"))
   b = next(iter(pipeline.make_dataset(c, "train", seed=0, train=True)))
-  g = pipeline.make_global_batch(b, mesh)
+  g = pipeline.make_global_batch(b, sharding_lib.batch_sharding(mesh, model_config.DEFAULT_RULES))
   for k, v in b.items():
     assert g[k].shape == v.shape and g[k].dtype == v.dtype
     np.testing.assert_array_equal(np.asarray(g[k]), v)

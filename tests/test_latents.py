@@ -122,7 +122,7 @@ def test_sft_from_latents_equals_sft_from_pixels(tmp_path_factory, tmp_path):
     b = next(data)
     b = dict(video=np.asarray(pixel_codec.encode_video(b["video"])), audio=b["audio"], label=b["label"])
     with jax.set_mesh(setup.mesh):
-      state, m = setup.step_fn(state, pipeline.make_global_batch(b, setup.mesh))
+      state, m = setup.step_fn(state, pipeline.make_global_batch(b, setup.batch_sharding))
     on_pixels.append(float(m["loss"]))
   # The only difference is float16 storage: inputs move by at most 2^-12. At step 1 the zero-initialised
   # heads predict 0, so each mse is mean((eps - x0)^2) (~1 or more) and moves by at most

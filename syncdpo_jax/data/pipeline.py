@@ -27,7 +27,7 @@ import grain
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 
 from syncdpo_jax.data import builders, features
 from syncdpo_jax.data.config import frames_per_window, validate
@@ -229,14 +229,9 @@ def first_examples(
   return {k: np.concatenate(v)[:num] if v else np.zeros((0,)) for k, v in parts.items()}
 
 
-def make_global_batch(
-    np_batch: dict, mesh: jax.sharding.Mesh, data_axes: tuple[str, ...] = ("data", "fsdp")
-) -> dict:
-  """Process-local numpy batch -> dict of global jax.Arrays, batch dim sharded over `data_axes`.
-
-  Axes of `data_axes` missing from the mesh are ignored (a mesh without 'fsdp' still works).
-  Every leaf has the batch as its leading dim: [B_local, ...] -> global [B_local * process_count, ...].
+def make_global_batch(np_batch: dict, sharding: NamedSharding) -> dict:
+  """Process-local numpy batch -> dict of global jax.Arrays with `sharding` (the batch sharding the
+  logical rules give: model/sharding.batch_sharding). Every leaf has the batch as its leading dim:
+  [B_local, ...] -> global [B_local * process_count, ...].
   """
-  axes = tuple(a for a in data_axes if a in mesh.axis_names)
-  sharding = NamedSharding(mesh, PartitionSpec(axes if axes else None))
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in np_batch.items()}

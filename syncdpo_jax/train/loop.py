@@ -239,7 +239,6 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
   is_main = jax.process_index() == 0
   setup = build(config)
   mesh, state = setup.mesh, setup.state
-  batch_axes = sharding_lib.batch_axes(mesh, config.model.logical_axis_rules)
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1))
@@ -329,7 +328,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
       if profile_at is not None and step_done == profile_at:
         jax.profiler.start_trace(os.path.join(workdir, "profile"))
       np_batch = source.host_batch(step_done, data_iter) if source is not None else next(data_iter)
-      batch = pipeline.make_global_batch({k: np_batch[k] for k in batch_keys}, mesh, batch_axes)
+      batch = pipeline.make_global_batch({k: np_batch[k] for k in batch_keys}, setup.batch_sharding)
       # The mesh context binds the model's activation constraints (sharding.constrain) to this mesh.
       with jax.set_mesh(mesh):
         if step_done == first + 1 and jax.process_count() > 1:
