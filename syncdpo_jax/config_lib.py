@@ -18,6 +18,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from syncdpo_jax import codec as codec_lib
+from syncdpo_jax import perturb as perturb_lib
 from syncdpo_jax.data.config import get_data_config
 from syncdpo_jax.model import factory as model_factory
 from syncdpo_jax.model.config import get_model_config
@@ -198,6 +199,20 @@ def demo_generator(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def timing_negatives(c: ml_collections.ConfigDict, context_s: float = 0.5) -> ml_collections.ConfigDict:
+  """SyncDPO's losers from the rules that change only cross-modal timing (perturb.TIMING_RULES), with
+  `context_s` seconds of real content on each side of every training window to take what they move in
+  from (data.context_s): the shortcut audit finds no single-stream cue in them
+  (benchmarks/bench_shortcut_audit.py). The default of every DPO config (base_config); the staged
+  9-rule mix of the SyncDPO paper stays available: `--config.curriculum.use_stage_mixes=True
+  --config.data.context_s=0` (its rules leave single-stream artefacts, README "SyncDPO negatives").
+  """
+  c.data.context_s = float(context_s)
+  c.perturb.mix = {n: (1.0 if n in perturb_lib.TIMING_RULES else 0.0) for n in perturb_lib.names()}
+  c.curriculum.use_stage_mixes = False
+  return c
+
+
 def base_config(*, data: str = "demo", model: str = "demo", mode: str = "sft") -> ml_collections.ConfigDict:
   """A complete run config; model latent shapes/rates are derived from the data config."""
   c = ml_collections.ConfigDict()
@@ -219,6 +234,8 @@ def base_config(*, data: str = "demo", model: str = "demo", mode: str = "sft") -
   c.sample = get_sample_config()
   c.eval = eval_config()
   c.sample_run = sample_run_config()
+  if mode == "dpo":
+    timing_negatives(c)
   tie_model_to_data(c)
   return c
 

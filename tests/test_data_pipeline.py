@@ -7,7 +7,7 @@ import pytest
 from syncdpo_jax.data import pipeline
 from syncdpo_jax.model import config as model_config
 from syncdpo_jax.model import sharding as sharding_lib
-from syncdpo_jax.data.config import get_data_config
+from syncdpo_jax.data.config import get_data_config, validate
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +118,41 @@ def test_global_batch_on_8_device_mesh(cfg):
     np.testing.assert_array_equal(np.asarray(g[k]), v)
     assert g[k].sharding.spec[0] == ("data", "fsdp")
     assert len(g[k].addressable_shards) == 8 and g[k].addressable_shards[0].data.shape[0] == 1
+
+
+def test_context_crops_hold_the_window_in_their_middle(cfg):
+  """data.context_s > 0: each example also carries the clip cropped context_s wider on both sides,
+  its log-mel computed over the wide crop; video / audio are exactly its middle."""
+  c = cfg.copy_and_resolve_references()
+  c.context_s = 0.5
+  m_v, m_a = 5, 25
+  b = next(iter(pipeline.make_dataset(c, "train", seed=0, train=True)))
+  assert b["video_context"].shape == (4, 10 + 2 * m_v, 16, 16, 3)
+  assert b["audio_context"].shape == (4, 50 + 2 * m_a, 16)
+  np.testing.assert_array_equal(b["video"], b["video_context"][:, m_v:-m_v])
+  np.testing.assert_array_equal(b["audio"], b["audio_context"][:, m_a:-m_a])
+  plain = next(iter(pipeline.make_dataset(cfg, "train", seed=0, train=True)))
+  assert "video_context" not in plain and "audio_context" not in plain
+  c.context_s = 0.25  # 2.5 video frames: not a whole number
+  with pytest.raises(ValueError, match="context_s"):
+    validate(c)
+
+
+def test_training_crops_leave_a_full_context_of_real_frames(cfg):
+  """Random training windows start where context_s of the stored clip lies on both sides, so the
+  context never holds an edge frame or silence (a 4 s clip whose frame k shows the level k)."""
+  c = cfg.copy_and_resolve_references()
+  c.context_s = 0.5
+  n, fps, sr = 40, 10.0, 16000
+  video = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None] * 5, (n, 16, 16, 3)).copy()
+  audio = np.random.default_rng(0).standard_normal(n * sr // 10).astype(np.float32) * 0.1
+  ex = dict(video=video, audio=audio, fps=fps, sr=sr, label=0, event_times=[], event_kinds=[], clip_id=b"x")
+  rng = np.random.default_rng(1)
+  starts = set()
+  for _ in range(50):
+    out = pipeline.crop_window(ex, c, None, rng)
+    frame_ids = np.round((out["video_context"][:, 0, 0, 0] + 1.0) * 127.5 / 5).astype(int)
+    assert np.all(np.diff(frame_ids) == 1)  # consecutive real frames, none held
+    starts.add(frame_ids[0] + 5)
+    assert out["audio_context"].min() > -1.0 + 1e-3  # no silence padded in
+  assert min(starts) >= 5 and max(starts) <= n - 10 - 5 and len(starts) > 5

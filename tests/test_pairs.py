@@ -153,7 +153,10 @@ def test_dpo_step_on_explicit_losers_equals_the_rule_step(tmp_path, sft_dir):
   codec = setup.codec
   copy = lambda tree: jax.tree.map(jnp.copy, tree)  # the jitted step donates its state
   ds = pipeline.make_dataset(c.data, c.data.split_train, seed=0, train=True)
-  batch = {k: v for k, v in next(iter(ds)).items() if k in ("video", "audio", "label")}
+  batch = {k: v for k, v in next(iter(ds)).items() if k in setup.pair_source.batch_keys}
+  assert (
+      "video_context" in batch
+  )  # DPO's default: timing rules reading a context (config_lib.timing_negatives)
   with jax.set_mesh(setup.mesh):
     batch = jax.device_put(batch, setup.batch_sharding)
     s1 = setup.state
@@ -161,9 +164,11 @@ def test_dpo_step_on_explicit_losers_equals_the_rule_step(tmp_path, sft_dir):
       s1, _ = setup.step_fn(copy(s1), batch)
     s_rule, m_rule = setup.step_fn(copy(s1), batch)
     k_neg = steps.dpo_step_keys(s1)[0]
-    video_w, audio_w = codec_lib.encode_batch(codec, batch)
-    negatives = jax.jit(pair_sources.make_rule_negatives(codec, c))
-    video_l, audio_l, _ = negatives(k_neg, s1.curriculum, video_w, audio_w)
+    video_w, audio_w, video_l, audio_l, _ = jax.jit(setup.pair_source.pairs)(
+        k_neg, s1.curriculum, batch, None
+    )
+    # The winners are the middle of the encoded context: the window itself.
+    np.testing.assert_allclose(np.asarray(video_w), np.asarray(codec.encode_video(batch["video"])), atol=1e-6)
     # Sampled pairs are fed as latents, winner and loser alike.
     pairs_batch = jax.device_put(
         {

@@ -350,3 +350,85 @@ def test_make_negatives_stays_shard_local_on_a_batch_sharded_mesh():
   np.testing.assert_array_equal(vl, vr)
   np.testing.assert_array_equal(al, ar)
   np.testing.assert_array_equal(info["kind"], ir["kind"])
+
+
+def _window_and_context(seed, m_v=5, m_a=25):
+  """A clip with context: (window video, window audio, context dict) where window = context middle."""
+  cv, ca = random_clip(seed, T_V + 2 * m_v, T_A + 2 * m_a)
+  return cv[m_v : m_v + T_V], ca[m_a : m_a + T_A], {"video": cv, "audio": ca}
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.5, 1.0])
+def test_shift_with_context_is_a_real_crop_offset_by_the_reported_amount(strength):
+  """With context a shifted stream is the same clip cropped d frames earlier or later: no padding,
+  no silence, every frame real; the offset is capped at the context's margin; the other stream is
+  the window itself."""
+  m_v, m_a = 5, 25  # 0.5 s each side
+  for seed in range(6):
+    v, a, ctx = _window_and_context(seed, m_v, m_a)
+    vl, al, info = perturb.apply("shift", jax.random.key(seed), v, a, strength, FPS_V, FPS_A, context=ctx)
+    np.testing.assert_array_equal(vl, v)
+    d = int(round(float(info["offset_s"]) * FPS_A))  # + = audio late: out[t] = context[m + t - d]
+    assert 1 <= abs(d) <= m_a and abs(d) >= MIN_A
+    np.testing.assert_array_equal(al, ctx["audio"][m_a - d : m_a - d + T_A])
+  # Video as the distorted stream: the same, with its own margin.
+  v, a, ctx = _window_and_context(0, m_v, m_a)
+  vl, al, info = perturb.apply(
+      "shift", jax.random.key(1), v, a, 1.0, FPS_V, FPS_A, options={"modality": "video"}, context=ctx
+  )
+  d = int(round(-float(info["offset_s"]) * FPS_V))  # video content later = audio early
+  assert abs(d) == m_v  # strength 1 (1 s) capped at the 0.5 s margin
+  np.testing.assert_array_equal(vl, ctx["video"][m_v - d : m_v - d + T_V])
+  np.testing.assert_array_equal(al, a)
+
+
+@pytest.mark.parametrize("name", ["replace", "scale", "mute", "freeze"])
+def test_rules_with_context_read_only_real_frames_and_keep_the_window_elsewhere(name):
+  """Every output frame of a loser built with context is a frame of the context (no silence beyond
+  the rules that write it on purpose), and the undistorted stream is the window."""
+  v, a, ctx = _window_and_context(3)
+  for seed in range(4):
+    vl, al, info = perturb.apply(name, jax.random.key(seed), v, a, 1.0, FPS_V, FPS_A, context=ctx)
+    mod = "audio" if int(info["modality"]) == 1 else "video"
+    out, src, win = (al, ctx["audio"], a) if mod == "audio" else (vl, ctx["video"], v)
+    np.testing.assert_array_equal(vl if mod == "audio" else al, v if mod == "audio" else a)
+    flat_src = np.asarray(src).reshape(src.shape[0], -1)
+    flat_out = np.asarray(out).reshape(out.shape[0], -1)
+    is_real = (flat_out[:, None, :] == flat_src[None, :, :]).all(-1).any(-1)  # [T]: a context frame
+    if name == "mute":
+      floor = np.asarray(win).min(axis=0).reshape(-1)  # the window's own floor, on purpose
+      is_real |= (flat_out == floor[None]).all(-1)
+    assert is_real.all(), (name, seed)
+    assert not np.array_equal(out, win)
+
+
+def test_make_negatives_with_context_equals_vmapped_sample_apply():
+  b = 4
+  parts = [_window_and_context(i) for i in range(b)]
+  v = jnp.stack([p[0] for p in parts])
+  a = jnp.stack([p[1] for p in parts])
+  ctx = {k: jnp.stack([p[2][k] for p in parts]) for k in ("video", "audio")}
+  probs = {"shift": 1.0, "replace": 1.0, "scale": 1.0, "swap": 1.0}
+  key = jax.random.key(5)
+  vl, al, il = perturb.make_negatives(key, v, a, 0.7, FPS_V, FPS_A, probs, context=ctx)
+  rolled = {k: jnp.roll(x, 1, 0) for k, x in ctx.items()}
+  vr, ar, ir = jax.vmap(
+      lambda k, v_, a_, cv, ca, ov, oa: perturb.sample_apply(
+          k, v_, a_, 0.7, FPS_V, FPS_A, probs, other=(ov, oa), context={"video": cv, "audio": ca}
+      )
+  )(jax.random.split(key, b), v, a, ctx["video"], ctx["audio"], rolled["video"], rolled["audio"])
+  np.testing.assert_array_equal(vl, vr)
+  np.testing.assert_array_equal(al, ar)
+  for k in ops.INFO_SCHEMA:
+    np.testing.assert_array_equal(il[k], ir[k])
+  with pytest.raises(ValueError, match="same number of frames on both sides"):
+    perturb.apply(
+        "shift",
+        key,
+        v[0],
+        a[0],
+        0.5,
+        FPS_V,
+        FPS_A,
+        context={"video": ctx["video"][0, 1:], "audio": ctx["audio"][0]},
+    )

@@ -17,7 +17,7 @@ import pytest
 from syncdpo_jax import config_lib
 from syncdpo_jax.data import pipeline
 from syncdpo_jax.model import sharding as sharding_lib
-from syncdpo_jax.train import loop
+from syncdpo_jax.train import loop, pair_sources
 from syncdpo_jax.train import checkpoint as ckpt_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,7 +36,8 @@ def _config(tmp_path, mode="sft", **train):
 def _fixed_batch(config, n=None):
   ds = pipeline.make_dataset(config.data, config.data.split_train, seed=0, train=True)
   b = next(iter(ds))
-  return {k: jnp.asarray(b[k]) for k in ("video", "audio", "label")}
+  keys = pair_sources.CLIP_KEYS + pair_sources.CONTEXT_KEYS  # context: DPO configs' timing rules
+  return {k: jnp.asarray(b[k]) for k in keys if k in b}
 
 
 def _one_device_mesh(config):

@@ -52,6 +52,10 @@ def _base() -> ml_collections.ConfigDict:
   # whatever on_bad_input says ('skip' | 'fail').
   c.short_clip = "pad"
   c.max_events = 16
+  # Seconds of real content on each side of the window that a training example also carries
+  # ('video_context' / 'audio_context', the window in their middle): SyncDPO's timing rules move
+  # content in from there instead of padding (perturb.apply(..., context=)). 0 = none.
+  c.context_s = 0.0
   c.num_classes = 3  # SyncBench-Synth: scene families impact / speech / rhythm
   # av_folder only: reject clips whose audio rms is below this (silent tracks carry no sync signal).
   c.min_audio_rms = 1e-4
@@ -96,9 +100,24 @@ def audio_frame_rate(cfg: ml_collections.ConfigDict) -> float:
   return cfg.sr / cfg.hop
 
 
+def context_frames(cfg: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(m_v, m_a): video frames and log-mel frames of context on each side of the window."""
+  m_v, m_a = cfg.context_s * cfg.fps, cfg.context_s * cfg.sr / cfg.hop
+  for name, val in (("context_s * fps", m_v), ("context_s * sr / hop", m_a)):
+    if abs(val - round(val)) > 1e-6:
+      raise ValueError(
+          f"data.{name} = {val} is not an integer; pick data.context_s so that the context holds a "
+          "whole number of frames of each modality"
+      )
+  return int(round(m_v)), int(round(m_a))
+
+
 def validate(cfg: ml_collections.ConfigDict) -> None:
   """Raises ValueError with the field to fix when `cfg` is inconsistent."""
   frames_per_window(cfg)
+  if not cfg.get("context_s", 0.0) >= 0:
+    raise ValueError(f"data.context_s={cfg.context_s}: expected >= 0 seconds (0 = no context)")
+  context_frames(cfg)
   if cfg.name not in NAMES:
     raise ValueError(f"data.name={cfg.name!r}; expected one of {NAMES}")
   if cfg.on_bad_input not in ("skip", "fail"):

@@ -22,6 +22,7 @@ drop_remainder=False: the last batch may be smaller than batch_size (every clip 
 from __future__ import annotations
 
 import logging
+import math
 
 import grain
 import jax
@@ -30,7 +31,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 from syncdpo_jax.data import builders, features
-from syncdpo_jax.data.config import frames_per_window, validate
+from syncdpo_jax.data.config import context_frames, frames_per_window, validate
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,20 @@ def crop_window(
   """One stored example -> one model-ready example (numpy), or None if skipped as too short.
 
   The window starts on a frame of the stored clip (so the audio start sample is exact) and spans
-  `cfg.window_s` seconds in both modalities. `start_frame=None` draws it with `rng`.
+  `cfg.window_s` seconds in both modalities. `start_frame=None` draws it with `rng`, among the starts
+  that leave `cfg.context_s` of real content on both sides when the clip is long enough.
   Returns dict(video f32 [T_v, R, R, 3], audio f32 [T_a, n_mels], label i32, events f32 [E_max],
-  event_kinds i32 [E_max]).
+  event_kinds i32 [E_max]); with cfg.context_s > 0 also video_context f32 [T_v + 2 m_v, R, R, 3] and
+  audio_context f32 [T_a + 2 m_a, n_mels] (`config.context_frames`): the same clip cropped wider, its
+  log-mel computed once over the wide crop, and video / audio are exactly their middle (beyond the
+  stored clip's ends the context holds its edge frame and silence).
   """
   t_v, t_a = frames_per_window(cfg)
+  m_v, m_a = context_frames(cfg)
   video, audio = ex["video"], np.asarray(ex["audio"], np.float32)
   fps_c, sr_c = float(ex["fps"]), int(ex["sr"])
   win_src = int(round(cfg.window_s * fps_c))  # window length in stored frames
+  ctx_src = int(math.ceil(cfg.context_s * fps_c - 1e-6))  # context in stored frames, each side
   n_src = video.shape[0]
   if n_src < win_src:
     msg = (
@@ -88,29 +95,37 @@ def crop_window(
     audio = np.pad(audio, (0, max(0, need - audio.shape[0])))
     n_src = win_src
   if start_frame is None:
-    start_frame = int(rng.integers(0, n_src - win_src + 1))
+    lo, hi = ctx_src, n_src - win_src - ctx_src  # starts with a full context on both sides
+    start_frame = int(rng.integers(lo, hi + 1)) if hi >= lo else int(rng.integers(0, n_src - win_src + 1))
   t0 = start_frame / fps_c
-  # Video: the stored frame on screen at t0 + i / fps.
-  idx = np.floor(start_frame + np.arange(t_v) * fps_c / cfg.fps + 1e-6).astype(np.int64)
-  v = video[np.minimum(idx, n_src - 1)]
+  span_s = cfg.window_s + 2 * cfg.context_s
+  # Video: the stored frame on screen at t0 - context_s + i / fps (edge frames beyond the clip).
+  idx = np.floor(start_frame - cfg.context_s * fps_c + np.arange(t_v + 2 * m_v) * fps_c / cfg.fps + 1e-6)
+  v = video[np.clip(idx.astype(np.int64), 0, n_src - 1)]
   if v.shape[1] != cfg.resolution or v.shape[2] != cfg.resolution:
     v = builders.square_resize(v, cfg.resolution)
-  a0 = int(round(t0 * sr_c))
-  a = audio[a0 : a0 + int(round(cfg.window_s * sr_c))]
+  a0 = int(round((t0 - cfg.context_s) * sr_c))
+  a = audio[max(a0, 0) : a0 + int(round(span_s * sr_c))]
+  a = np.pad(a, (max(-a0, 0), 0))  # silence before the clip's start
   if sr_c != cfg.sr:
     from syncdpo_jax.data import media  # local: PyAV only needed for this rare path
 
     a = media.resample_audio(a, sr_c, cfg.sr)
-  n = int(round(cfg.window_s * cfg.sr))
+  n = int(round(span_s * cfg.sr))
   a = np.pad(a, (0, max(0, n - a.shape[0])))[:n]
   events, ekinds = window_events(ex["event_times"], ex["event_kinds"], t0, cfg.window_s, cfg.max_events)
-  return dict(
-      video=(v.astype(np.float32) / 127.5 - 1.0),
-      audio=features.log_mel(a, cfg, num_frames=t_a),
+  video_f = v.astype(np.float32) / 127.5 - 1.0
+  mel = features.log_mel(a, cfg, num_frames=t_a + 2 * m_a)
+  out = dict(
+      video=video_f[m_v : m_v + t_v],
+      audio=mel[m_a : m_a + t_a],
       label=np.int32(ex["label"]),
       events=events,
       event_kinds=ekinds,
   )
+  if m_v or m_a:
+    out.update(video_context=video_f, audio_context=mel)
+  return out
 
 
 class _Prepare(grain.transforms.RandomMap):

@@ -2,9 +2,11 @@
 
 Public API (no state, no I/O; everything jit- and vmap-able):
   names() -> list[str]
-  apply(name, key, video, audio, strength, fps_v, fps_a, other=None, options=None) -> (video, audio, info)
-  sample_apply(key, video, audio, strength, fps_v, fps_a, probs, other=None, options=None)
-  make_negatives(key, video_b, audio_b, strength, fps_v, fps_a, probs, options=None)
+  apply(name, key, video, audio, strength, fps_v, fps_a, other=None, options=None, context=None)
+      -> (video, audio, info); context = the example cropped wider (the window in its middle)
+  sample_apply(key, video, audio, strength, fps_v, fps_a, probs, other=None, options=None, context=None)
+  make_negatives(key, video_b, audio_b, strength, fps_v, fps_a, probs, options=None, context=None)
+  TIMING_RULES (the rules that change only cross-modal timing, given a context)
   MAGNITUDES (the strength -> magnitude table), INFO_SCHEMA, DEFAULT_OPTIONS
   get_perturb_config(), get_curriculum_config(schedule), probs_from_config, options_from_config
   curriculum: CurriculumState, init, update, strength, mix_probs, log_metrics
@@ -31,6 +33,7 @@ from syncdpo_jax.perturb.ops import (
     DEFAULT_OPTIONS,
     INFO_SCHEMA,
     MAGNITUDES,
+    TIMING_RULES,
     Magnitude,
     TimeMap,
     apply,
@@ -46,6 +49,7 @@ __all__ = [
     "MAGNITUDES",
     "Magnitude",
     "SCHEDULES",
+    "TIMING_RULES",
     "TimeMap",
     "apply",
     "curriculum",

@@ -115,17 +115,19 @@ def audit_rule(
     fps_v: float,
     fps_a: float,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
   """How well the distorted stream of rule `name`'s losers alone separates them from the winners.
 
-  video [B, T_v, ...], audio [B, T_a, ...]: real clips (latents). Returns {'stream': 'video' |
+  video [B, T_v, ...], audio [B, T_a, ...]: real clips (latents); context: the same clips cropped
+  wider (`registry.make_negatives`), so the rules can move real content in. Returns {'stream': 'video' |
   'audio', 'auc': {statistic: separation}, 'max_auc': the largest of them, 'probe_auc': the logistic
   probe's, 'changed': fraction of losers that differ from their winner}.
   """
   from syncdpo_jax.perturb import registry  # local: the statistics above need no jax
 
   video_l, audio_l, info = registry.make_negatives(
-      key, video, audio, strength, fps_v, fps_a, {name: 1.0}, options
+      key, video, audio, strength, fps_v, fps_a, {name: 1.0}, options, context=context
   )
   stream = "audio" if int(np.asarray(info["modality"])[0]) == 1 else "video"
   w, l = (audio, audio_l) if stream == "audio" else (video, video_l)

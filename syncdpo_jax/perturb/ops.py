@@ -148,6 +148,15 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
 
 _NAMES: tuple[str, ...] = tuple(MAGNITUDES)
 
+# The rules that change only cross-modal timing: given a context (`apply(..., context=)`), the
+# distorted stream is itself a real crop of the clip, so one stream alone cannot tell the loser from the
+# winner (the shortcut audit: benchmarks/bench_shortcut_audit.py, tests/test_perturb_audit.py). The
+# others leave single-stream cues even with a context: Replace and Shuffle splice (a jump larger than
+# the clip's own), Scale's nearest-frame resampling repeats or drops frames, Mute writes levels below
+# the clip, Freeze and Repeat hold or replay frames, Reverse plays motion backwards, and Swap changes
+# which scene the stream shows, not when.
+TIMING_RULES: tuple[str, ...] = ("shift",)
+
 # Every perturbation returns exactly these scalars (so lax.switch / vmap over them works).
 INFO_SCHEMA: dict[str, Any] = {
     "kind": jnp.int32,  # index into names() of the perturbation actually applied
@@ -276,6 +285,10 @@ class Clip:
   fps_v: float
   fps_a: float
   has_other: bool
+  # Context frames on each side of the window (0: no context): timing rules read real content there
+  # instead of padding (`apply(..., context=)`).
+  margin_v: int = 0
+  margin_a: int = 0
 
   @property
   def fps_coarse(self) -> float:
@@ -287,6 +300,9 @@ class Clip:
 
   def frames(self, modality: str) -> tuple[int, float]:
     return (self.t_v, self.fps_v) if modality == "video" else (self.t_a, self.fps_a)
+
+  def margin(self, modality: str) -> int:
+    return self.margin_v if modality == "video" else self.margin_a
 
   def coarse_frame(self, fps: float) -> int:
     """Frames of a modality at `fps` that span one frame of the coarser modality (rounded up)."""
@@ -364,6 +380,19 @@ def salient(key: jax.Array, x: jax.Array) -> Salient:
 Maps = tuple[TimeMap, TimeMap, dict[str, jax.Array]]
 
 
+def to_context(m: TimeMap, n_t: int, margin: int, pad: str) -> TimeMap:
+  """A map in window coordinates (src may fall outside [0, n_t)) -> indices into the clip's context.
+
+  The window is context[margin : margin + n_t] (margin = 0: no context, the clip itself). A source
+  frame outside the context is padded: silence (`sil`, pad 'silence') or the context's edge frame
+  (pad 'edge').
+  """
+  src = m.src + margin
+  outside = (src < 0) | (src >= n_t + 2 * margin)
+  sil = m.sil | outside if pad == "silence" else m.sil
+  return TimeMap(jnp.clip(src, 0, n_t + 2 * margin - 1), m.oth, sil)
+
+
 def _place(clip: Clip, modality: str, m: TimeMap, info: dict) -> Maps:
   """Puts the map on the distorted modality and the identity on the other."""
   if modality == "video":
@@ -384,12 +413,11 @@ def _shift(key, strength, sal, clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
   k = clip.coarse_frame(fps)
-  d = _to_frames(magnitude("shift", strength, clip.clip_s), fps, k, n_t - 1)
+  # With context the offset is capped at its margin: every shifted-in frame is real content.
+  d = _to_frames(magnitude("shift", strength, clip.clip_s), fps, k, clip.margin(mod) or n_t - 1)
   d = jnp.where(jax.random.bernoulli(key), d, -d)
   t = jnp.arange(n_t, dtype=jnp.int32)
-  src = t - d  # out[t] = x[t - d]: content d frames later
-  sil = (src < 0) | (src >= n_t) if _pad_mode(opts) == "silence" else _no_flags(n_t)
-  m = TimeMap(jnp.clip(src, 0, n_t - 1), _no_flags(n_t), sil)
+  m = TimeMap(t - d, _no_flags(n_t), _no_flags(n_t))  # out[t] = x[t - d]: content d frames later
   info = _info("shift", mod, strength, _late_sign(mod) * d / fps, jnp.abs(d) / fps, 0.0, n_t / fps)
   return _place(clip, mod, m, info)
 
@@ -404,13 +432,16 @@ def _replace(key, strength, sal, clip, opts) -> Maps:
   dst = jnp.clip(sal.centre - n // 2, 0, starts - 1)
   # The source is displaced by the Shift offset at the same strength (>= one coarse frame), so a
   # subtle Replace is a locally mistimed segment, not a random chunk from seconds away. Direction:
-  # random, flipped if it leaves the clip; if neither fits, the side with more room, shortened.
-  d = _to_frames(magnitude("shift", strength, clip.clip_s), fps, k, starts - 1)
+  # random, flipped if it leaves the clip (and its context, if any); if neither fits, the side with
+  # more room, shortened.
+  mg = clip.margin(mod)
+  lo, hi = -mg, starts - 1 + mg  # source starts that stay inside the clip (and its context)
+  d = _to_frames(magnitude("shift", strength, clip.clip_s), fps, k, hi)
   sign = jnp.where(jax.random.bernoulli(k_src), 1, -1)
-  fits = lambda sg: (dst - sg * d >= 0) & (dst - sg * d <= starts - 1)  # noqa: E731
-  roomier = jnp.where(dst >= starts - 1 - dst, 1, -1)
+  fits = lambda sg: (dst - sg * d >= lo) & (dst - sg * d <= hi)  # noqa: E731
+  roomier = jnp.where(dst - lo >= hi - dst, 1, -1)
   sign = jnp.where(fits(sign), sign, jnp.where(fits(-sign), -sign, roomier))
-  d = jnp.where(fits(sign), d, jnp.maximum(dst, starts - 1 - dst))
+  d = jnp.where(fits(sign), d, jnp.maximum(dst - lo, hi - dst))
   src0 = dst - sign * d  # content from earlier (sign +) = audio late
   use_other = jax.random.bernoulli(k_oth, float(opts["other_prob"])) if clip.has_other else False
   src_start = jnp.where(use_other, dst, src0)  # from the other example: the same moment
@@ -430,7 +461,12 @@ def _scale(key, strength, sal, clip, opts) -> Maps:
   # frames, the 1/2 for nearest-frame rounding) keeps it >= k frames after rounding.
   k = clip.coarse_frame(fps)
   f_min = (n_t - 1.0) / (n_t - 1.0 - k - 0.5)
-  f = jnp.maximum(magnitude("scale", strength, clip.clip_s), f_min)
+  f = magnitude("scale", strength, clip.clip_s)
+  mg = clip.margin(mod)
+  if mg:
+    # With context, compressing by 1 / f reads up to (T - 1) f frames: keep that inside the context.
+    f = jnp.minimum(f, (n_t - 1.0 + mg) / (n_t - 1.0))
+  f = jnp.maximum(f, f_min)
   a = jnp.where(jax.random.bernoulli(key), f, 1.0 / f)
   # x'(t) = x(t / a): intervals multiply by a. Output frame t covers source times
   # [(t - 1/2) / a, (t + 1/2) / a). Stretching (a > 1) covers <= 1 source frame: nearest frame.
@@ -450,9 +486,9 @@ def _scale(key, strength, sal, clip, opts) -> Maps:
   )
   score = jnp.where(cand == centre[:, None], score + 1e-6, score)  # ties -> nearest frame
   src = jnp.take_along_axis(cand_i, jnp.argmax(score, axis=1)[:, None], axis=1)[:, 0]
-  src = jnp.where(centre >= n_t, centre.astype(jnp.int32), src)  # past the end: stays padded
-  sil = src >= n_t if _pad_mode(opts) == "silence" else _no_flags(n_t)
-  m = TimeMap(jnp.clip(src, 0, n_t - 1), _no_flags(n_t), sil)
+  # Past the window's end: read from the context if there is one, else padded (`to_context`).
+  src = jnp.where(centre >= n_t, centre.astype(jnp.int32), src)
+  m = TimeMap(src, _no_flags(n_t), _no_flags(n_t))
   info = _info("scale", mod, strength, 0.0, a, 0.0, n_t / fps)
   return _place(clip, mod, m, info)
 
@@ -568,6 +604,12 @@ def check_clip(clip: Clip) -> None:
   for mod in ("video", "audio"):
     n_t, fps = clip.frames(mod)
     k = clip.coarse_frame(fps)
+    if 0 < clip.margin(mod) < k:
+      raise ValueError(
+          f"{mod} context of {clip.margin(mod)} frames on each side at {fps} fps is shorter than one "
+          f"frame of the coarser modality ({k} frames), the smallest offset: use a longer "
+          "data.context_s"
+      )
     # Replace needs a source start >= k frames from any destination with segments up to n_t // 2:
     # the larger side of the remaining n_t - n >= n_t / 2 starts is >= n_t / 4 >= k.
     if n_t < 4 * k:
@@ -591,15 +633,19 @@ def build_maps(
     has_other: bool,
     options: Mapping[str, Any] | None = None,
     saliency: tuple[Salient | None, Salient | None] | None = None,
+    margins: tuple[int, int] = (0, 0),
 ) -> Maps:
   """Time maps and info of perturbation `name` for one example (no data gathered yet).
 
-  video: [T_v, ...], audio: [T_a, ...]; only their shapes and, for SALIENT_RULES, the `Salient` of
-  the distorted modality are used (`saliency` = precomputed (video, audio) Salients, as the
-  registry shares one draw among all candidate rules; computed here from `key` otherwise).
-  Returns (map_v: TimeMap of [T_v], map_a: TimeMap of [T_a], info: INFO_SCHEMA dict).
+  video: [T_v, ...], audio: [T_a, ...]: the window; only their shapes and, for SALIENT_RULES, the
+  `Salient` of the distorted modality are used (`saliency` = precomputed (video, audio) Salients, as
+  the registry shares one draw among all candidate rules; computed here from `key` otherwise).
+  margins: context frames on each side of the window (video, audio); 0 = no context.
+  Returns (map_v: TimeMap of [T_v], map_a: TimeMap of [T_a], info: INFO_SCHEMA dict); the maps index
+  the context [T + 2 * margin] (the clip itself without context, see `to_context`).
   """
-  clip = Clip(int(video.shape[0]), int(audio.shape[0]), float(fps_v), float(fps_a), bool(has_other))
+  t_v, t_a = int(video.shape[0]), int(audio.shape[0])
+  clip = Clip(t_v, t_a, float(fps_v), float(fps_a), bool(has_other), int(margins[0]), int(margins[1]))
   check_clip(clip)
   opts = resolve_options(name, options)
   strength = jnp.clip(jnp.asarray(strength, jnp.float32), 0.0, 1.0)
@@ -610,7 +656,10 @@ def build_maps(
     sal = saliency[i] if saliency is not None else None
     if sal is None:
       sal = salient(k_sal, (video, audio)[i])
-  return BUILDERS[name](k_rule, strength, sal, clip, opts)
+  map_v, map_a, info = BUILDERS[name](k_rule, strength, sal, clip, opts)
+  pad_v = _pad_mode(opts) if "pad" in opts and opts["modality"] == "video" else "edge"
+  pad_a = _pad_mode(opts) if "pad" in opts and opts["modality"] == "audio" else "edge"
+  return to_context(map_v, t_v, clip.margin_v, pad_v), to_context(map_a, t_a, clip.margin_a, pad_a), info
 
 
 def apply(
@@ -623,6 +672,7 @@ def apply(
     fps_a: float,
     other: tuple[jax.Array, jax.Array] | None = None,
     options: Mapping[str, Any] | None = None,
+    context: Mapping[str, jax.Array] | None = None,
 ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   """Applies perturbation `name` to ONE example.
 
@@ -635,16 +685,42 @@ def apply(
     other: another example's (video [T_v, ...], audio [T_a, ...]) for Swap and cross-example
       Replace. Without it Swap falls back to whole-clip reverse and Replace uses the clip itself.
     options: overrides of `DEFAULT_OPTIONS[name]`, e.g. {'modality': 'video'} (static).
+    context: {'video': [T_v + 2 m_v, ...], 'audio': [T_a + 2 m_a, ...]}, the same example cropped
+      wider by m frames on each side (video = context['video'][m_v : m_v + T_v], likewise audio):
+      Shift, Scale and Replace then read the content they move in from it instead of padding (Shift's
+      offset is capped at the margin). `other`, if given, must then be the other example's context.
   Returns:
     (video' [T_v, ...], audio' [T_a, ...], info) with dtypes preserved; `info` follows INFO_SCHEMA.
   """
   opts = resolve_options(name, options)
-  map_v, map_a, info = build_maps(name, key, video, audio, strength, fps_v, fps_a, other is not None, opts)
+  margins = context_margins(video, audio, context)
+  map_v, map_a, info = build_maps(
+      name, key, video, audio, strength, fps_v, fps_a, other is not None, opts, margins=margins
+  )
   ov, oa = (None, None) if other is None else other
-  # Only the distorted modality can receive silence; skip the reduction over the other one.
+  # Only the distorted modality can receive silence (the window's own floor); skip the other's.
   fill = uses_silence(name, opts)
   fill_v = fill and opts["modality"] == "video"
   fill_a = fill and opts["modality"] == "audio"
-  video = apply_map(video, map_v, ov, silence_of(video) if fill_v else None)
-  audio = apply_map(audio, map_a, oa, silence_of(audio) if fill_a else None)
+  src_v, src_a = (video, audio) if context is None else (context["video"], context["audio"])
+  video = apply_map(src_v, map_v, ov, silence_of(video) if fill_v else None)
+  audio = apply_map(src_a, map_a, oa, silence_of(audio) if fill_a else None)
   return video, audio, info
+
+
+def context_margins(
+    video, audio, context: Mapping[str, jax.Array] | None, time_axis: int = 0
+) -> tuple[int, int]:
+  """Context frames on each side of the window, (m_v, m_a), from the shapes (static); (0, 0) without."""
+  if context is None:
+    return 0, 0
+  out = []
+  for mod, x in (("video", video), ("audio", audio)):
+    extra = int(context[mod].shape[time_axis]) - int(x.shape[time_axis])
+    if extra < 0 or extra % 2:
+      raise ValueError(
+          f"context['{mod}'] has {context[mod].shape[time_axis]} frames for a window of "
+          f"{x.shape[time_axis]}: a context adds the same number of frames on both sides"
+      )
+    out.append(extra // 2)
+  return out[0], out[1]

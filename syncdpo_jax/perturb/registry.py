@@ -63,7 +63,7 @@ def _resolve_all(cands: tuple[str, ...], options: Options) -> dict[str, dict[str
   return {n: ops.resolve_options(n, options.get(n)) for n in cands}
 
 
-def _sample_maps(key, video, audio, strength, fps_v, fps_a, cands, p, has_other, opts):
+def _sample_maps(key, video, audio, strength, fps_v, fps_a, cands, p, has_other, opts, margins=(0, 0)):
   """Picks a rule from `cands` with probabilities `p` and builds its maps for one example."""
   k_pick, k_sal, k_apply = jax.random.split(key, 3)
   # The change curve and salient frame are computed once, outside the switch, and only for the
@@ -76,7 +76,11 @@ def _sample_maps(key, video, audio, strength, fps_v, fps_a, cands, p, has_other,
       ops.salient(k_sal_a, audio) if ops.AUDIO in need else None,
   )
   branches = [
-      (lambda k, s, n=n: ops.build_maps(n, k, video, audio, s, fps_v, fps_a, has_other, opts[n], saliency))
+      (
+          lambda k, s, n=n: ops.build_maps(
+              n, k, video, audio, s, fps_v, fps_a, has_other, opts[n], saliency, margins
+          )
+      )
       for n in cands
   ]
   if len(branches) == 1:
@@ -102,22 +106,25 @@ def sample_apply(
     probs: Probs,
     other: tuple[jax.Array, jax.Array] | None = None,
     options: Options = None,
+    context: Mapping[str, jax.Array] | None = None,
 ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   """Samples one perturbation from `probs` and applies it to ONE example.
 
-  video: [T_v, ...], audio: [T_a, ...]; other: another example's (video, audio) or None;
-  options: {name: {option: value}} overrides of `ops.DEFAULT_OPTIONS`. Same contract as `ops.apply`;
-  `info['kind']` says which rule was applied.
+  video: [T_v, ...], audio: [T_a, ...]; other: another example's (video, audio) or None (its context
+  when `context` is given); options: {name: {option: value}} overrides of `ops.DEFAULT_OPTIONS`;
+  context: as in `ops.apply`. Same contract as `ops.apply`; `info['kind']` says which rule was applied.
   """
   cands, p = probs_vector(probs)
   opts = _resolve_all(cands, options)
+  margins = ops.context_margins(video, audio, context)
   map_v, map_a, info = _sample_maps(
-      key, video, audio, strength, fps_v, fps_a, cands, p, other is not None, opts
+      key, video, audio, strength, fps_v, fps_a, cands, p, other is not None, opts, margins
   )
   fv, fa = _fills(cands, opts)
   ov, oa = (None, None) if other is None else other
-  video = ops.apply_map(video, map_v, ov, ops.silence_of(video) if fv else None)
-  audio = ops.apply_map(audio, map_a, oa, ops.silence_of(audio) if fa else None)
+  src_v, src_a = (video, audio) if context is None else (context["video"], context["audio"])
+  video = ops.apply_map(src_v, map_v, ov, ops.silence_of(video) if fv else None)
+  audio = ops.apply_map(src_a, map_a, oa, ops.silence_of(audio) if fa else None)
   return video, audio, info
 
 
@@ -152,6 +159,7 @@ def make_negatives(
     fps_a: float,
     probs: Probs,
     options: Options = None,
+    context: Mapping[str, jax.Array] | None = None,
 ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
   """Perturbed copies (DPO losers) of a batch of real pairs.
 
@@ -160,6 +168,8 @@ def make_negatives(
     video_b: [B, T_v, ...] at fps_v; audio_b: [B, T_a, ...] at fps_a (static floats).
     strength: scalar or [B] in [0, 1], may be traced (the curriculum's `strength(state)`).
     probs: the mix (see module docstring); options: per-rule overrides.
+    context: {'video': [B, T_v + 2 m_v, ...], 'audio': [B, T_a + 2 m_a, ...]}: the same clips cropped
+      wider (the window in the middle, `ops.apply`); the losers then read their content from it.
   Returns:
     (video_l [B, T_v, ...], audio_l [B, T_a, ...], info: dict of [B] arrays, ops.INFO_SCHEMA).
   Identical to `jax.vmap(sample_apply)` with `other = jnp.roll(batch, 1, axis=0)`. With B == 1 there
@@ -175,12 +185,15 @@ def make_negatives(
   keys = jax.random.split(key, b)
   has_other = b >= 2
 
+  margins = ops.context_margins(video_b, audio_b, context, time_axis=1)
+
   def one(k, s, v, a):
-    return _sample_maps(k, v, a, s, fps_v, fps_a, cands, p, has_other, opts)
+    return _sample_maps(k, v, a, s, fps_v, fps_a, cands, p, has_other, opts, margins)
 
   map_v, map_a, info = jax.vmap(one)(keys, strength_b, video_b, audio_b)
   fv, fa = _fills(cands, opts)
   use_other = has_other and _uses_other(cands, opts)
-  video_l = _gather_batch(video_b, map_v, jnp.min(video_b, axis=1) if fv else None, use_other)
-  audio_l = _gather_batch(audio_b, map_a, jnp.min(audio_b, axis=1) if fa else None, use_other)
+  src_v, src_a = (video_b, audio_b) if context is None else (context["video"], context["audio"])
+  video_l = _gather_batch(src_v, map_v, jnp.min(video_b, axis=1) if fv else None, use_other)
+  audio_l = _gather_batch(src_a, map_a, jnp.min(audio_b, axis=1) if fa else None, use_other)
   return video_l, audio_l, info

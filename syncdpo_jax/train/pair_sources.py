@@ -26,9 +26,10 @@ from syncdpo_jax.perturb import curriculum as curriculum_lib
 
 
 def make_rule_negatives(codec, config) -> Callable:
-  """SyncDPO's losers: fn(key, curriculum_state, video_w, audio_w, task) -> (video_l, audio_l, info).
+  """SyncDPO's losers: fn(key, curriculum_state, video_w, audio_w, task, context) -> (video_l, audio_l, info).
 
-  Latents in and out ([B, T_v, h, w, C_v], [B, T_a, C_a]); the perturbation strength and mix come from
+  Latents in and out ([B, T_v, h, w, C_v], [B, T_a, C_a]; context, if given, the same clips' latents
+  cropped wider: perturb.make_negatives); the perturbation strength and mix come from
   the curriculum state (config.curriculum, config.perturb). `task` (int32 [B] or None: all joint) and
   config.dpo.distort = 'given' make a conditional pair's loser distort its given stream: the batch of
   negatives is then also built with every rule forced onto the video (video-driven pairs) or the audio
@@ -49,10 +50,12 @@ def make_rule_negatives(codec, config) -> Callable:
       sft_lib.TASK_VIDEO_DRIVEN: forced["video"] if given else pert_options,
   }
 
-  def negatives(key, curriculum, video_w, audio_w, task=None):
+  def negatives(key, curriculum, video_w, audio_w, task=None, context=None):
     strength = curriculum_lib.strength(curriculum)
     probs = curriculum_lib.mix_probs(curriculum, cur_cfg, default_mix)
-    build = lambda opts: perturb.make_negatives(key, video_w, audio_w, strength, fps_v, fps_a, probs, opts)
+    build = lambda opts: perturb.make_negatives(
+        key, video_w, audio_w, strength, fps_v, fps_a, probs, opts, context=context
+    )
     if task is None or not given:
       return build(pert_options)
     out = None
@@ -75,19 +78,40 @@ def make_rule_negatives(codec, config) -> Callable:
 CLIP_KEYS = ("video", "audio", "label")  # a pipeline batch's fields the steps read
 
 
+CONTEXT_KEYS = ("video_context", "audio_context")
+
+
+def latent_context_margins(codec, data_cfg) -> tuple[int, int]:
+  """Latent frames of context on each side of the window (video, audio) for data.context_s."""
+  out = []
+  for name, fps in (("video", codec.fps), ("audio", codec.audio_fps)):
+    m = float(data_cfg.context_s) * float(fps)
+    if abs(m - round(m)) > 1e-6:
+      raise ValueError(
+          f"data.context_s={data_cfg.context_s} s is {m:g} {name} latent frames at {fps:g}/s: use a "
+          "context that is a whole number of latent frames of both streams"
+      )
+    out.append(int(round(m)))
+  return out[0], out[1]
+
+
 class RuleNegatives:
   """SyncDPO's pairs: winner = the real clip, loser = its rule-based temporal distortion, in the step.
 
-  The batch: video [B, T_v, H, W, 3] in [-1, 1], audio [B, T_a, n_mels], label [B] (pipeline clips).
+  The batch: video [B, T_v, H, W, 3] in [-1, 1], audio [B, T_a, n_mels], label [B] (pipeline clips);
+  with data.context_s > 0 also video_context / audio_context, the clips cropped wider. The winners are
+  then the middle of the encoded context (so a loser and its winner are cut from the same latents)
+  and the timing rules take what they move into the window from the context.
   """
 
   name = "rules"
-  batch_keys = CLIP_KEYS
 
   def __init__(self, codec, config):
     self.codec = codec
     self.cur_cfg = config.curriculum
     self.negatives = make_rule_negatives(codec, config)
+    self.margins = latent_context_margins(codec, config.data) if config.data.context_s > 0 else (0, 0)
+    self.batch_keys = CLIP_KEYS + (CONTEXT_KEYS if any(self.margins) else ())
 
   # Host side.
   def prepare(self, config, workdir: str, graphdef, rest, ref_params) -> None:
@@ -99,8 +123,16 @@ class RuleNegatives:
   # Device side (traced in the step).
   def pairs(self, key, curriculum, batch: dict, task):
     """(video_w, audio_w, video_l, audio_l, info) latents of the batch; info as perturb.make_negatives'."""
-    video_w, audio_w = codec_lib.encode_batch(self.codec, batch)
-    video_l, audio_l, info = self.negatives(key, curriculum, video_w, audio_w, task)
+    if not any(self.margins):
+      video_w, audio_w = codec_lib.encode_batch(self.codec, batch)
+      video_l, audio_l, info = self.negatives(key, curriculum, video_w, audio_w, task)
+      return video_w, audio_w, video_l, audio_l, info
+    ctx_v = self.codec.encode_video(batch["video_context"])
+    ctx_a = self.codec.encode_audio(batch["audio_context"])
+    (m_v, m_a), t_v, t_a = self.margins, ctx_v.shape[1], ctx_a.shape[1]
+    video_w, audio_w = ctx_v[:, m_v : t_v - m_v], ctx_a[:, m_a : t_a - m_a]
+    context = {"video": ctx_v, "audio": ctx_a}
+    video_l, audio_l, info = self.negatives(key, curriculum, video_w, audio_w, task, context)
     return video_w, audio_w, video_l, audio_l, info
 
   def next_curriculum(self, curriculum, metrics: dict, info) -> tuple[object, dict]:
