@@ -65,7 +65,15 @@ def dpo_config() -> ml_collections.ConfigDict:
   c.beta = 5000.0  # Diffusion-DPO's value for mean-reduced errors; > 0
   c.video_weight = 1.0  # per-sample error e = w_v * mse_video + w_a * mse_audio
   c.audio_weight = 1.0
-  c.sft_weight = 0.0  # optional + sft_weight * e_theta(winner)
+  # Per-stream KL strengths (None: beta); JavisDiT++'s audio-video DPO uses 3000 / 1000.
+  c.beta_video = config_dict.placeholder(float)
+  c.beta_audio = config_dict.placeholder(float)
+  # Keeping the policy on the data (objectives/dpo.flow_dpo_loss_given; 0 / None = off):
+  c.sft_weight = 0.0  # + sft_weight * e_theta(winner), the SFT term (JavisDiT++: 0.1)
+  c.hinge_weight = 0.0  # + hinge_weight * max(0, e_theta(w) - e_ref(w)), DPO-positive
+  c.sdpo_mu = config_dict.placeholder(
+      float
+  )  # Diffusion-SDPO's safeguard on the loser's gradient, mu in [0, 1)
   # Cross-task DPO: probability that a pair is scored in (joint, audio-driven, video-driven) generation;
   # the given stream is clean and carries no error (objectives/dpo.pair_times). (1, 0, 0) = joint only.
   c.task_probs = (1.0, 0.0, 0.0)
@@ -270,6 +278,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
           f"config.dpo.beta={c.dpo.beta} must be > 0 (Diffusion-DPO uses 5000 with " "mean-reduced errors)."
       )
     validate_dpo_pairs(c)
+    validate_dpo_regularisers(c)
   if c.mode == "eval" and not c.eval.checkpoints:
     raise ValueError("config.mode='eval' needs --config.eval.checkpoints='name=workdir,...'.")
   if c.mode == "sample" and not c.sample_run.checkpoint:
@@ -334,6 +343,19 @@ def validate(c: ml_collections.ConfigDict) -> None:
           "from them (launch/main.py derives it again after the command line); in Python, "
           "call syncdpo_jax.config_lib.tie_model_to_data(config) after changing data or codec."
       )
+
+
+def validate_dpo_regularisers(c: ml_collections.ConfigDict) -> None:
+  """Checks config.dpo's per-stream betas and the regularisers that keep the policy on the data."""
+  d = c.dpo
+  for k in ("beta_video", "beta_audio"):
+    if d[k] is not None and not d[k] > 0:
+      raise ValueError(f"config.dpo.{k}={d[k]} must be > 0 (or None: config.dpo.beta).")
+  for k in ("sft_weight", "hinge_weight"):
+    if not d[k] >= 0:
+      raise ValueError(f"config.dpo.{k}={d[k]} must be >= 0 (0 = off).")
+  if d.sdpo_mu is not None and not 0 <= d.sdpo_mu < 1:
+    raise ValueError(f"config.dpo.sdpo_mu={d.sdpo_mu} must be in [0, 1) (or None = off).")
 
 
 def validate_dpo_pairs(c: ml_collections.ConfigDict) -> None:

@@ -291,3 +291,76 @@ def test_rule_losers_of_conditional_pairs_distort_the_given_stream(distort):
     np.testing.assert_array_equal(a_changed, rule_audio)
   # Both rules and all three tasks occur, so every branch above was exercised.
   assert len(set(task.tolist())) == 3 and rule_audio.any() and (~rule_audio).any()
+
+
+def _dpo_pairs(b=4, seed=0):
+  """A batch of pairs with their draws (test shapes), and two toy 'models': outputs = a * input."""
+  from syncdpo_jax.objectives import dpo as dpo_lib
+
+  k = jax.random.split(jax.random.key(seed), 6)
+  vw, aw = jax.random.normal(k[0], (b, 4, 2, 2, 3)), jax.random.normal(k[1], (b, 8, 5))
+  vl, al = vw + 0.3 * jax.random.normal(k[2], vw.shape), aw + 0.3 * jax.random.normal(k[3], aw.shape)
+  draws = dpo_lib.dpo_draws((k[4], k[5], k[0]), vw, aw, None, {}, 1.0, 2.0)
+  pairs = dict(draws, video_w=vw, audio_w=aw, video_l=vl, audio_l=al, label=jnp.zeros((b,), jnp.int32))
+  model = lambda a: (lambda v, au, tv, ta, c: (a * v, a * au))
+  return pairs, model
+
+
+def test_flow_dpo_loss_given_is_the_hand_computed_objective_and_its_per_stream_betas():
+  from syncdpo_jax.objectives import dpo as dpo_lib
+
+  pairs, model = _dpo_pairs()
+  p, n = pairs, 4
+  st = lambda w, l: jnp.concatenate([w, l])
+  x0_v, x0_a = st(p["video_w"], p["video_l"]), st(p["audio_w"], p["audio_l"])
+  t2, ev, ea = st(p["t_v"], p["t_v"]), st(p["eps_v"], p["eps_v"]), st(p["eps_a"], p["eps_a"])
+  xt_v, xt_a = flow.noisy(x0_v, ev, t2), flow.noisy(x0_a, ea, t2)
+  err = lambda a, bv=1.0, ba=1.0: (  # per stream, [2B] each, with the draws' stream weights 1 and 2
+      bv * flow.per_sample_mse(a * xt_v, ev - x0_v),
+      ba * 2.0 * flow.per_sample_mse(a * xt_a, ea - x0_a),
+  )
+  (pv, pa), (rv, ra) = err(0.7), err(0.9)
+  pol, ref = pv + pa, rv + ra
+  want, _ = objectives.flow_dpo_loss(pol[:n], pol[n:], ref[:n], ref[n:], 50.0)
+  got, m = dpo_lib.flow_dpo_loss_given(model(0.7), model(0.9), p, beta=50.0)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  np.testing.assert_allclose(m["drift_w"], (pol[:n] - ref[:n]).mean(), rtol=1e-6)
+  # Per-stream betas: margin = -1/2 sum_m beta_m [(e_m(w) - e_ref,m(w)) - (e_m(l) - e_ref,m(l))].
+  margin = -0.5 * (
+      30.0 * ((pv[:n] - rv[:n]) - (pv[n:] - rv[n:])) + 10.0 * ((pa[:n] - ra[:n]) - (pa[n:] - ra[n:]))
+  )
+  got, _ = dpo_lib.flow_dpo_loss_given(model(0.7), model(0.9), p, beta=50.0, beta_video=30.0, beta_audio=10.0)
+  np.testing.assert_allclose(got, -jax.nn.log_sigmoid(margin).mean(), rtol=1e-5)
+  # The hinge adds its penalty only where the winner's error rose above the reference's.
+  got_h, m_h = dpo_lib.flow_dpo_loss_given(model(0.7), model(0.9), p, beta=50.0, hinge_weight=0.5)
+  np.testing.assert_allclose(got_h - want, 0.5 * jnp.maximum(pol[:n] - ref[:n], 0).mean(), rtol=1e-5)
+  assert 0 <= float(m_h["hinge_active"]) <= 1
+
+
+def test_sdpo_safeguard_scales_only_conflicting_loser_gradients():
+  from syncdpo_jax.objectives import dpo as dpo_lib
+
+  g = jnp.asarray([[1.0, 2.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+  gl = jnp.asarray([[2.0, 4.0, 0.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # aligned, orthogonal, opposed
+  np.testing.assert_allclose(dpo_lib.sdpo_scale(g, gl, 0.2), [0.8 / 2.0, 1.0, 1.0], rtol=1e-6)
+  # In the loss the safeguard changes the loser's gradient, never the value.
+  pairs, model = _dpo_pairs(seed=1)
+  plain = lambda a: dpo_lib.flow_dpo_loss_given(model(a), model(0.9), pairs, beta=50.0)[0]
+  safe = lambda a: dpo_lib.flow_dpo_loss_given(model(a), model(0.9), pairs, beta=50.0, sdpo_mu=0.0)[0]
+  np.testing.assert_allclose(safe(0.7), plain(0.7), rtol=1e-6)
+  _, m = dpo_lib.flow_dpo_loss_given(model(0.7), model(0.9), pairs, beta=50.0, sdpo_mu=0.0)
+  assert 0.0 < float(m["sdpo_scale"]) < 1.0  # these losers are near copies: some pairs conflict
+  # A smaller loser push: the gradient that raises the loser's error (and with it the winner's) shrinks.
+  assert abs(float(jax.grad(safe)(0.7))) < abs(float(jax.grad(plain)(0.7)))
+
+
+def test_dpo_reward_accuracy_per_task():
+  from syncdpo_jax.objectives import dpo as dpo_lib
+
+  pairs, model = _dpo_pairs(b=6)
+  pairs = dict(pairs, task=jnp.asarray([0, 0, 1, 1, 2, 2], jnp.int32))
+  _, m = dpo_lib.flow_dpo_loss_given(model(0.7), model(0.9), pairs, beta=50.0, task_names=("joint", "v2a"))
+  m = dpo_lib.finish_metrics(m)
+  assert "reward_accuracy_a2v" not in m
+  per = [float(m[f"reward_accuracy_{k}"]) for k in ("joint", "v2a")]
+  assert all(v in (0.0, 0.5, 1.0) for v in per)  # two pairs each

@@ -124,6 +124,23 @@ def per_sample_error(pred_v, pred_a, target_v, target_a, video_weight, audio_wei
   )
 
 
+def sdpo_scale(res_w: jax.Array, res_l: jax.Array, mu: float) -> jax.Array:
+  """Diffusion-SDPO's safeguard: the factor on each pair's loser gradient, [B] in [0, 1].
+
+  res_w, res_l: [B, D] output-space gradients of the winner's and the loser's error (the weighted
+  residuals). Where they point the same way (<g_l, g_w> > 0), pushing the loser's error up also pushes
+  the winner's up; scaling the loser's gradient by clip((1 - mu) |g_w|^2 / <g_l, g_w>, 0, 1) keeps the
+  winner's error from rising to first order (mu in [0, 1): the margin kept). 1 elsewhere.
+  """
+  dot = jnp.sum(res_l * res_w, axis=-1)
+  gw2 = jnp.sum(jnp.square(res_w), axis=-1)
+  scale = jnp.clip((1.0 - mu) * gw2 / jnp.where(dot > 0, dot, 1.0), 0.0, 1.0)
+  return jax.lax.stop_gradient(jnp.where(dot > 0, scale, 1.0))
+
+
+TASK_NAMES = ("joint", "a2v", "v2a")  # sft.TASK_* order: joint, audio-driven (a2v), video-driven (v2a)
+
+
 def flow_dpo_loss_given(
     apply_policy: Callable,
     apply_ref: Callable,
@@ -134,6 +151,11 @@ def flow_dpo_loss_given(
     error_space: str = "velocity",
     snr_cap: float = 5.0,
     sft_weight: float = 0.0,
+    beta_video: float | None = None,
+    beta_audio: float | None = None,
+    hinge_weight: float = 0.0,
+    sdpo_mu: float | None = None,
+    task_names: tuple[str, ...] = TASK_NAMES,
 ):
   """Flow-DPO on a batch of (winner, loser) pairs with their draws (`dpo_draws`).
 
@@ -145,10 +167,19 @@ def flow_dpo_loss_given(
     apply_policy, apply_ref: (video_t, audio_t, t_v, t_a, cond) -> (v_video, v_audio) velocities; the
       reference's outputs are treated as constants.
     pairs: {'video_w', 'video_l': [B, T_v, h, w, C_v], 'audio_w', 'audio_l': [B, T_a, C_a], 'label':
-      [B] (labels already dropped for CFG), and `dpo_draws`' keys}.
-    beta: DPO's KL strength; sft_weight: > 0 adds sft_weight * mean winner error (an SFT term that
-      keeps the policy on the data).
-  Returns: (scalar loss, metrics: `flow_dpo_loss`'s and 'dpo_loss').
+      [B] (labels already dropped for CFG), `dpo_draws`' keys, and optionally 'task' int32 [B] (then the
+      reward accuracy is also logged for each task in `task_names`, NaN in a batch without its pairs)}.
+    beta: DPO's KL strength. beta_video / beta_audio: per-stream strengths (None: beta); the margin is
+      -1/2 sum_m beta_m [(e_m(w) - e_ref,m(w)) - (e_m(l) - e_ref,m(l))].
+    Regularisers that keep the policy on the data (each 0 / None = off):
+      sft_weight:   + sft_weight * mean e(w), the SFT term on the winner (JavisDiT++ uses 0.1);
+      hinge_weight: + hinge_weight * mean max(0, e(w) - e_ref(w)), DPO-positive: a penalty only when the
+                    winner's error rises above the reference's;
+      sdpo_mu:      Diffusion-SDPO's safeguard on the loser's gradient (`sdpo_scale`, output space).
+  Returns: (scalar loss, metrics: `flow_dpo_loss`'s (its err_* with per-stream betas are the errors
+    weighted by beta_m / beta), 'dpo_loss', 'drift_w' = mean e(w) - e_ref(w) (how far the policy left
+    the data on the winners), 'hinge_active', 'sdpo_scale', and per task 'reward_accuracy_<task>_sum' /
+    'task_<task>_fraction' (`finish_metrics` turns them into accuracies)).
   """
   p = pairs
   n = p["label"].shape[0]
@@ -158,16 +189,50 @@ def flow_dpo_loss_given(
   t_v, t_a = stack(p["t_v"], p["t_v"]), stack(p["t_a"], p["t_a"])
   ew_v = stack(p["err_w_v"], p["err_w_v"]) * flow.error_weight(t_v, error_space, snr_cap=snr_cap)
   ew_a = stack(p["err_w_a"], p["err_w_a"]) * flow.error_weight(t_a, error_space, snr_cap=snr_cap)
+  # Per-stream betas enter as error weights: -beta/2 * delta(e~) with e~ = sum_m (beta_m / beta) e_m.
+  bw_v = (beta if beta_video is None else beta_video) / beta
+  bw_a = (beta if beta_audio is None else beta_audio) / beta
   xt_v, xt_a = flow.noisy(x0_v, e_v, t_v), flow.noisy(x0_a, e_a, t_a)
   tgt_v = flow.velocity_error_target(x0_v, e_v, xt_v, t_v, prediction)
   tgt_a = flow.velocity_error_target(x0_a, e_a, xt_a, t_a, prediction)
   cond = {"label": stack(p["label"], p["label"])}
   ref_pv, ref_pa = apply_ref(xt_v, xt_a, t_v, t_a, cond)
-  ref_err = per_sample_error(ref_pv, ref_pa, tgt_v, tgt_a, ew_v, ew_a)
+  ref_err = per_sample_error(ref_pv, ref_pa, tgt_v, tgt_a, bw_v * ew_v, bw_a * ew_a)
   pv, pa = apply_policy(xt_v, xt_a, t_v, t_a, cond)
-  err = per_sample_error(pv, pa, tgt_v, tgt_a, ew_v, ew_a)
-  loss, metrics = flow_dpo_loss(err[:n], err[n:], ref_err[:n], ref_err[n:], beta)
-  metrics = dict(metrics, dpo_loss=loss)
+  err = per_sample_error(pv, pa, tgt_v, tgt_a, bw_v * ew_v, bw_a * ew_a)
+  err_w, err_l = err[:n], err[n:]
+  metrics = {}
+  if sdpo_mu is not None:
+    flat = lambda x, w: (x.reshape(x.shape[0], -1) * w[:, None]).astype(jnp.float32)
+    res = jnp.concatenate([flat(pv - tgt_v, bw_v * ew_v), flat(pa - tgt_a, bw_a * ew_a)], axis=1)  # [2B, D]
+    scale = sdpo_scale(res[:n], res[n:], float(sdpo_mu))
+    err_l = scale * err_l + (1.0 - scale) * jax.lax.stop_gradient(err_l)  # same value, scaled gradient
+    metrics["sdpo_scale"] = scale.mean()
+  loss, m = flow_dpo_loss(err_w, err_l, ref_err[:n], ref_err[n:], beta)
+  drift = err_w - jax.lax.stop_gradient(ref_err[:n])
+  metrics.update(m, dpo_loss=loss, drift_w=drift.mean())
   if sft_weight > 0:
-    loss = loss + sft_weight * err[:n].mean()
+    loss = loss + sft_weight * err_w.mean()
+  if hinge_weight > 0:
+    loss = loss + hinge_weight * jnp.maximum(drift, 0.0).mean()
+    metrics["hinge_active"] = (drift > 0).astype(jnp.float32).mean()
+  if p.get("task") is not None:
+    won = (implicit_margin(err_w, err_l, ref_err[:n], ref_err[n:], beta) > 0).astype(jnp.float32)
+    for k, name in enumerate(TASK_NAMES):
+      if name not in task_names:
+        continue
+      is_k = (p["task"] == k).astype(jnp.float32)
+      metrics[f"reward_accuracy_{name}_sum"] = (won * is_k).mean()
+      metrics[f"task_{name}_fraction"] = is_k.mean()
   return loss, metrics
+
+
+def finish_metrics(metrics: dict) -> dict:
+  """The logged DPO metrics from `flow_dpo_loss_given`'s means (averaged over micro-batches or not):
+  per-task sums -> per-task reward accuracies (NaN for a task no pair had)."""
+  m = dict(metrics)
+  for name in TASK_NAMES:
+    if f"reward_accuracy_{name}_sum" in m:
+      s, f = m.pop(f"reward_accuracy_{name}_sum"), m.pop(f"task_{name}_fraction")
+      m[f"reward_accuracy_{name}"] = jnp.where(f > 0, s / jnp.maximum(f, 1e-12), jnp.nan)
+  return m

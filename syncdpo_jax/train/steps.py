@@ -188,6 +188,11 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
       error_space=obj.error_space,
       snr_cap=float(obj.snr_cap),
       sft_weight=float(dpo.sft_weight),
+      beta_video=dpo.beta_video,
+      beta_audio=dpo.beta_audio,
+      hinge_weight=float(dpo.hinge_weight),
+      sdpo_mu=dpo.sdpo_mu,
+      task_names=tuple(n for n, q in zip(dpo_lib.TASK_NAMES, task_probs) if q > 0),
   )
 
   def dpo_step(state: TrainState, batch: dict):
@@ -206,6 +211,8 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
     label = drop_labels(k_drop, batch["label"], float(obj.p_uncond), null_label)
     # Every random draw is made above for the whole batch: a micro-batch's loss is its pairs' share.
     pairs = dict(draws, video_w=video_w, audio_w=audio_w, video_l=video_l, audio_l=audio_l, label=label)
+    if task is not None:
+      pairs["task"] = task
 
     def loss_fn(params, p):
       policy = lambda v, a, tv, ta, c: apply(params, v, a, tv, ta, c)
@@ -214,8 +221,17 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
 
     (loss, metrics), grads = accumulated_value_and_grad(loss_fn, state.params, pairs, accum)
     new_state = _apply_update(state, grads, tx, float(config.train.ema_decay))
+    grad_norm = optax.global_norm(grads)
     metrics = dict(
-        metrics, loss=loss, grad_norm=optax.global_norm(grads), **curriculum_lib.log_metrics(state.curriculum)
+        dpo_lib.finish_metrics(metrics),
+        loss=loss,
+        grad_norm=grad_norm,
+        # Whether optim.grad_clip scaled this step (clipped steps have the same size however
+        # saturated the DPO sigmoid is: beta cannot brake them).
+        grad_clipped=(
+            (grad_norm > float(config.optim.grad_clip)) & (float(config.optim.grad_clip) > 0)
+        ).astype(jnp.float32),
+        **curriculum_lib.log_metrics(state.curriculum),
     )
     cur, extra = source.next_curriculum(state.curriculum, metrics, info)
     return new_state.replace(curriculum=cur), dict(metrics, **extra)
