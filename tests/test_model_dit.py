@@ -211,3 +211,19 @@ def test_sizes_build_with_eval_shape(size, lo, hi):
     cond = {"label": jax.ShapeDtypeStruct((2,), jnp.int32)}
     vv, va = jax.eval_shape(lambda *a: JointDiT(cfg, rngs=nnx.Rngs(0))(*a), video, audio, t, t, cond)
     assert vv.shape == video.shape and va.shape == audio.shape
+
+
+def test_video_patch_bottleneck_embeds_through_a_rank_r_map():
+  """model.video_patch_bottleneck = r: the video patch embedding is patch -> r -> width (rank r), so a
+  patch direction the r-map does not see leaves the tokens unchanged; 0 keeps one full-rank map."""
+  cfg = get_model_config("tiny")
+  cfg.video_patch_bottleneck = 3
+  m = JointDiT(cfg, rngs=nnx.Rngs(0))
+  down = np.asarray(m.v_embed.patch_down.kernel[...])  # [patch_dim, 3]
+  assert down.shape[1] == 3 and m.v_embed.patch.kernel[...].shape[0] == 3
+  p = jax.random.normal(jax.random.key(0), (1, 2, down.shape[0]))
+  null = np.linalg.svd(down.T)[2][-1]  # a patch direction in the kernel's null space
+  shifted = p + jnp.asarray(null, p.dtype)
+  np.testing.assert_allclose(m.v_embed.embed(shifted), m.v_embed.embed(p), atol=1e-5)
+  cfg.video_patch_bottleneck = 0
+  assert JointDiT(cfg, rngs=nnx.Rngs(0)).v_embed.patch_down is None

@@ -8,10 +8,10 @@ from flax import nnx
 from syncdpo_jax.model import JointDiT, flops_per_example, get_model_config
 
 
-@pytest.mark.parametrize("head_mlp_dim,patch_skip", [(0, False), (48, True)])
-def test_flops_match_xla_cost_analysis(head_mlp_dim, patch_skip):
+@pytest.mark.parametrize("head_mlp_dim,patch_skip,bottleneck", [(0, False, 0), (48, True, 0), (48, False, 4)])
+def test_flops_match_xla_cost_analysis(head_mlp_dim, patch_skip, bottleneck):
   cfg = get_model_config("tiny")
-  cfg.head_mlp_dim, cfg.head_patch_skip = head_mlp_dim, patch_skip
+  cfg.head_mlp_dim, cfg.head_patch_skip, cfg.video_patch_bottleneck = head_mlp_dim, patch_skip, bottleneck
   s = cfg.shapes
   graphdef, state = nnx.split(JointDiT(cfg, rngs=nnx.Rngs(0)))
   video = jnp.zeros((1, s.T_v, s.h, s.w, cfg.video_channels))

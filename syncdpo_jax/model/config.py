@@ -86,6 +86,9 @@ def _base() -> ml_collections.ConfigDict:
   # a token's detail then need not fit through the model's width (a 16x16-px token of 768 values
   # in a 128-wide model loses a few grey levels of detail everywhere, which reads as texture).
   c.head_patch_skip = False
+  # Rank of the video patch embedding (patch -> r -> video_dim); 0 = a full linear embedding. A
+  # 768-value token embedded at full rank passes 128 / 768 of the input noise straight through.
+  c.video_patch_bottleneck = 0
   # --- latents and patching ---
   c.video_channels = 12  # C_v of video latents [T_v, h, w, C_v]
   c.audio_channels = 8  # C_a of audio latents [T_a, C_a]

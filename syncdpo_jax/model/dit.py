@@ -270,9 +270,17 @@ class JointBlock(nnx.Module):
 class StreamEmbed(nnx.Module):
   """Per-stream input/output layers: patch embed, timestep MLP, labels, text projection, head."""
 
-  def __init__(self, patch_dim: int, dim: int, cfg: Any, *, rngs: nnx.Rngs):
+  def __init__(self, patch_dim: int, dim: int, cfg: Any, *, rngs: nnx.Rngs, bottleneck: int = 0):
     dtype = L.as_dtype(cfg.dtype)
-    self.patch = L.dense(patch_dim, dim, ("patch", "embed"), dtype=dtype, rngs=rngs)
+    # A rank-`bottleneck` patch embedding (JiT's bottleneck: patch -> r -> dim): a linear embedding
+    # passes rank / patch_dim of the input's white noise into the model, which the demo's low-noise
+    # clean estimates kept as per-pixel noise (README, "The demo's generator").
+    self.patch_down = (
+        L.dense(patch_dim, bottleneck, ("patch", None), dtype=dtype, rngs=rngs, use_bias=False)
+        if bottleneck
+        else None
+    )
+    self.patch = L.dense(bottleneck or patch_dim, dim, ("patch", "embed"), dtype=dtype, rngs=rngs)
     self.t1 = L.dense(cfg.time_embed_dim, dim, ("patch", "embed"), dtype=dtype, rngs=rngs)
     self.t2 = L.dense(dim, dim, ("embed", "mlp"), dtype=dtype, rngs=rngs)
     self.t_mod = L.dense(dim, N_MOD * dim, ("embed", "mlp"), dtype=dtype, rngs=rngs, zero=True)
@@ -296,6 +304,10 @@ class StreamEmbed(nnx.Module):
         hidden or d_in, patch_dim, ("mlp" if hidden else "embed", "patch"), dtype=dtype, rngs=rngs, zero=True
     )
     self.time_embed_dim = cfg.time_embed_dim
+
+  def embed(self, patches: jax.Array) -> jax.Array:
+    """[B, L, patch_dim] -> [B, L, dim] tokens."""
+    return self.patch(self.patch_down(patches) if self.patch_down is not None else patches)
 
   def time(self, t: jax.Array, label: jax.Array) -> jax.Array:
     """t [B], label [B] -> conditioning vector [B, D] (float32)."""
@@ -353,7 +365,13 @@ class JointDiT(nnx.Module):
     # Logical names go into metadata only; shards are placed by create_sharded_model (or not at
     # all on one device), so construction never needs an active mesh.
     with nnx.use_eager_sharding(False):
-      self.v_embed = StreamEmbed(ph * pw * cfg.video_channels, cfg.video_dim, cfg, rngs=rngs)
+      self.v_embed = StreamEmbed(
+          ph * pw * cfg.video_channels,
+          cfg.video_dim,
+          cfg,
+          rngs=rngs,
+          bottleneck=int(cfg.get("video_patch_bottleneck", 0)),
+      )
       self.a_embed = StreamEmbed(cfg.audio_patch * cfg.audio_channels, cfg.audio_dim, cfg, rngs=rngs)
       G = cfg.global_tokens.num if cfg.global_tokens.enabled else 0
       self.global_tokens = (
@@ -442,11 +460,11 @@ class JointDiT(nnx.Module):
     pv = video.reshape(B, T, hp, ph, wp, pw, C).transpose(0, 1, 2, 4, 3, 5, 6)
     pv = pv.reshape(B, T * S, ph * pw * C)
     pa_ = audio.reshape(B, Tt, pa * audio.shape[-1])
-    xv = self.v_embed.patch(pv).astype(jnp.float32)
+    xv = self.v_embed.embed(pv).astype(jnp.float32)
     if c.video_pos_embed == "sincos":
       pos = L.sincos_2d(hp, wp, c.video_dim)  # [S, Dv], a constant
       xv = (xv.reshape(B, T, S, -1) + pos).reshape(B, T * S, -1)
-    xa = self.a_embed.patch(pa_).astype(jnp.float32)
+    xa = self.a_embed.embed(pa_).astype(jnp.float32)
     if G:
       xa = jnp.concatenate([jnp.broadcast_to(self.global_tokens[...][None], (B, G, c.audio_dim)), xa], axis=1)
     xv, xa = constrain(xv, ACT, rules), constrain(xa, ACT, rules)

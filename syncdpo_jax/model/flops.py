@@ -40,8 +40,8 @@ def flops_per_example(cfg: Any, T_v: int, h: int, w: int, T_a: int, text_len: in
 
   f = 0.0
   # Embeddings, timestep MLP + adaLN projections, caption projection, output heads.
-  for N, D, P, NP in ((Nv, Dv, Pv, Nv), (Na, Da, Pa, Tt)):
-    f += 2.0 * NP * P * D  # patch embed
+  for N, D, P, NP, R in ((Nv, Dv, Pv, Nv, int(cfg.get("video_patch_bottleneck", 0))), (Na, Da, Pa, Tt, 0)):
+    f += 2.0 * NP * (P * R + R * D) if R else 2.0 * NP * P * D  # patch embed (bottlenecked or not)
     f += 2.0 * (Te * D + D * D + D * 12 * D + D * 2 * D)  # t1, t2, t_mod, head_mod
     f += 2.0 * (Lc - 1) * cfg.text_dim * D  # caption projection
     Hm = int(cfg.get("head_mlp_dim", 0))

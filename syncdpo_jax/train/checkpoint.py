@@ -66,7 +66,9 @@ def fingerprint(config) -> dict:
 
 def _upgrade(saved: dict) -> dict:
   """A fingerprint written before model.name named the architecture (it held the size preset), before
-  model.head_mlp_dim / zero_init_branches / head_patch_skip (linear heads, random init, no skip) or before the codec could standardise its latents (it did not).
+  model.head_mlp_dim / zero_init_branches / head_patch_skip / video_patch_bottleneck (linear heads,
+  random init, no skip, a full-rank patch embedding) or before the codec could standardise its latents
+  (it did not).
   """
   m = saved.get("model")
   if isinstance(m, dict) and "size" not in m and m.get("name") in ("tiny", "demo", "1b", "5b"):
@@ -75,7 +77,12 @@ def _upgrade(saved: dict) -> dict:
     saved = dict(
         saved,
         model={
-            **{"head_mlp_dim": 0, "zero_init_branches": False, "head_patch_skip": False},
+            **{
+                "head_mlp_dim": 0,
+                "zero_init_branches": False,
+                "head_patch_skip": False,
+                "video_patch_bottleneck": 0,
+            },
             **saved["model"],
         },
     )
