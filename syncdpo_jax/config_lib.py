@@ -213,7 +213,8 @@ def demo_generator(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def timing_negatives(c: ml_collections.ConfigDict, context_s: float = 0.5) -> ml_collections.ConfigDict:
   """SyncDPO's losers from the rules that change only cross-modal timing (perturb.TIMING_RULES), with
   `context_s` seconds of real content on each side of every training window to take what they move in
-  from (data.context_s): the shortcut audit finds no single-stream cue in them
+  from (data.context_s), offsets from context_s (strength 1) down to one audio frame (strength 0):
+  the shortcut audit finds no single-stream cue in them
   (benchmarks/bench_shortcut_audit.py). The default of every DPO config (base_config); the staged
   9-rule mix of the SyncDPO paper stays available: `--config.curriculum.use_stage_mixes=True
   --config.data.context_s=0` (its rules leave single-stream artefacts, README "SyncDPO negatives").
@@ -221,6 +222,11 @@ def timing_negatives(c: ml_collections.ConfigDict, context_s: float = 0.5) -> ml
   c.data.context_s = float(context_s)
   c.perturb.mix = {n: (1.0 if n in perturb_lib.TIMING_RULES else 0.0) for n in perturb_lib.names()}
   c.curriculum.use_stage_mixes = False
+  # The curriculum in physical units: offsets from the context's margin (coarse) down to one frame of
+  # the shifted stream (subtle: 20 ms of audio at the demo's 50 frames/s, below one video frame).
+  c.perturb.shift.coarse_s = float(context_s)
+  c.perturb.shift.subtle_s = float(c.data.hop) / float(c.data.sr)
+  c.perturb.shift.floor = "frame"
   return c
 
 

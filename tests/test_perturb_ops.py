@@ -432,3 +432,28 @@ def test_make_negatives_with_context_equals_vmapped_sample_apply():
         FPS_A,
         context={"video": ctx["video"][0, 1:], "audio": ctx["audio"][0]},
     )
+
+
+def test_shift_offsets_in_physical_units_down_to_one_frame_of_the_shifted_stream():
+  """perturb shift.subtle_s / coarse_s / floor='frame' (the DPO default, config_lib.timing_negatives):
+  strength 1 shifts by coarse_s, strength 0 by one audio frame (20 ms, below a video frame); a shifted
+  video stream still moves by at least one of its own frames."""
+  opts = {"subtle_s": 0.02, "coarse_s": 0.5, "floor": "frame"}
+  v, a, ctx = _window_and_context(0)
+  offsets = {}
+  for s in (1.0, 0.5, 0.0):
+    _, _, info = perturb.apply("shift", jax.random.key(2), v, a, s, FPS_V, FPS_A, options=opts, context=ctx)
+    offsets[s] = abs(float(info["offset_s"]))
+  assert offsets[1.0] == pytest.approx(0.5) and offsets[0.0] == pytest.approx(1 / FPS_A)
+  assert offsets[0.0] < offsets[0.5] < offsets[1.0]
+  _, _, info = perturb.apply(
+      "shift", jax.random.key(2), v, a, 0.0, FPS_V, FPS_A, options=dict(opts, modality="video"), context=ctx
+  )
+  assert abs(float(info["offset_s"])) == pytest.approx(1 / FPS_V)
+  from configs import demo
+
+  c = demo.get_config("dpo")
+  assert perturb.options_from_config(c.perturb)["shift"] == dict(opts, modality="audio", pad="auto")
+  for bad in ({"floor": "half"}, {"subtle_s": 0.6, "coarse_s": 0.5}, {"subtle_s": 0.0}):
+    with pytest.raises(ValueError, match="shift"):
+      perturb.apply("shift", jax.random.key(0), v, a, 0.0, FPS_V, FPS_A, options=bad)

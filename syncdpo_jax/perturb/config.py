@@ -81,6 +81,8 @@ def get_perturb_config(arg: str | None = None) -> ml_collections.ConfigDict:
     replace_other_prob: probability that Replace takes its segment from another example of the batch
       (rather than from elsewhere in the same clip) when one exists.
     shuffle_segments: number of consecutive segments Shuffle permutes.
+    shift.subtle_s / shift.coarse_s / shift.floor: Shift's offset range in seconds (None: the table's)
+      and its floor ('coarse' | 'frame'): the curriculum in physical units.
   `arg`: None, or 'replace_scale' for the paper's two best rules only.
   """
   cfg = ml_collections.ConfigDict()
@@ -92,6 +94,15 @@ def get_perturb_config(arg: str | None = None) -> ml_collections.ConfigDict:
   cfg.mix = mix
   cfg.modality = {n: ops.DEFAULT_OPTIONS[n]["modality"] for n in ops.names()}
   cfg.pad = {"shift": "auto", "scale": "auto"}
+  # Shift's offsets over strength 0 -> 1 in seconds (None: the MAGNITUDES table's 0.1 -> 1.0 s), and its
+  # floor ('coarse': one frame of the coarser modality; 'frame': one frame of the shifted stream).
+  cfg.shift = ml_collections.ConfigDict(
+      {
+          "subtle_s": ml_collections.config_dict.placeholder(float),
+          "coarse_s": ml_collections.config_dict.placeholder(float),
+          "floor": "coarse",
+      }
+  )
   cfg.replace_other_prob = ops.DEFAULT_OPTIONS["replace"]["other_prob"]
   cfg.shuffle_segments = ops.DEFAULT_OPTIONS["shuffle"]["num_segments"]
   return cfg
@@ -115,6 +126,9 @@ def options_from_config(cfg: ml_collections.ConfigDict) -> dict[str, dict[str, A
     if name not in ("shift", "scale"):
       raise ValueError(f"perturb config `pad.{name}`: only shift and scale have a pad option")
     opts[name]["pad"] = str(pad)
+  shift = cfg.get("shift")
+  if shift is not None:
+    opts["shift"].update(subtle_s=shift.subtle_s, coarse_s=shift.coarse_s, floor=str(shift.floor))
   opts["replace"]["other_prob"] = float(cfg.replace_other_prob)
   opts["shuffle"]["num_segments"] = int(cfg.shuffle_segments)
   for name in ops.names():

@@ -135,7 +135,10 @@ MAGNITUDES: dict[str, Magnitude] = {
 # Audio carries the sharp onsets, so timing distortions act on audio; reverse/freeze/repeat are
 # natural video artefacts (played backwards, a stalled decoder, a stutter).
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
-    "shift": {"modality": "audio", "pad": "auto"},
+    # subtle_s / coarse_s: the offset range in seconds over strength 0 -> 1 (None: MAGNITUDES'); floor
+    # 'coarse' keeps every offset >= one frame of the coarser modality, 'frame' >= one frame of the
+    # shifted one (sub-video-frame audio offsets: the curriculum in physical units).
+    "shift": {"modality": "audio", "pad": "auto", "subtle_s": None, "coarse_s": None, "floor": "coarse"},
     "replace": {"modality": "audio", "other_prob": 0.5},
     "scale": {"modality": "audio", "pad": "auto"},
     "reverse": {"modality": "video"},
@@ -201,6 +204,21 @@ def resolve_options(name: str, options: Mapping[str, Any] | None = None) -> dict
     raise ValueError(
         f"perturbation {name!r}: pad must be 'auto', 'silence' or 'edge', got " f"{opts['pad']!r}"
     )
+  if name == "shift":
+    if opts["floor"] not in ("coarse", "frame"):
+      raise ValueError(
+          f"shift: floor must be 'coarse' or 'frame', got {opts['floor']!r} (perturb config shift.floor)"
+      )
+    lo, hi = opts["subtle_s"], opts["coarse_s"]
+    if (
+        (lo is not None and not lo > 0)
+        or (hi is not None and not hi > 0)
+        or (None not in (lo, hi) and lo > hi)
+    ):
+      raise ValueError(
+          f"shift: need 0 < subtle_s <= coarse_s seconds, got subtle_s={lo!r}, coarse_s={hi!r} "
+          "(perturb config shift.subtle_s / shift.coarse_s)"
+      )
   if name == "shuffle" and (not isinstance(opts["num_segments"], int) or opts["num_segments"] < 2):
     raise ValueError(f"shuffle: num_segments must be an int >= 2, got {opts['num_segments']!r}")
   if name == "replace" and not 0.0 <= float(opts["other_prob"]) <= 1.0:
@@ -225,14 +243,23 @@ def _pad_mode(opts: Mapping[str, Any]) -> str:
   return "silence" if opts["modality"] == "audio" else "edge"
 
 
-def magnitude(name: str, strength: jax.Array | float, clip_s: float) -> jax.Array:
+def magnitude(
+    name: str,
+    strength: jax.Array | float,
+    clip_s: float,
+    subtle: float | None = None,
+    coarse: float | None = None,
+) -> jax.Array:
   """Table magnitude of `name` at `strength` (before the frame floor/rounding), f32 scalar.
 
-  clip_s: clip duration in seconds (static), resolves `None` (= whole clip) entries.
+  clip_s: clip duration in seconds (static), resolves `None` (= whole clip) entries; subtle / coarse:
+  the ends to use instead of the table's (static; None = the table's).
   """
   m = MAGNITUDES[name]
-  lo = clip_s if m.subtle is None else m.subtle
-  hi = clip_s if m.coarse is None else m.coarse
+  subtle = m.subtle if subtle is None else subtle
+  coarse = m.coarse if coarse is None else coarse
+  lo = clip_s if subtle is None else subtle
+  hi = clip_s if coarse is None else coarse
   s = jnp.clip(jnp.asarray(strength, jnp.float32), 0.0, 1.0)
   if m.unit == "factor":
     llo, lhi = math.log(lo), math.log(hi)
@@ -412,9 +439,10 @@ def _no_flags(n_t: int) -> jax.Array:
 def _shift(key, strength, sal, clip, opts) -> Maps:
   mod = opts["modality"]
   n_t, fps = clip.frames(mod)
-  k = clip.coarse_frame(fps)
+  k = clip.coarse_frame(fps) if opts["floor"] == "coarse" else 1
+  mag = magnitude("shift", strength, clip.clip_s, opts["subtle_s"], opts["coarse_s"])
   # With context the offset is capped at its margin: every shifted-in frame is real content.
-  d = _to_frames(magnitude("shift", strength, clip.clip_s), fps, k, clip.margin(mod) or n_t - 1)
+  d = _to_frames(mag, fps, k, clip.margin(mod) or n_t - 1)
   d = jnp.where(jax.random.bernoulli(key), d, -d)
   t = jnp.arange(n_t, dtype=jnp.int32)
   m = TimeMap(t - d, _no_flags(n_t), _no_flags(n_t))  # out[t] = x[t - d]: content d frames later
