@@ -82,17 +82,22 @@ def get_data_config(variant: str = "demo") -> ml_collections.ConfigDict:
   return c
 
 
-def frames_per_window(cfg: ml_collections.ConfigDict) -> tuple[int, int]:
-  """(T_v, T_a): video frames and log-mel frames in one window of `cfg.window_s` seconds."""
-  t_v = cfg.window_s * cfg.fps
-  t_a = cfg.window_s * cfg.sr / cfg.hop
-  for name, val in (("window_s * fps", t_v), ("window_s * sr / hop", t_a)):
+def _frames_in(cfg: ml_collections.ConfigDict, field: str, fix: str) -> tuple[int, int]:
+  """(video frames, log-mel frames) in cfg.<field> seconds; raises naming `fix` if either is not whole."""
+  seconds = float(cfg.get(field, 0.0))  # a config written before the field: none
+  t_v, t_a = seconds * cfg.fps, seconds * cfg.sr / cfg.hop
+  for name, val in ((f"{field} * fps", t_v), (f"{field} * sr / hop", t_a)):
     if abs(val - round(val)) > 1e-6:
       raise ValueError(
-          f"{name} = {val} is not an integer; pick data.window_s, data.fps, data.sr, data.hop so "
-          "that a window holds a whole number of frames of each modality"
+          f"data.{name} = {val} is not an integer; pick {fix} so that it holds a whole number of "
+          "frames of each modality"
       )
   return int(round(t_v)), int(round(t_a))
+
+
+def frames_per_window(cfg: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(T_v, T_a): video frames and log-mel frames in one window of `cfg.window_s` seconds."""
+  return _frames_in(cfg, "window_s", "data.window_s, data.fps, data.sr, data.hop")
 
 
 def audio_frame_rate(cfg: ml_collections.ConfigDict) -> float:
@@ -102,14 +107,7 @@ def audio_frame_rate(cfg: ml_collections.ConfigDict) -> float:
 
 def context_frames(cfg: ml_collections.ConfigDict) -> tuple[int, int]:
   """(m_v, m_a): video frames and log-mel frames of context on each side of the window."""
-  m_v, m_a = cfg.context_s * cfg.fps, cfg.context_s * cfg.sr / cfg.hop
-  for name, val in (("context_s * fps", m_v), ("context_s * sr / hop", m_a)):
-    if abs(val - round(val)) > 1e-6:
-      raise ValueError(
-          f"data.{name} = {val} is not an integer; pick data.context_s so that the context holds a "
-          "whole number of frames of each modality"
-      )
-  return int(round(m_v)), int(round(m_a))
+  return _frames_in(cfg, "context_s", "data.context_s")
 
 
 def validate(cfg: ml_collections.ConfigDict) -> None:

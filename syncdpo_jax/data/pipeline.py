@@ -77,7 +77,8 @@ def crop_window(
   video, audio = ex["video"], np.asarray(ex["audio"], np.float32)
   fps_c, sr_c = float(ex["fps"]), int(ex["sr"])
   win_src = int(round(cfg.window_s * fps_c))  # window length in stored frames
-  ctx_src = int(math.ceil(cfg.context_s * fps_c - 1e-6))  # context in stored frames, each side
+  ctx_s = float(cfg.get("context_s", 0.0))
+  ctx_src = int(math.ceil(ctx_s * fps_c - 1e-6))  # context in stored frames, each side
   n_src = video.shape[0]
   if n_src < win_src:
     msg = (
@@ -98,13 +99,13 @@ def crop_window(
     lo, hi = ctx_src, n_src - win_src - ctx_src  # starts with a full context on both sides
     start_frame = int(rng.integers(lo, hi + 1)) if hi >= lo else int(rng.integers(0, n_src - win_src + 1))
   t0 = start_frame / fps_c
-  span_s = cfg.window_s + 2 * cfg.context_s
+  span_s = cfg.window_s + 2 * ctx_s
   # Video: the stored frame on screen at t0 - context_s + i / fps (edge frames beyond the clip).
-  idx = np.floor(start_frame - cfg.context_s * fps_c + np.arange(t_v + 2 * m_v) * fps_c / cfg.fps + 1e-6)
+  idx = np.floor(start_frame - ctx_s * fps_c + np.arange(t_v + 2 * m_v) * fps_c / cfg.fps + 1e-6)
   v = video[np.clip(idx.astype(np.int64), 0, n_src - 1)]
   if v.shape[1] != cfg.resolution or v.shape[2] != cfg.resolution:
     v = builders.square_resize(v, cfg.resolution)
-  a0 = int(round((t0 - cfg.context_s) * sr_c))
+  a0 = int(round((t0 - ctx_s) * sr_c))
   a = audio[max(a0, 0) : a0 + int(round(span_s * sr_c))]
   a = np.pad(a, (max(-a0, 0), 0))  # silence before the clip's start
   if sr_c != cfg.sr:

@@ -110,7 +110,8 @@ class RuleNegatives:
     self.codec = codec
     self.cur_cfg = config.curriculum
     self.negatives = make_rule_negatives(codec, config)
-    self.margins = latent_context_margins(codec, config.data) if config.data.context_s > 0 else (0, 0)
+    has_context = config.data.get("context_s", 0.0) > 0
+    self.margins = latent_context_margins(codec, config.data) if has_context else (0, 0)
     self.batch_keys = CLIP_KEYS + (CONTEXT_KEYS if any(self.margins) else ())
 
   # Host side.
