@@ -54,7 +54,7 @@ def main() -> None:
   )
   stage(
       "2/5 The negatives: a figure of every perturbation at strengths 0, 0.5, 1",
-      [py, "-m", "syncdpo_jax.perturb.figure", "--out", os.path.join(w, "perturbations.png")],
+      [py, "-m", "syncdpo_jax.figures", "--out", os.path.join(w, "perturbations.png")],
   )
   stage(
       "3/5 SFT: flow matching with cross-task synergy",

@@ -149,8 +149,10 @@ display(Image(filename=str(WORKDIR / "example_clip.png")))""",
 DPO needs a preferred and a rejected sample for the same prompt. SyncDPO's **winner** is the real
 video-audio pair; its **loser** is the same pair with its timing broken by a rule: shift the audio,
 time-stretch or reverse a stream, shuffle or freeze frames, swap in another clip's audio, and so on.
-Everything else (content, quality) stays the same, so the only thing the model can learn from the
-preference is timing. A strength in [0, 1] maps coarse (strength 1: large, obvious, e.g. a shift of a
+The point is that nothing else differs, so that the only thing the model can learn from the
+preference is timing; the shortcut audit (README) finds that only Shift, cut from a wider crop of the
+clip (`data.context_s`), meets that: the other rules leave cues one stream alone gives away (repeated
+frames, splices, levels below the clip), and the DPO configs default to Shift with context. A strength in [0, 1] maps coarse (strength 1: large, obvious, e.g. a shift of a
 second) to subtle (strength 0: tens of milliseconds). The figure shows, for one clip, the audio onset
 strength (blue) and video motion energy (orange) of every perturbation at strengths 0, 0.5 and 1; the
 real pair is drawn faintly behind.""",
@@ -158,9 +160,9 @@ real pair is drawn faintly behind.""",
     (
         "code",
         """\
-from syncdpo_jax.perturb import figure as perturb_figure
+from syncdpo_jax import figures
 
-perturb_figure.make_figure(str(WORKDIR / "perturbations.png"))
+figures.perturbations_figure(str(WORKDIR / "perturbations.png"))
 display(Image(filename=str(WORKDIR / "perturbations.png")))""",
     ),
     (

@@ -77,7 +77,7 @@ def test_notebook_ran_the_smoke_setting_through_sft_and_dpo(executed):
 
 
 def test_notebook_shows_negatives_and_curves_as_images(executed):
-  for marker in ("make_figure(", "curves.png", "plot_alignment("):
+  for marker in ("perturbations_figure(", "curves.png", "plot_alignment("):
     pngs = _data(_cell(executed, marker), "image/png")
     assert len(pngs) == 1 and base64.b64decode(pngs[0])[:8] == b"\x89PNG\r\n\x1a\n", marker
 

@@ -1,12 +1,13 @@
-"""Figure: what each perturbation does to the timing cues of a SyncBench-Synth clip.
+"""Figures for people: what each perturbation does to the timing cues of a SyncBench-Synth clip.
 
-    python -m syncdpo_jax.perturb.figure --out perturbations.png [--family rhythm --seed 0]
+    python -m syncdpo_jax.figures --out perturbations.png [--family rhythm --seed 0]
 
 For one clip, the audio onset strength (librosa, on the log-mel) and the video motion energy (mean
 absolute frame difference) of the real pair (top row) and of every perturbation at strengths 0, 0.5
 and 1. Perturbations act exactly as in training: on pixels in [-1, 1] at fps_v = 10 and on the
 normalised log-mel (hop 320 @ 16 kHz, 50 frames / s); the real pair's curves are drawn faintly behind
-each panel so the displacement is visible. This is a script (side effects: one PNG), not library code.
+each panel so the displacement is visible. Side effects (one PNG) and matplotlib: kept out of the pure
+`perturb` package, which it only calls.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np  # noqa: E402
 from syncdpo_jax import perturb  # noqa: E402
 from syncdpo_jax._librosa import librosa  # noqa: E402
 from syncdpo_jax.data import features, synth  # noqa: E402
+from syncdpo_jax.data.build import motion_energy  # noqa: E402
 from syncdpo_jax.data.config import get_data_config  # noqa: E402
 
 STRENGTHS = (0.0, 0.5, 1.0)
@@ -36,17 +38,11 @@ def onset_strength(logmel: np.ndarray, cfg) -> np.ndarray:
   return env[: logmel.shape[0]]
 
 
-def motion_energy(video: np.ndarray) -> np.ndarray:
-  """Mean |frame difference| [T_v] of video [T_v, H, W, 3] (0 for the first frame)."""
-  v = np.asarray(video, np.float32)
-  return np.concatenate([[0.0], np.abs(np.diff(v, axis=0)).mean(axis=(1, 2, 3))])
-
-
 def _norm(x: np.ndarray) -> np.ndarray:
   return x / (x.max() + 1e-8)
 
 
-def make_figure(out: str, family: str = "rhythm", seed: int = 0, duration_s: float = 4.0) -> None:
+def perturbations_figure(out: str, family: str = "rhythm", seed: int = 0, duration_s: float = 4.0) -> None:
   cfg = get_data_config("demo")
   clip = synth.generate_clip(
       family,
@@ -68,7 +64,7 @@ def make_figure(out: str, family: str = "rhythm", seed: int = 0, duration_s: flo
   t_v = np.arange(video.shape[0]) / fps_v
   t_a = np.arange(audio.shape[0]) / fps_a
   real_on = _norm(onset_strength(np.asarray(audio), cfg))
-  real_mo = _norm(motion_energy(video))
+  real_mo = _norm(motion_energy(np.asarray(video)))
 
   names = perturb.names()
   fig, axes = plt.subplots(
@@ -103,7 +99,7 @@ def make_figure(out: str, family: str = "rhythm", seed: int = 0, duration_s: flo
       panel(
           axes[i, j],
           _norm(onset_strength(np.asarray(a2), cfg)),
-          _norm(motion_energy(v2)),
+          _norm(motion_energy(np.asarray(v2))),
           f"{kind} [{mod}] strength {s:g}: {what}{extra}",
       )
   for ax in axes[-1]:
@@ -125,7 +121,7 @@ def main(argv=None) -> None:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--duration_s", type=float, default=4.0)
   a = p.parse_args(argv)
-  make_figure(a.out, a.family, a.seed, a.duration_s)
+  perturbations_figure(a.out, a.family, a.seed, a.duration_s)
   print(f"wrote {a.out}")
 
 
