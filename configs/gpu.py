@@ -14,11 +14,11 @@ Argument: PRESET[,size=1b|5b][,mode=sft|dpo][,data=latents|av_folder]
 Defaults: the preset's size, mode=sft, data=latents (precomputed VAE latents; av_folder reads mp4s).
 Set the paths: --config.data.data_dir (and --config.data.manual_dir for av_folder), and a workdir on
 storage every node mounts. bf16 compute with f32 params and optimizer, remat per preset, cuDNN flash
-attention for the long unmasked attention (syncdpo_jax/scale.py has the shared settings).
+attention for the long unmasked attention (syncdpo_jax/hardware.py has the shared settings).
 The plan budgets the whole card: export XLA_PYTHON_CLIENT_MEM_FRACTION=0.92 (JAX reserves 75% by default).
 """
 
-from syncdpo_jax import config_lib, scale
+from syncdpo_jax import config_lib, hardware
 
 # preset: (GPUs, default model size, mesh, global batch, remat policy)
 PRESETS = {
@@ -29,13 +29,13 @@ PRESETS = {
 
 
 def get_config(arg: str = "1x80gb"):
-  preset, opts = scale.parse_arg(arg, PRESETS, {"size": "", "mode": "sft", "data": "latents"})
+  preset, opts = hardware.parse_arg(arg, PRESETS, {"size": "", "mode": "sft", "data": "latents"})
   devices, size, mesh, batch, remat = PRESETS[preset]
   c = config_lib.base_config(data="demo", model=opts["size"] or size, mode=opts["mode"])
-  c.hardware = scale.hardware_config(preset, "h100-80gb", devices)
-  scale.set_data_source(c, opts["data"], resolution=512)
+  c.hardware = hardware.hardware_config(preset, "h100-80gb", devices)
+  hardware.set_data_source(c, opts["data"], resolution=512)
   # A lost node costs at most checkpoint_every steps; SIGTERM (SLURM preemption, scancel) also saves.
-  scale.configure_run(
+  hardware.configure_run(
       c, mesh=mesh, batch_size=batch, remat=remat, attention_impl="cudnn", checkpoint_every=500
   )
   return c

@@ -13,10 +13,10 @@ Defaults: the slice's size, mode=sft, data=latents (precomputed VAE latents; av_
 Every host runs the same command (launch/tpu_pod.sh: `gcloud ... ssh --worker=all`); the workdir and
 data must be on storage all hosts mount (set --config.data.data_dir). bf16 compute with f32 params
 and optimizer, remat per slice, Pallas splash attention; a preempted run (SIGTERM) saves a checkpoint
-and the same command resumes from it (syncdpo_jax/scale.py has the shared settings).
+and the same command resumes from it (syncdpo_jax/hardware.py has the shared settings).
 """
 
-from syncdpo_jax import config_lib, scale
+from syncdpo_jax import config_lib, hardware
 
 # slice: (default model size, mesh, global batch, remat policy)
 PRESETS = {
@@ -27,15 +27,15 @@ PRESETS = {
 
 
 def get_config(arg: str = "v5p-8"):
-  preset, opts = scale.parse_arg(arg, PRESETS, {"size": "", "mode": "sft", "data": "latents"})
+  preset, opts = hardware.parse_arg(arg, PRESETS, {"size": "", "mode": "sft", "data": "latents"})
   size, mesh, batch, remat = PRESETS[preset]
-  accelerator, chips = scale.tpu_slice(preset)
+  accelerator, chips = hardware.tpu_slice(preset)
   c = config_lib.base_config(data="demo", model=opts["size"] or size, mode=opts["mode"])
-  c.hardware = scale.hardware_config(preset, accelerator, chips)
-  scale.set_data_source(c, opts["data"], resolution=704)
+  c.hardware = hardware.hardware_config(preset, accelerator, chips)
+  hardware.set_data_source(c, opts["data"], resolution=704)
   # Spot/preemptible slices get SIGTERM ~30 s before they go and the loop saves then; periodic saves
   # bound what a hard failure (a host lost without notice) costs.
-  scale.configure_run(
+  hardware.configure_run(
       c, mesh=mesh, batch_size=batch, remat=remat, attention_impl="splash", checkpoint_every=250
   )
   return c

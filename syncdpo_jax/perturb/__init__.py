@@ -41,7 +41,7 @@ from syncdpo_jax.perturb.ops import (
     magnitude,
     names,
 )
-from syncdpo_jax.perturb.registry import make_negatives, probs_vector, sample_apply
+from syncdpo_jax.perturb.negatives import make_negatives, probs_vector, sample_apply
 
 __all__ = [
     "DEFAULT_OPTIONS",

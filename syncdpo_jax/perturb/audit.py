@@ -120,13 +120,13 @@ def audit_rule(
   """How well the distorted stream of rule `name`'s losers alone separates them from the winners.
 
   video [B, T_v, ...], audio [B, T_a, ...]: real clips (latents); context: the same clips cropped
-  wider (`registry.make_negatives`), so the rules can move real content in. Returns {'stream': 'video' |
+  wider (`negatives.make_negatives`), so the rules can move real content in. Returns {'stream': 'video' |
   'audio', 'auc': {statistic: separation}, 'max_auc': the largest of them, 'probe_auc': the logistic
   probe's, 'changed': fraction of losers that differ from their winner}.
   """
-  from syncdpo_jax.perturb import registry  # local: the statistics above need no jax
+  from syncdpo_jax.perturb import negatives  # local: the statistics above need no jax
 
-  video_l, audio_l, info = registry.make_negatives(
+  video_l, audio_l, info = negatives.make_negatives(
       key, video, audio, strength, fps_v, fps_a, {name: 1.0}, options, context=context
   )
   stream = "audio" if int(np.asarray(info["modality"])[0]) == 1 else "video"

@@ -2,7 +2,7 @@
 
 `CurriculumState` is a tiny pytree (scalars only) that lives in the TrainState and is checkpointed with
 it. `update` is pure and is called inside the jitted train step with that step's implicit reward
-accuracy; `strength(state)` and `mix_probs(state, cfg)` feed `registry.make_negatives` at the next step.
+accuracy; `strength(state)` and `mix_probs(state, cfg)` feed `negatives.make_negatives` at the next step.
 The config (see `config.get_curriculum_config`) is read as static Python numbers, so every branch on
 `cfg.schedule` is resolved at trace time and the state fields are the only traced values.
 

@@ -5,7 +5,7 @@ source frame to read (`src`), whether to read it from another example (`oth`, Sw
 Replace) and whether to write "silence" instead (`sil`, Mute and the padded edge of Shift/Scale). A
 perturbation is therefore a cheap computation on `[T]` integer vectors (plus, for the rules that look
 for events, one change curve of the distorted modality), and the data is touched by a single gather
-per modality and source (`apply_map`; per-example gathers in `registry.make_negatives`). Content is
+per modality and source (`apply_map`; per-example gathers in `negatives.make_negatives`). Content is
 never blended across frames (nearest-frame resampling): a blended frame is a *quality* cue (ghosting)
 that DPO could learn to avoid instead of the *timing* cue we want it to learn.
 
@@ -667,7 +667,7 @@ def build_maps(
 
   video: [T_v, ...], audio: [T_a, ...]: the window; only their shapes and, for SALIENT_RULES, the
   `Salient` of the distorted modality are used (`saliency` = precomputed (video, audio) Salients, as
-  the registry shares one draw among all candidate rules; computed here from `key` otherwise).
+  negatives.py shares one draw among all candidate rules; computed here from `key` otherwise).
   margins: context frames on each side of the window (video, audio); 0 = no context.
   Returns (map_v: TimeMap of [T_v], map_a: TimeMap of [T_a], info: INFO_SCHEMA dict); the maps index
   the context [T + 2 * margin] (the clip itself without context, see `to_context`).
