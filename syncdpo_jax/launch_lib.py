@@ -60,11 +60,17 @@ def parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     _fail(f"{e}\n(--helpshort lists the flags)")
   except (KeyError, AttributeError) as e:
-    name = str(e).strip("'\"")
+    # ml_collections raises AttributeError(KeyError("'name'\nDid you mean ...?")): unwrap to the text.
+    while e.args and isinstance(e.args[0], BaseException):
+      e = e.args[0]
+    msg = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+    first, _, hint = msg.partition("\n")
+    name = first.strip("'\"")
     given = [a for a in argv if a.startswith("--config.") and name in a.split("=", 1)[0].split(".")]
+    hint = f" {hint.strip()}" if hint.strip() else ""
     _fail(
-        f"{given[0] if given else '--config.*'}: the config has no field {name!r}. Fix: check the name "
-        "against the 'Resolved config' a run prints (or the config file's get_config)."
+        f"{given[0] if given else '--config.*'}: the config has no field {name!r}.{hint} Fix: check the "
+        "name against the 'Resolved config' a run prints (or the config file's get_config)."
     )
   except OSError as e:
     given = [a for a in argv if a.startswith("--config=") or a == "--config"]

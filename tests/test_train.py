@@ -206,6 +206,8 @@ def test_bad_configs_fail_before_compiling(tmp_path):
     "override, says",
     [
         ("--config.train.nope=3", "--config.train.nope=3: the config has no field 'nope'"),
+        # A near miss: the field named, with ml_collections' suggestion, not its repr.
+        ("--config.train.num_step=3", "no field 'num_step'. Did you mean \"num_steps\" instead of"),
         ("--config.train.num_steps=abc", "invalid literal for int()"),
         ("--config.model.video_heads=3", "model.video_dim=32 is not divisible by model.video_heads=3"),
         ("--config.mode=dpo", "needs a reference model"),
