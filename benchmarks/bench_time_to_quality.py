@@ -4,7 +4,7 @@
   python benchmarks/bench_time_to_quality.py --steps 1000 --variants J,L,M,N   # equal steps instead
   python benchmarks/bench_time_to_quality.py --steps 1000 --variants P,U,W --grid_dir /tmp/grids
   python benchmarks/bench_time_to_quality.py --steps 1000 --variants J,W2,Y,Z,X0,X0E,X03,X0S   # the fourth round
-  python benchmarks/bench_time_to_quality.py --steps 1000 --variants X0,X0B32,X0B16,X0B8   # the fifth round
+  python benchmarks/bench_time_to_quality.py --steps 1000 --variants X0,X0B32,X0B16,X0B8,X0B16H64   # the fifth round
 
 (`make demo` builds the data first; each variant takes its seconds plus ~1.5 min to compile and score.)
 
@@ -52,6 +52,7 @@ _J = {
     "objective.error_space": "velocity",
     "sample.shift": 1.0,
     "model.video_patch_bottleneck": 0,
+    "model.video_head_bottleneck": 0,
 }
 _OLD = {"model.video_patch": (2, 2), "model.gate_init": 0.0, "train.num_steps": 300}
 _LOGIT = {"objective.t_sampling": "logit_normal", "objective.t_shift": 1.0}
@@ -141,6 +142,14 @@ VARIANTS = {
             *(
                 (f"X0B{r}", {"objective.error_space": "x0", "model.video_patch_bottleneck": r})
                 for r in (32, 16, 8)
+            ),
+            (
+                "X0B16H64",
+                {
+                    "objective.error_space": "x0",
+                    "model.video_patch_bottleneck": 16,
+                    "model.video_head_bottleneck": 64,
+                },
             ),
         )
     },

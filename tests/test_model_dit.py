@@ -227,3 +227,11 @@ def test_video_patch_bottleneck_embeds_through_a_rank_r_map():
   np.testing.assert_allclose(m.v_embed.embed(shifted), m.v_embed.embed(p), atol=1e-5)
   cfg.video_patch_bottleneck = 0
   assert JointDiT(cfg, rngs=nnx.Rngs(0)).v_embed.patch_down is None
+  # model.video_head_bottleneck = r: the video head's output lies in an r-dim subspace of patch space.
+  cfg.video_head_bottleneck, cfg.zero_init_branches = 2, False
+  m = JointDiT(cfg, rngs=nnx.Rngs(0))
+  m.v_embed.head.kernel[...] = jax.random.normal(jax.random.key(1), m.v_embed.head.kernel[...].shape)
+  x = jax.random.normal(jax.random.key(2), (1, 5, cfg.video_dim))
+  c = jax.random.normal(jax.random.key(3), (1, cfg.video_dim))
+  out = np.asarray(m.v_embed.out(x, c, None))[0]  # [5 tokens, patch_dim]
+  assert np.linalg.matrix_rank(out - np.asarray(m.v_embed.head.bias[...]), tol=1e-4) <= 2

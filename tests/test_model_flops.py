@@ -8,10 +8,13 @@ from flax import nnx
 from syncdpo_jax.model import JointDiT, flops_per_example, get_model_config
 
 
-@pytest.mark.parametrize("head_mlp_dim,patch_skip,bottleneck", [(0, False, 0), (48, True, 0), (48, False, 4)])
-def test_flops_match_xla_cost_analysis(head_mlp_dim, patch_skip, bottleneck):
+@pytest.mark.parametrize(
+    "head_mlp_dim,patch_skip,bottleneck,head_rank", [(0, False, 0, 0), (48, True, 0, 0), (48, False, 4, 6)]
+)
+def test_flops_match_xla_cost_analysis(head_mlp_dim, patch_skip, bottleneck, head_rank):
   cfg = get_model_config("tiny")
-  cfg.head_mlp_dim, cfg.head_patch_skip, cfg.video_patch_bottleneck = head_mlp_dim, patch_skip, bottleneck
+  cfg.head_mlp_dim, cfg.head_patch_skip = head_mlp_dim, patch_skip
+  cfg.video_patch_bottleneck, cfg.video_head_bottleneck = bottleneck, head_rank
   s = cfg.shapes
   graphdef, state = nnx.split(JointDiT(cfg, rngs=nnx.Rngs(0)))
   video = jnp.zeros((1, s.T_v, s.h, s.w, cfg.video_channels))

@@ -89,6 +89,10 @@ def _base() -> ml_collections.ConfigDict:
   # Rank of the video patch embedding (patch -> r -> video_dim); 0 = a full linear embedding. A
   # 768-value token embedded at full rank passes 128 / 768 of the input noise straight through.
   c.video_patch_bottleneck = 0
+  # Rank of the video head's last map (hidden -> r -> patch): the emitted tokens lie in an r-dim learned
+  # subspace; 0 = full rank. Measured (README, fifth round): 64 on top of the demo's recipe moves
+  # rec0.2's speckle (1.10 -> 0.87), not joint / a2v generation; not the default.
+  c.video_head_bottleneck = 0
   # --- latents and patching ---
   c.video_channels = 12  # C_v of video latents [T_v, h, w, C_v]
   c.audio_channels = 8  # C_a of audio latents [T_a, C_a]

@@ -270,7 +270,16 @@ class JointBlock(nnx.Module):
 class StreamEmbed(nnx.Module):
   """Per-stream input/output layers: patch embed, timestep MLP, labels, text projection, head."""
 
-  def __init__(self, patch_dim: int, dim: int, cfg: Any, *, rngs: nnx.Rngs, bottleneck: int = 0):
+  def __init__(
+      self,
+      patch_dim: int,
+      dim: int,
+      cfg: Any,
+      *,
+      rngs: nnx.Rngs,
+      bottleneck: int = 0,
+      head_bottleneck: int = 0,
+  ):
     dtype = L.as_dtype(cfg.dtype)
     # A rank-`bottleneck` patch embedding (JiT's bottleneck: patch -> r -> dim): a linear embedding
     # passes rank / patch_dim of the input's white noise into the model, which the demo's low-noise
@@ -300,8 +309,19 @@ class StreamEmbed(nnx.Module):
     self.patch_skip = bool(cfg.get("head_patch_skip", False))
     d_in = dim + (patch_dim if self.patch_skip else 0)
     self.head_fc = L.dense(d_in, hidden, ("embed", "mlp"), dtype=dtype, rngs=rngs) if hidden else None
+    d_head = hidden or d_in
+    self.head_down = (
+        L.dense(d_head, head_bottleneck, ("mlp" if hidden else "embed", None), dtype=dtype, rngs=rngs)
+        if head_bottleneck
+        else None
+    )
     self.head = L.dense(
-        hidden or d_in, patch_dim, ("mlp" if hidden else "embed", "patch"), dtype=dtype, rngs=rngs, zero=True
+        head_bottleneck or d_head,
+        patch_dim,
+        (None if head_bottleneck else "mlp" if hidden else "embed", "patch"),
+        dtype=dtype,
+        rngs=rngs,
+        zero=True,
     )
     self.time_embed_dim = cfg.time_embed_dim
 
@@ -330,6 +350,8 @@ class StreamEmbed(nnx.Module):
       h = jnp.concatenate([h, patches.astype(h.dtype)], axis=-1)
     if self.head_fc is not None:
       h = jax.nn.gelu(self.head_fc(h), approximate=True)
+    if self.head_down is not None:
+      h = self.head_down(h)
     return self.head(h).astype(jnp.float32)
 
 
@@ -371,6 +393,7 @@ class JointDiT(nnx.Module):
           cfg,
           rngs=rngs,
           bottleneck=int(cfg.get("video_patch_bottleneck", 0)),
+          head_bottleneck=int(cfg.get("video_head_bottleneck", 0)),
       )
       self.a_embed = StreamEmbed(cfg.audio_patch * cfg.audio_channels, cfg.audio_dim, cfg, rngs=rngs)
       G = cfg.global_tokens.num if cfg.global_tokens.enabled else 0

@@ -40,13 +40,16 @@ def flops_per_example(cfg: Any, T_v: int, h: int, w: int, T_a: int, text_len: in
 
   f = 0.0
   # Embeddings, timestep MLP + adaLN projections, caption projection, output heads.
-  for N, D, P, NP, R in ((Nv, Dv, Pv, Nv, int(cfg.get("video_patch_bottleneck", 0))), (Na, Da, Pa, Tt, 0)):
+  video_ranks = (int(cfg.get("video_patch_bottleneck", 0)), int(cfg.get("video_head_bottleneck", 0)))
+  for N, D, P, NP, (R, Ro) in ((Nv, Dv, Pv, Nv, video_ranks), (Na, Da, Pa, Tt, (0, 0))):
     f += 2.0 * NP * (P * R + R * D) if R else 2.0 * NP * P * D  # patch embed (bottlenecked or not)
     f += 2.0 * (Te * D + D * D + D * 12 * D + D * 2 * D)  # t1, t2, t_mod, head_mod
     f += 2.0 * (Lc - 1) * cfg.text_dim * D  # caption projection
     Hm = int(cfg.get("head_mlp_dim", 0))
     Din = D + (P if cfg.get("head_patch_skip", False) else 0)  # + the input patch
-    f += 2.0 * NP * (Din * Hm + Hm * P) if Hm else 2.0 * NP * Din * P  # head (MLP or linear)
+    f += 2.0 * NP * Din * Hm if Hm else 0.0  # the head's MLP layer
+    Dh = Hm or Din
+    f += 2.0 * NP * (Dh * Ro + Ro * P) if Ro else 2.0 * NP * Dh * P  # its output map (rank Ro or full)
 
   def stream_block(N: int, D: int, M: int) -> float:
     g = _attn_proj(N, N, D, D) + 4.0 * N * N * D  # self-attention

@@ -82,6 +82,7 @@ def _upgrade(saved: dict) -> dict:
                 "zero_init_branches": False,
                 "head_patch_skip": False,
                 "video_patch_bottleneck": 0,
+                "video_head_bottleneck": 0,
             },
             **saved["model"],
         },
