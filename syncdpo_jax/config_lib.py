@@ -216,8 +216,10 @@ def timing_negatives(c: ml_collections.ConfigDict, context_s: float = 0.5) -> ml
   from (data.context_s), offsets from context_s (strength 1) down to one audio frame (strength 0):
   the shortcut audit finds no single-stream cue in them
   (benchmarks/bench_shortcut_audit.py). The default of every DPO config (base_config); the staged
-  9-rule mix of the SyncDPO paper stays available: `--config.curriculum.use_stage_mixes=True
-  --config.data.context_s=0` (its rules leave single-stream artefacts, README "SyncDPO negatives").
+  9-rule mix of the SyncDPO paper on the bare window stays available: `--config.curriculum.
+  use_stage_mixes=True --config.data.context_s=0 --config.perturb.shift.subtle_s=0.1
+  --config.perturb.shift.coarse_s=1.0 --config.perturb.shift.floor=coarse` (its rules leave
+  single-stream artefacts: README, "Which rules can be won without looking at the other stream").
   """
   c.data.context_s = float(context_s)
   c.perturb.mix = {n: (1.0 if n in perturb_lib.TIMING_RULES else 0.0) for n in perturb_lib.names()}
