@@ -188,9 +188,10 @@ def demo_generator(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The demo generator's recipe (README, "The demo's generator", fifth round), on a config built
   from data='demo' and model='demo'; configs/demo.py and configs/reproduce.py use it.
 
-  Measured on 16 test clips at 1000 steps, joint generation without SyncCFG, on the per-group quality
-  gate: 0.78 (edges 0.78, colour 0.19, flicker 0.11), against 1.12 for the fourth round's recipe and
-  1.53 for the third round's; still short of the 0.25 pass.
+  Measured on 16 test clips at 1000 steps on the per-group quality gate, against the fourth round's
+  recipe, at seeds 0 / 1: joint generation with SyncCFG (the demo's sampler) 1.49 / 2.04 against
+  3.03 / 4.57, without it 0.78 / 1.25 against 1.12 / 1.01 (no plain-mode gain shown); flicker and edges
+  better at both seeds. Still short of the 0.25 pass.
   """
   # Standardised latents (python tools/latent_stats.py --config configs/demo.py: 256 training clips).
   c.codec.video_norm = (-0.4895, 0.3656)
