@@ -120,12 +120,7 @@ def sample_apply(
   map_v, map_a, info = _sample_maps(
       key, video, audio, strength, fps_v, fps_a, cands, p, other is not None, opts, margins
   )
-  fv, fa = _fills(cands, opts)
-  ov, oa = (None, None) if other is None else other
-  src_v, src_a = (video, audio) if context is None else (context["video"], context["audio"])
-  video = ops.apply_map(src_v, map_v, ov, ops.silence_of(video) if fv else None)
-  audio = ops.apply_map(src_a, map_a, oa, ops.silence_of(audio) if fa else None)
-  return video, audio, info
+  return (*ops.apply_maps(video, audio, map_v, map_a, other, context, _fills(cands, opts)), info)
 
 
 def _uses_other(cands, opts) -> bool:

@@ -725,15 +725,26 @@ def apply(
   map_v, map_a, info = build_maps(
       name, key, video, audio, strength, fps_v, fps_a, other is not None, opts, margins=margins
   )
-  ov, oa = (None, None) if other is None else other
   # Only the distorted modality can receive silence (the window's own floor); skip the other's.
   fill = uses_silence(name, opts)
-  fill_v = fill and opts["modality"] == "video"
-  fill_a = fill and opts["modality"] == "audio"
+  fills = (fill and opts["modality"] == "video", fill and opts["modality"] == "audio")
+  return (*apply_maps(video, audio, map_v, map_a, other, context, fills), info)
+
+
+def apply_maps(video, audio, map_v, map_a, other, context, fills: tuple[bool, bool]):
+  """Gathers one example's two streams through their maps: (video', audio') [T, ...] each.
+
+  video, audio: the window (its floor is the silence written where `fills` says a stream may get it);
+  map_v, map_a: `build_maps`' maps, indexing `context`'s streams when given, else the window's;
+  other: another example's (video, audio) (its context when `context` is given) or None.
+  """
+  ov, oa = (None, None) if other is None else other
   src_v, src_a = (video, audio) if context is None else (context["video"], context["audio"])
-  video = apply_map(src_v, map_v, ov, silence_of(video) if fill_v else None)
-  audio = apply_map(src_a, map_a, oa, silence_of(audio) if fill_a else None)
-  return video, audio, info
+  fill_v, fill_a = fills
+  return (
+      apply_map(src_v, map_v, ov, silence_of(video) if fill_v else None),
+      apply_map(src_a, map_a, oa, silence_of(audio) if fill_a else None),
+  )
 
 
 def context_margins(
