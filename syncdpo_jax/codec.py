@@ -148,8 +148,10 @@ class _LayoutAttrs:
 
 
 def encode_batch(codec: Codec, batch: dict) -> tuple[jax.Array, jax.Array]:
-  """A pipeline batch's clips -> (video latents [B, T_v', h, w, C_v], audio latents [B, T_a', C_a])."""
-  return codec.encode_video(batch["video"]), codec.encode_audio(batch["audio"])
+  """Clips {'video': pixels [B, T, H, W, 3] in [-1, 1], 'audio': normalised log-mel [B, T_a, n_mels]}
+  (numpy or jax, a pipeline batch or an eval set) -> (video latents [B, T_v', h, w, C_v], audio
+  latents [B, T_a', C_a])."""
+  return codec.encode_video(jnp.asarray(batch["video"])), codec.encode_audio(jnp.asarray(batch["audio"]))
 
 
 def space_to_depth(video: jax.Array, p: int) -> jax.Array:

@@ -153,7 +153,7 @@ def load_eval_set(config, num_clips: int, split: str | None = None) -> dict:
 def encode_clips(codec, clips: dict) -> tuple[jax.Array, jax.Array]:
   """Latents (video [B, T_v, h, w, C_v], audio [B, T_a, C_a]) of clips {'video': pixels [B, T, H, W, 3]
   in [-1, 1], 'audio': normalised log-mel [B, T_a, n_mels]}, e.g. `load_eval_set`'s."""
-  return codec.encode_video(jnp.asarray(clips["video"])), codec.encode_audio(jnp.asarray(clips["audio"]))
+  return codec_lib.encode_batch(codec, clips)
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:
