@@ -46,6 +46,18 @@ class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     super().__init__(file_format=file_format, **kwargs)
 
 
+def clip_metadata_features() -> dict:
+  """The per-clip fields every stored dataset carries beside its media or latents (tfds features)."""
+  return {
+      "event_times": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+      "event_kinds": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+      "label": tfds.features.Scalar(dtype=np.int32),
+      "family": tfds.features.Text(),
+      "caption": tfds.features.Text(),
+      "clip_id": tfds.features.Text(),
+  }
+
+
 def _features(resolution: int | None) -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict(
       {
@@ -53,12 +65,7 @@ def _features(resolution: int | None) -> tfds.features.FeaturesDict:
           "audio": tfds.features.Tensor(shape=(None,), dtype=np.float32),
           "fps": tfds.features.Scalar(dtype=np.float32),
           "sr": tfds.features.Scalar(dtype=np.int32),
-          "event_times": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-          "event_kinds": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-          "label": tfds.features.Scalar(dtype=np.int32),
-          "family": tfds.features.Text(),
-          "caption": tfds.features.Text(),
-          "clip_id": tfds.features.Text(),
+          **clip_metadata_features(),
       }
   )
 

@@ -54,12 +54,7 @@ def _features() -> tfds.features.FeaturesDict:
           # tensor with several unknown dims, and datasets without captions store L = D = 0.
           "caption_embedding": tfds.features.Tensor(shape=(None,), dtype=np.float16, encoding="bytes"),
           "caption_mask": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-          "event_times": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-          "event_kinds": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-          "label": tfds.features.Scalar(dtype=np.int32),
-          "family": tfds.features.Text(),
-          "caption": tfds.features.Text(),
-          "clip_id": tfds.features.Text(),
+          **builders.clip_metadata_features(),
       }
   )
 
