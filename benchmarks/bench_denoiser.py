@@ -60,7 +60,7 @@ def main() -> int:
   c = demo.get_config("eval")
   c.data.data_dir = os.path.abspath(args.data_dir)
   codec = codec_lib.make_codec(c.codec, c.data)
-  graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, sharding_lib.make_mesh(c.model.mesh))
+  graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, sharding_lib.make_mesh(c.parallel.mesh))
   params, src = ckpt_lib.restore_params(args.workdir, params_like, c)
   apply = steps.make_apply(graphdef, rest, c.objective.prediction)
   val = pipeline.first_examples(c.data, c.data.split_eval, args.num_clips, ("label", "video", "audio"))

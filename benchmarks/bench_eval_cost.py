@@ -49,10 +49,10 @@ def main() -> None:
   gt = list(data["events"])
   video, audio = evaluate.encode_clips(codec, data)
   label = jnp.asarray(data["label"], jnp.int32)
-  graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, sharding_lib.make_mesh(c.model.mesh))
+  graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, sharding_lib.make_mesh(c.parallel.mesh))
   params, _ = ckpt_lib.restore_params(os.path.abspath(args.workdir), params_like, c)
   generate = evaluate.make_generate(
-      graphdef, rest, codec, c.sample, int(c.model.num_classes), c.objective.prediction
+      graphdef, rest, codec, c.sample, int(c.data.num_classes), c.objective.prediction
   )
   bs = int(c.eval.batch_size)
   n = len(label)

@@ -215,7 +215,7 @@ def run_variant(name: str, seconds: float, data_dir: str, max_steps: int = 0, gr
     sc = c.sample.copy_and_resolve_references()
     sc.sync_cfg = sync_cfg
     gen = evaluate.make_generate(
-        setup.graphdef, setup.rest, codec, sc, int(c.model.num_classes), c.objective.prediction
+        setup.graphdef, setup.rest, codec, sc, int(c.data.num_classes), c.objective.prediction
     )
     v, a = gen(state.params, jax.random.key(7), tv, ta, label, mode="joint")
     clips = evaluate.decode_clips(codec, c.data, v, a)

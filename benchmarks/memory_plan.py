@@ -15,6 +15,7 @@ side), 1.08-1.21 for 'none'. Each compile takes ~10-60 s on CPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 
@@ -23,19 +24,20 @@ import jax.numpy as jnp
 from flax import nnx
 from jax._src.ad_checkpoint import saved_residuals  # private in jax 0.10.2; the public twin prints
 
-from syncdpo_jax.model import get_model_config
+from syncdpo_jax.model import example_io, get_model_config, get_parallel_config
 from syncdpo_jax.model import factory as model_lib
 from syncdpo_jax.train.plan import activation_bytes
 
 
 def model_and_loss(name: str, remat: str, batch: int):
-  cfg = get_model_config(name)
-  cfg.remat, cfg.attention_impl = remat, "xla"
+  model_cfg, parallel, io = get_model_config(name), get_parallel_config(name), example_io(name)
+  parallel.remat, parallel.attention_impl = remat, "xla"
   if name == "tiny":  # more tokens than the unit-test shapes, so activations dominate
-    cfg.depth, cfg.text_dim = 2, 0
-    cfg.shapes.T_v, cfg.shapes.h, cfg.shapes.w, cfg.shapes.T_a = 8, 8, 8, 40
-  gd, params, rest = nnx.split(model_lib.build_abstract(cfg), nnx.Param, ...)
-  s = cfg.shapes
+    model_cfg.depth = 2
+    io = dataclasses.replace(io, text_dim=0, T_v=8, h=8, w=8, T_a=40)
+  cfg = model_lib.resolve(model_cfg, io, parallel)
+  gd, params, rest = nnx.split(model_lib.build_abstract(model_cfg, io, parallel), nnx.Param, ...)
+  s = cfg
   args = (
       jax.ShapeDtypeStruct((batch, s.T_v, s.h, s.w, cfg.video_channels), jnp.float32),
       jax.ShapeDtypeStruct((batch, s.T_a, cfg.audio_channels), jnp.float32),

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from syncdpo_jax.model import factory as model_lib
-from syncdpo_jax.model import flops_per_example, get_model_config
+from syncdpo_jax.model import example_io, flops_per_example, get_model_config, get_parallel_config
 from syncdpo_jax.model.flops import train_flops_per_example
 
 
@@ -30,11 +30,12 @@ def main() -> None:
       f"{'train GFLOP/ex':>14} {'build s':>8}"
   )
   for size in args.sizes.split(","):
-    cfg = get_model_config(size)
+    model_cfg, io, parallel = get_model_config(size), example_io(size), get_parallel_config(size)
+    cfg = model_lib.resolve(model_cfg, io, parallel)
     t0 = time.perf_counter()
-    abstract = model_lib.build_abstract(cfg)
+    abstract = model_lib.build_abstract(model_cfg, io, parallel)
     n = sum(x.size for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
-    s = cfg.shapes
+    s = cfg  # the latents the size was designed for
     text_len = s.text_len if cfg.text_dim else 0
     if args.trace:
       video = jax.ShapeDtypeStruct((1, s.T_v, s.h, s.w, cfg.video_channels), jnp.float32)
@@ -43,7 +44,9 @@ def main() -> None:
       cond = {"label": jax.ShapeDtypeStruct((1,), jnp.int32)}
       if text_len:
         cond["text"] = jax.ShapeDtypeStruct((1, text_len, cfg.text_dim), jnp.float32)
-      out = jax.eval_shape(lambda *a: model_lib.build(cfg, nnx.Rngs(0))(*a), video, audio, t, t, cond)
+      out = jax.eval_shape(
+          lambda *a: model_lib.build(model_cfg, io, nnx.Rngs(0), parallel)(*a), video, audio, t, t, cond
+      )
       assert out[0].shape == video.shape and out[1].shape == audio.shape
     dt = time.perf_counter() - t0
     ph, pw = tuple(cfg.video_patch)

@@ -4,7 +4,9 @@ A run config has these sections (each a ConfigDict; every field documented where
   mode, seed, init_from, load_ema   what to run, the global seed, where to start from and which weights
   data                              syncdpo_jax.data.config.get_data_config
   codec                             latent codec (embedded: pixel space-to-depth + log-mel)
-  model                             syncdpo_jax.model.config.get_model_config (incl. mesh and rules)
+  model                             syncdpo_jax.model.config.get_model_config (the architecture only:
+                                    the latents it is built for come from data + codec, `model_io`)
+  parallel                          mesh, logical-axis rules, remat, attention kernel (get_parallel_config)
   objective                         flow matching + SFT cross-task synergy
   dpo                               flow-DPO (beta, modality weights, optional SFT term)
   perturb, curriculum               syncdpo_jax.perturb
@@ -21,7 +23,8 @@ from syncdpo_jax import codec as codec_lib
 from syncdpo_jax import perturb as perturb_lib
 from syncdpo_jax.data.config import get_data_config
 from syncdpo_jax.model import factory as model_factory
-from syncdpo_jax.model.config import get_model_config
+from syncdpo_jax.model.config import get_model_config, get_parallel_config, validate_parallel
+from syncdpo_jax.model.io import ModelIO
 from syncdpo_jax.perturb import get_curriculum_config, get_perturb_config
 from syncdpo_jax.sample import get_sample_config
 from syncdpo_jax.sample.config import MODES as SAMPLE_MODES
@@ -234,7 +237,7 @@ def timing_negatives(c: ml_collections.ConfigDict, context_s: float = 0.5) -> ml
 
 
 def base_config(*, data: str = "demo", model: str = "demo", mode: str = "sft") -> ml_collections.ConfigDict:
-  """A complete run config; model latent shapes/rates are derived from the data config."""
+  """A complete run config (the model's latent shapes and rates are derived from data + codec: model_io)."""
   c = ml_collections.ConfigDict()
   c.mode = mode
   c.seed = 0
@@ -245,6 +248,7 @@ def base_config(*, data: str = "demo", model: str = "demo", mode: str = "sft") -
   c.data = get_data_config(data)
   c.codec = codec_config()
   c.model = get_model_config(model)
+  c.parallel = get_parallel_config(model)
   c.objective = objective_config()
   c.dpo = dpo_config()
   c.perturb = get_perturb_config()
@@ -256,22 +260,45 @@ def base_config(*, data: str = "demo", model: str = "demo", mode: str = "sft") -
   c.sample_run = sample_run_config()
   if mode == "dpo":
     timing_negatives(c)
-  tie_model_to_data(c)
   return c
 
 
-def tie_model_to_data(c: ml_collections.ConfigDict) -> None:
-  """Derives the model's input channels, rates and class count from data + codec (call after edits)."""
+def model_io(c: ml_collections.ConfigDict) -> ModelIO:
+  """The latents a run's model is built for, derived from config.data and config.codec (never stored).
+
+  Channels and frame rates from the codec's latent layout, one window's shapes from data.window_s and
+  data.resolution, the class count from the dataset. The embedded datasets carry class labels, not
+  caption embeddings, so text_dim = 0.
+  """
   layout = codec_lib.latent_layout(c.codec, c.data)
   (t_v, h, w, c_v), (t_a, c_a) = layout.window_shapes(c.data)
-  c.model.video_channels, c.model.audio_channels = c_v, c_a
-  c.model.video_fps, c.model.audio_fps = layout.fps, layout.audio_fps
-  c.model.num_classes = c.data.num_classes
-  # The embedded datasets carry class labels, not caption embeddings (precomputed-latent datasets
-  # set text_dim to their encoder's width).
-  c.model.text_dim = 0
-  c.model.shapes.T_v, c.model.shapes.T_a = t_v, t_a
-  c.model.shapes.h, c.model.shapes.w = h, w
+  return ModelIO(
+      video_channels=c_v,
+      audio_channels=c_a,
+      video_fps=layout.fps,
+      audio_fps=layout.audio_fps,
+      num_classes=int(c.data.num_classes),
+      text_dim=0,
+      T_v=t_v,
+      h=h,
+      w=w,
+      T_a=t_a,
+  )
+
+
+def build_model(c: ml_collections.ConfigDict, rngs):
+  """The run's model: config.model's architecture built for model_io(c), with config.parallel's settings."""
+  return model_factory.build(c.model, model_io(c), rngs, c.parallel)
+
+
+def build_abstract_model(c: ml_collections.ConfigDict):
+  """build_model's shapes only (nothing allocated): restore targets, plans."""
+  return model_factory.build_abstract(c.model, model_io(c), c.parallel)
+
+
+def model_spec(c: ml_collections.ConfigDict) -> ml_collections.FrozenConfigDict:
+  """What the run's model is built from (model.resolve): FLOP counts and plans read it."""
+  return model_factory.resolve(c.model, model_io(c), c.parallel)
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
@@ -341,20 +368,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
         f"{layout.audio_fps:g}/s), not divisible by model.audio_patch={c.model.audio_patch}: "
         f"use a window of a multiple of {c.model.audio_patch / layout.audio_fps:g} s."
     )
-  expect = dict(
-      video_channels=layout.video_channels,
-      audio_channels=layout.audio_channels,
-      video_fps=layout.fps,
-      audio_fps=layout.audio_fps,
-      num_classes=c.data.num_classes,
-  )
-  for k, v in expect.items():
-    if abs(float(c.model[k]) - float(v)) > 1e-9:
-      raise ValueError(
-          f"config.model.{k}={c.model[k]} does not match the data/codec ({v}): it is derived "
-          "from them (launch/main.py derives it again after the command line); in Python, "
-          "call syncdpo_jax.config_lib.tie_model_to_data(config) after changing data or codec."
-      )
+  validate_parallel(c.parallel)
+  model_factory.resolve(c.model, model_io(c), c.parallel)  # no derived field set in config.model
 
 
 def validate_dpo_regularisers(c: ml_collections.ConfigDict) -> None:

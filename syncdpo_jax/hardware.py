@@ -87,7 +87,6 @@ def set_data_source(c: ml_collections.ConfigDict, source: str, *, resolution: in
   """
   if source not in DATA_SOURCES:
     raise ValueError(f"data source {source!r}; expected one of {DATA_SOURCES} (config argument data=...)")
-  from syncdpo_jax import config_lib
 
   d = c.data
   d.window_s = 5.0
@@ -116,7 +115,6 @@ def set_data_source(c: ml_collections.ConfigDict, source: str, *, resolution: in
     c.codec.name = "pixel_mel"
     c.codec.patch = 16
     c.model.audio_patch = 4
-  config_lib.tie_model_to_data(c)
 
 
 def parse_arg(arg: str | None, presets, defaults: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -154,11 +152,10 @@ def configure_run(
   bf16 compute (params and optimizer stay f32); SFT: 50k steps at lr 1e-4 after a 1k warm-up;
   DPO: 2k steps at a constant 5e-6 (post-training moves a converged model a little).
   """
-  m = c.model
-  m.mesh.update(mesh)
-  m.dtype = "bfloat16"
-  m.remat = remat
-  m.attention_impl = attention_impl
+  c.parallel.mesh.update(mesh)
+  c.parallel.remat = remat
+  c.parallel.attention_impl = attention_impl
+  c.model.dtype = "bfloat16"
   c.data.batch_size = batch_size
   t, o = c.train, c.optim
   if c.mode == "dpo":

@@ -189,15 +189,15 @@ def _process_independent_cpu_cache_keys() -> bool:
 def run(config, workdir: str):
   """Runs `config.mode` ('sft' | 'dpo' | 'eval' | 'sample') in `workdir`."""
   from syncdpo_jax import config_lib
-  # The model's channels, rates, class count and token grid follow from data + codec: derived again
-  # here, after the command line's overrides (--config.data.fps=12 changes them).
-  config_lib.tie_model_to_data(config)
+
   config_lib.validate(config)
   if jax.process_index() == 0:
     print("Resolved config:\n" + str(config), flush=True)
+    # Derived from data + codec when the model is built, after the command line's overrides.
+    print(f"Model inputs: {config_lib.model_io(config)}", flush=True)
     print(
         f"Devices: {jax.device_count()} ({jax.devices()[0].platform}), processes: "
-        f"{jax.process_count()}, mesh: {dict(config.model.mesh)}",
+        f"{jax.process_count()}, mesh: {dict(config.parallel.mesh)}",
         flush=True,
     )
   if config.mode in ("sft", "dpo"):

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from syncdpo_jax import codec as codec_lib
+from syncdpo_jax import config_lib
 from syncdpo_jax.model import sharding as sharding_lib
 from syncdpo_jax.train import evaluate, loop
 
@@ -37,19 +38,19 @@ def test_generate_on_a_2x2x2_mesh_equals_one_device_with_a_padded_batch(tmp_path
   c = test_config.get_config("eval")
   c.sample.num_steps = 4
   codec = codec_lib.make_codec(c.codec, c.data)
-  s = c.model.shapes
+  io = config_lib.model_io(c)
   rng = np.random.default_rng(0)
   # 3 clips: the batch axes (data x fsdp = 4) need one padding example.
-  video = rng.standard_normal((3, s.T_v, s.h, s.w, c.model.video_channels)).astype(np.float32)
-  audio = rng.standard_normal((3, s.T_a, c.model.audio_channels)).astype(np.float32)
+  video = rng.standard_normal((3, *io.video_shape)).astype(np.float32)
+  audio = rng.standard_normal((3, *io.audio_shape)).astype(np.float32)
   label = np.array([0, 1, 2], np.int32)
-  rules = tuple(c.model.logical_axis_rules)
+  rules = tuple(c.parallel.logical_axis_rules)
   out = {}
   for name, mesh in (("one", _one_device()), ("mesh", sharding_lib.make_mesh(MESH))):
     graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, mesh)
     params = _random_params(params_like)
     gen = evaluate.make_generate(
-        graphdef, rest, codec, c.sample, int(c.model.num_classes), c.objective.prediction
+        graphdef, rest, codec, c.sample, int(c.data.num_classes), c.objective.prediction
     )
     for mode in ("joint", "v2a"):
       out[name, mode] = evaluate.generate_on_mesh(
@@ -78,9 +79,9 @@ def test_eval_on_8_devices_equals_eval_on_one(tmp_path):
   e.eval.probe_clips = 0
   e.eval.sync_cfg_both = False
   e.sample.num_steps = 2
-  e.model.mesh = MESH
+  e.parallel.mesh = MESH
   reports = {}
-  for name, mesh in (("one", _one_device()), ("mesh", None)):  # None: config.model.mesh, 8 devices
+  for name, mesh in (("one", _one_device()), ("mesh", None)):  # None: config.parallel.mesh, 8 devices
     evaluate.evaluate(e, str(tmp_path / name), mesh=mesh)
     reports[name] = json.load(open(tmp_path / name / "eval" / "per_clip.json"))
   assert reports["one"].keys() == reports["mesh"].keys()

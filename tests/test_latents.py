@@ -28,7 +28,6 @@ def _config(tmp_path_factory, **data):
   c = test_config.get_config("sft")
   c.data.data_dir = str(tmp_path_factory.getbasetemp() / "tfds_shared")  # shared with test_train
   c.data.update(data)
-  config_lib.tie_model_to_data(c)
   return c
 
 
@@ -36,7 +35,6 @@ def _on_latents(c, out_dir, name):
   c = c.copy_and_resolve_references()
   c.data = precompute.latent_data_config(c.data, out_dir, name)
   c.codec.name, c.codec.decoder = "precomputed", "pixel_mel"
-  config_lib.tie_model_to_data(c)
   return c
 
 
@@ -178,7 +176,6 @@ def _vae_config(tmp_path_factory):
       temporal_downsample=2,
       audio_temporal_downsample=2,
   )
-  config_lib.tie_model_to_data(c)
   return c
 
 
@@ -186,9 +183,9 @@ def test_flax_vae_codec_plumbing(tmp_path_factory):
   c = _vae_config(tmp_path_factory)
   codec = codec_lib.make_codec(c.codec, c.data)
   assert (codec.fps, codec.audio_fps, codec.temporal_downsample, codec.spatial_downsample) == (5, 25, 2, 4)
-  m = c.model
-  assert (m.video_channels, m.audio_channels, m.video_fps, m.audio_fps) == (8, 6, 5.0, 25.0)
-  assert (c.model.shapes.T_v, c.model.shapes.h, c.model.shapes.T_a) == (10, 4, 50)
+  io = config_lib.model_io(c)  # the model is built for what the codec makes
+  assert (io.video_channels, io.audio_channels, io.video_fps, io.audio_fps) == (8, 6, 5.0, 25.0)
+  assert (io.T_v, io.h, io.T_a) == (10, 4, 50)
   v = jnp.zeros((2, 20, 16, 16, 3))
   lv, la = codec.encode_video(v), codec.encode_audio(jnp.zeros((2, 100, 16)))
   assert lv.shape == (2, 10, 4, 4, 8) and la.shape == (2, 50, 6)
@@ -207,7 +204,6 @@ def test_flax_vae_latents_are_stored_and_cropped_at_their_rates(tmp_path_factory
   c_lat.data = precompute.latent_data_config(c.data, out, builder.builder_config.name)
   c_lat.codec.name = "precomputed"
   c_lat.data.window_s = 1.0
-  config_lib.tie_model_to_data(c_lat)
   codec = codec_lib.make_codec(c_lat.codec, c_lat.data)
   b = next(iter(pipeline.make_dataset(c_lat.data, "val", seed=0, train=True)))
   assert b["video"].shape == (8, 5, 4, 4, 8) and b["audio"].shape == (8, 25, 6) and "text" not in b

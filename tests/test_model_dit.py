@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from syncdpo_jax.model import JointDiT, get_model_config
+from syncdpo_jax.model import JointDiT, example_spec
 from syncdpo_jax.model.dit import JointBlock
 
 
@@ -23,7 +23,7 @@ def randomize(model: nnx.Module, seed: int = 0, scale: float = 0.3) -> nnx.Modul
 
 
 def inputs(cfg, B=2, seed=0, text=True):
-  s = cfg.shapes
+  s = cfg  # a model spec: the latents it is built for (T_v, h, w, T_a, channels) among its fields
   kv, ka, kt = jax.random.split(jax.random.key(seed), 3)
   video = jax.random.normal(kv, (B, s.T_v, s.h, s.w, cfg.video_channels))
   audio = jax.random.normal(ka, (B, s.T_a, cfg.audio_channels))
@@ -41,7 +41,7 @@ def forward(model, video, audio, t_v, t_a, cond):
 
 @pytest.fixture(scope="module")
 def cfg():
-  return get_model_config("tiny")
+  return example_spec("tiny")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_forward_shapes_and_zero_init(cfg):
 def test_head_patch_skip_carries_the_input_patch_past_the_blocks(patch_skip):
   """With the patch embeddings zeroed the blocks see nothing of the input: only the head's skip
   (model.head_patch_skip) lets a token's output depend on its own input patch."""
-  cfg = get_model_config("tiny")
+  cfg = example_spec("tiny")
   cfg.head_mlp_dim, cfg.head_patch_skip = 32, patch_skip
   m = randomize(JointDiT(cfg, rngs=nnx.Rngs(0)))
   for e in (m.v_embed, m.a_embed):
@@ -196,7 +196,7 @@ def test_sizes_build_with_eval_shape(size, lo, hi):
   """Real sizes build abstractly. Blocks are identical, so the count at full depth is extrapolated
   from depths 1 and 2 (tracing 30 blocks of initialisers takes minutes on a shared CPU;
   benchmarks/model_sizes.py builds and traces the full models)."""
-  cfg = get_model_config(size)
+  cfg = example_spec(size)
   c1, c2 = copy.deepcopy(cfg), copy.deepcopy(cfg)
   c1.depth, c2.depth = 1, 2
   n1, n2 = _count_params(c1), _count_params(c2)
@@ -204,7 +204,7 @@ def test_sizes_build_with_eval_shape(size, lo, hi):
   assert lo <= n <= hi, n
   if size == "demo":  # trace the forward pass too; the large ones are traced in the benchmark
     assert n == _count_params(cfg)
-    s = cfg.shapes
+    s = cfg
     video = jax.ShapeDtypeStruct((2, s.T_v, s.h, s.w, cfg.video_channels), jnp.float32)
     audio = jax.ShapeDtypeStruct((2, s.T_a, cfg.audio_channels), jnp.float32)
     t = jax.ShapeDtypeStruct((2,), jnp.float32)
@@ -216,7 +216,7 @@ def test_sizes_build_with_eval_shape(size, lo, hi):
 def test_video_patch_bottleneck_embeds_through_a_rank_r_map():
   """model.video_patch_bottleneck = r: the video patch embedding is patch -> r -> width (rank r), so a
   patch direction the r-map does not see leaves the tokens unchanged; 0 keeps one full-rank map."""
-  cfg = get_model_config("tiny")
+  cfg = example_spec("tiny")
   cfg.video_patch_bottleneck = 3
   m = JointDiT(cfg, rngs=nnx.Rngs(0))
   down = np.asarray(m.v_embed.patch_down.kernel[...])  # [patch_dim, 3]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from syncdpo_jax import codec as codec_lib
 from syncdpo_jax import config_lib, model
 from syncdpo_jax.data import pipeline
 from syncdpo_jax.train import loop
@@ -65,8 +66,25 @@ def test_an_unknown_model_name_names_the_registered_ones():
 
 
 def test_build_abstract_allocates_nothing_and_matches_build():
-  cfg = model.get_model_config("tiny")
-  abstract = nnx.state(model.build_abstract(cfg), nnx.Param)
-  real = nnx.state(model.build(cfg, nnx.Rngs(0)), nnx.Param)
+  cfg, io = model.get_model_config("tiny"), model.example_io("tiny")
+  abstract = nnx.state(model.build_abstract(cfg, io), nnx.Param)
+  real = nnx.state(model.build(cfg, io, nnx.Rngs(0)), nnx.Param)
   assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(abstract))
   assert [x.shape for x in jax.tree.leaves(abstract)] == [x.shape for x in jax.tree.leaves(real)]
+
+
+def test_the_model_is_built_for_the_latents_data_and_codec_make():
+  """Nothing derived is stored in config.model: the spec a model is built from takes the latents'
+  channels, rates, classes and shapes from data + codec, and a config.model that sets one is refused."""
+  c = test_config.get_config("sft")
+  io = config_lib.model_io(c)
+  spec = config_lib.model_spec(c)
+  layout = codec_lib.latent_layout(c.codec, c.data)
+  assert (spec.video_channels, spec.audio_channels) == (layout.video_channels, layout.audio_channels)
+  assert (spec.video_fps, spec.num_classes, spec.remat) == (layout.fps, c.data.num_classes, c.parallel.remat)
+  assert (io.T_v, io.T_a) == (round(c.data.window_s * layout.fps), round(c.data.window_s * layout.audio_fps))
+  for derived in ("video_channels", "num_classes", "remat"):
+    assert derived not in c.model
+  c.model.num_classes = 8
+  with pytest.raises(ValueError, match=r"config.model sets \['num_classes'\]"):
+    config_lib.validate(c)

@@ -14,7 +14,7 @@ import optax
 import pytest
 from flax import nnx
 
-from syncdpo_jax.model import JointDiT, get_model_config
+from syncdpo_jax.model import JointDiT, example_spec
 
 
 def _task(name, video, audio, cfg):
@@ -37,7 +37,7 @@ def _task(name, video, audio, cfg):
 def _batch(key, cfg, B=8, rank=3):
   """Random low-rank content (each stream's frames are `rank`-dimensional; a video frame is constant
   in space), so the model's width is no bottleneck and only the token mixing is tested."""
-  s = cfg.shapes
+  s = cfg  # the spec's latents: T_v, h, w, T_a
   k1, k2, k3, k4 = jax.random.split(key, 4)
   av = jax.random.normal(jax.random.key(1), (rank, cfg.video_channels))
   aa = jax.random.normal(jax.random.key(2), (rank, cfg.audio_channels))
@@ -75,7 +75,7 @@ def _train(cfg, name, steps=150, lr=3e-3, seed=0):
 
 @pytest.fixture(scope="module")
 def cfg():
-  c = get_model_config("tiny")
+  c = example_spec("tiny")
   c.text_dim = 0
   return c
 

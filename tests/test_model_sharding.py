@@ -12,7 +12,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from syncdpo_jax.model import (
     JointDiT,
     create_sharded_model,
+    example_io,
+    example_spec,
     get_model_config,
+    get_parallel_config,
     logical_to_mesh,
     make_mesh,
     param_table,
@@ -28,7 +31,7 @@ MESH = {"data": 2, "fsdp": 2, "tensor": 2}
 def test_make_mesh_fills_the_rest():
   mesh = make_mesh({"data": -1, "fsdp": 2, "tensor": 2})
   assert dict(mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
-  with pytest.raises(ValueError, match="model.mesh"):
+  with pytest.raises(ValueError, match="parallel.mesh"):
     make_mesh({"data": 3, "fsdp": 1, "tensor": 1})
   with pytest.raises(ValueError, match="at most one"):
     make_mesh({"data": -1, "fsdp": -1, "tensor": 1})
@@ -56,7 +59,7 @@ def _loss_fn(graphdef, video, audio, t_v, t_a, cond):
 
 @pytest.mark.parametrize("scan_layers", [True, False])
 def test_sharded_forward_and_grad_match_single_device(scan_layers):
-  cfg = get_model_config("tiny")
+  cfg = example_spec("tiny")
   cfg.scan_layers = scan_layers
   mesh = make_mesh(MESH)
   rules = cfg.logical_axis_rules
@@ -97,8 +100,8 @@ def test_sharded_forward_and_grad_match_single_device(scan_layers):
 def test_create_sharded_model_inits_in_shards_and_large_weights_are_sharded():
   cfg = get_model_config("tiny")
   mesh = make_mesh(MESH)
-  model = create_sharded_model(cfg, mesh, cfg.logical_axis_rules, seed=0)
-  ref = JointDiT(cfg, rngs=nnx.Rngs(0))
+  model = create_sharded_model(cfg, example_io("tiny"), mesh, seed=0)
+  ref = JointDiT(example_spec("tiny"), rngs=nnx.Rngs(0))
   for (p, a), (_, b) in zip(nnx.to_flat_state(nnx.state(model)), nnx.to_flat_state(nnx.state(ref))):
     np.testing.assert_allclose(
         np.asarray(a.get_value()), np.asarray(b.get_value()), atol=1e-6, err_msg=str(p)
@@ -119,23 +122,27 @@ def test_create_sharded_model_inits_in_shards_and_large_weights_are_sharded():
 
 
 def test_param_table_warns_on_replicated_large_weights():
-  cfg = get_model_config("tiny")
-  rules = tuple((name, None) for name, _ in cfg.logical_axis_rules)  # maps nothing: all replicated
-  model = create_sharded_model(cfg, make_mesh(MESH), rules, seed=0)
+  parallel = get_parallel_config()
+  parallel.logical_axis_rules = tuple(
+      (name, None) for name, _ in parallel.logical_axis_rules
+  )  # all replicated
+  model = create_sharded_model(
+      get_model_config("tiny"), example_io("tiny"), make_mesh(MESH), parallel, seed=0
+  )
   table = param_table(model, large=1024)
   assert "WARNING" in table and "REPLICATED" in table
   assert "blocks/video/self_attn/q/kernel" in replicated_large_params(model, large=1024)
 
 
 def test_mesh_must_divide_batch_and_heads():
-  cfg = get_model_config("tiny")
+  cfg = example_spec("tiny")
   mesh = make_mesh(MESH)
   model = JointDiT(cfg, rngs=nnx.Rngs(0))
   video, audio, cond = inputs(cfg, B=2)  # batch 2 over data*fsdp = 4 devices
   t = jnp.zeros(2)
-  with jax.set_mesh(mesh), pytest.raises(ValueError, match="model.mesh"):
+  with jax.set_mesh(mesh), pytest.raises(ValueError, match="parallel.mesh"):
     jax.eval_shape(lambda: model(video, audio, t, t, cond))
-  c = copy.deepcopy(cfg)
+  c = get_model_config("tiny")
   c.video_heads = 1
   with pytest.raises(ValueError, match="video_heads"):
-    create_sharded_model(c, mesh, c.logical_axis_rules)
+    create_sharded_model(c, example_io("tiny"), mesh)

@@ -13,7 +13,6 @@ from syncdpo_jax import codec as codec_lib
 from syncdpo_jax import config_lib
 from syncdpo_jax.data import pipeline
 from syncdpo_jax.model import sharding as sharding_lib
-from syncdpo_jax.model import factory as model_lib
 from syncdpo_jax.sample import guided_velocity
 from syncdpo_jax.train import checkpoint as ckpt_lib
 from syncdpo_jax.train import loop, pair_sources, pairs as pairs_lib, steps
@@ -114,7 +113,7 @@ def test_build_ranked_pairs_v2a(tmp_path):
   c = _sample_rank(_config(tmp_path, "dpo"), num_pairs=3, mode="v2a")
   c.data.batch_size = 2  # 3 pairs in chunks of 2: the last chunk is padded
   codec = codec_lib.make_codec(c.codec, c.data)
-  graphdef, params, rest = nnx.split(model_lib.build(c.model, nnx.Rngs(0)), nnx.Param, ...)
+  graphdef, params, rest = nnx.split(config_lib.build_model(c, nnx.Rngs(0)), nnx.Param, ...)
   pairs, cost = pairs_lib.build_ranked_pairs(c, params, graphdef, rest, codec, num_pairs=3, seed=1)
 
   assert set(pairs) == set(pairs_lib.PAIR_KEYS) and set(cost) == set(pairs_lib.COST_KEYS)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from syncdpo_jax import codec as codec_lib
-from syncdpo_jax import model as model_lib
+from syncdpo_jax import config_lib
 from syncdpo_jax.data import builders, pipeline
 from syncdpo_jax.train import probe, steps
 
@@ -54,7 +54,7 @@ def test_errors_are_deterministic_with_one_set_of_draws(setup):
   codec = codec_lib.make_codec(c.codec, c.data)
   from flax import nnx
 
-  graphdef, params, rest = nnx.split(model_lib.build(c.model, nnx.Rngs(0)), nnx.Param, ...)
+  graphdef, params, rest = nnx.split(config_lib.build_model(c, nnx.Rngs(0)), nnx.Param, ...)
   # Off the adaLN-zero init (whose output ignores the input), so the given stream matters.
   leaves, tree = jax.tree.flatten(params)
   keys = jax.random.split(jax.random.key(1), len(leaves))

@@ -2,6 +2,7 @@
 plan's state bytes are those of the real sharded TrainState, the activation estimate matches JAX's
 saved residuals and bounds XLA's compiled memory, and splash attention equals the einsum path."""
 
+import dataclasses
 import math
 import os
 import sys
@@ -16,7 +17,7 @@ from flax import nnx
 from jax._src.ad_checkpoint import saved_residuals
 
 from syncdpo_jax import config_lib
-from syncdpo_jax.model import get_model_config
+from syncdpo_jax.model import example_io, get_model_config, get_parallel_config
 from syncdpo_jax.model import layers as L
 from syncdpo_jax.model import factory as model_lib
 from syncdpo_jax.model.sharding import make_mesh
@@ -71,9 +72,9 @@ def test_plan_state_bytes_equal_the_real_sharded_train_state():
   c = test_config.get_config("dpo")
   c.init_from = "unused: build() does not read it"
   c.train.ema_decay = 0.99
-  c.model.mesh.update({"data": 2, "fsdp": 2, "tensor": 2})
+  c.parallel.mesh.update({"data": 2, "fsdp": 2, "tensor": 2})
   p = plan.make_plan(c, num_devices=8)
-  state = loop.build(c, mesh=make_mesh(c.model.mesh, jax.devices()[:8])).state
+  state = loop.build(c, mesh=make_mesh(c.parallel.mesh, jax.devices()[:8])).state
   assert p.row("params").per_device == _per_device_bytes(state.params)
   assert p.row("optimizer").per_device == _per_device_bytes(state.opt_state)
   assert p.row("reference (DPO)").per_device == _per_device_bytes(state.ref_params)
@@ -83,11 +84,12 @@ def test_plan_state_bytes_equal_the_real_sharded_train_state():
 
 
 def _small_model(remat: str):
-  cfg = get_model_config("tiny")
-  cfg.remat, cfg.depth, cfg.text_dim = remat, 2, 0
-  cfg.shapes.T_v, cfg.shapes.h, cfg.shapes.w, cfg.shapes.T_a = 8, 8, 8, 40
-  gd, params, rest = nnx.split(model_lib.build_abstract(cfg), nnx.Param, ...)
-  B, s = 8, cfg.shapes
+  model_cfg, parallel = get_model_config("tiny"), get_parallel_config()
+  model_cfg.depth, parallel.remat = 2, remat
+  io = dataclasses.replace(example_io("tiny"), text_dim=0, T_v=8, h=8, w=8, T_a=40)
+  cfg = model_lib.resolve(model_cfg, io, parallel)
+  gd, params, rest = nnx.split(model_lib.build_abstract(model_cfg, io, parallel), nnx.Param, ...)
+  B, s = 8, cfg
   args = (
       jax.ShapeDtypeStruct((B, s.T_v, s.h, s.w, cfg.video_channels), jnp.float32),
       jax.ShapeDtypeStruct((B, s.T_a, cfg.audio_channels), jnp.float32),

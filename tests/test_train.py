@@ -141,11 +141,11 @@ def test_grad_accumulation_equals_one_big_batch(tmp_path, sft_dir, mode):
     c = _config(tmp_path, mode, ema_decay=0.9)
     c.init_from = sft_dir if mode == "dpo" else ""
     c.optim.grad_accum_steps = accum
-    c.model.mesh = {"data": 2, "fsdp": 2, "tensor": 1}
+    c.parallel.mesh = {"data": 2, "fsdp": 2, "tensor": 1}
     # beta multiplies float32 roundoff of the errors (~1e-7 of ~1) into the margin: at the test
     # config's 500 any change of matmul shapes moves the loss by ~1e-5, accumulation or not.
     c.dpo.beta = 5.0
-    setup = loop.build(c, mesh=sharding_lib.make_mesh(c.model.mesh, devices=jax.devices()[:4]))
+    setup = loop.build(c, mesh=sharding_lib.make_mesh(c.parallel.mesh, devices=jax.devices()[:4]))
     sgd = optax.sgd(0.05)
     make = steps.make_dpo_step if mode == "dpo" else steps.make_sft_step
     step = jax.jit(make(setup.graphdef, setup.rest, setup.codec, sgd, c))
@@ -173,7 +173,7 @@ def test_sharded_step_equals_single_device(tmp_path):
   batch = _fixed_batch(c)
   single = loop.build(c, mesh=_one_device_mesh(c))
   c8 = _config(tmp_path)
-  c8.model.mesh = {"data": 2, "fsdp": 2, "tensor": 2}
+  c8.parallel.mesh = {"data": 2, "fsdp": 2, "tensor": 2}
   sharded = loop.build(c8)
   assert dict(sharded.mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
   s1, l1 = _run_steps(single, batch, 2)
@@ -197,9 +197,9 @@ def test_bad_configs_fail_before_compiling(tmp_path):
     config_lib.validate(c)
   c = _config(tmp_path)
   c.data.batch_size = 3
-  c.model.mesh = {"data": 2, "fsdp": 1, "tensor": 1}
+  c.parallel.mesh = {"data": 2, "fsdp": 1, "tensor": 1}
   with pytest.raises(ValueError, match="batch"):
-    loop.build(c, mesh=sharding_lib.make_mesh(c.model.mesh, devices=jax.devices()[:2]))
+    loop.build(c, mesh=sharding_lib.make_mesh(c.parallel.mesh, devices=jax.devices()[:2]))
 
 
 @pytest.mark.parametrize(
@@ -242,16 +242,17 @@ def test_cli_overrides_of_data_and_codec_rederive_the_model(tmp_path):
       "--config.train.num_steps=2",
       "--config.data.fps=5",
       "--config.data.window_s=1.6",
+      "--config.data.resolution=24",
       "--config.codec.patch=2",
   ]
   r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   rows = [json.loads(line) for line in open(w / "metrics.jsonl")]
   assert rows[-1]["step"] == 2 and np.isfinite(rows[-1]["loss"])
-  printed = r.stdout[r.stdout.index("Resolved config:") :]
-  # 1.6 s at 5 fps of 16 px frames in 2 px cells: 8 frames of 8x8x12 latents.
-  for line in ("video_channels: 12", "video_fps: 5.0", "T_v: 8", "h: 8"):
-    assert line in printed, line
+  printed = r.stdout[r.stdout.index("Model inputs:") :]
+  # 1.6 s at 5 fps of 24 px frames in 2 px cells: 8 frames of 12x12x12 latents.
+  for field in ("video_channels=12", "video_fps=5.0", "T_v=8", "h=12", "w=12"):
+    assert field in printed, field
 
 
 def test_incompatible_checkpoint_is_refused(tmp_path):
@@ -263,8 +264,10 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
   # Fingerprints from before model.name named the architecture (it held the size) still match.
   old = ckpt_lib.fingerprint(_config(tmp_path))
   old["model"] = dict(old["model"], name=old["model"].pop("size"))
-  # ... and so do those from before the codec could standardise (it did not), but only for (0, 1).
+  # ... and so do those from before the codec could standardise (it did not), but only for (0, 1),
+  # and those from before the model's inputs were derived (config.model held them).
   del old["codec"]
+  old["model"] = dict(old["model"], **old.pop("model_io"), remat="none", mesh={"data": -1})
   ckpt_lib.check_compatible(old, _config(tmp_path), "an older run")
   c = _config(tmp_path)
   c.codec.audio_norm = (-0.4, 0.37)

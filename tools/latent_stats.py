@@ -51,7 +51,6 @@ def stats(config, clips: int) -> dict[str, tuple[float, float]]:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
-  config_lib.tie_model_to_data(config)
   s = stats(config, _CLIPS.value)
   print(f"# {_CLIPS.value} clips of {config.data.data_dir} ({config.data.split_train})")
   print(" ".join(f"--config.codec.{k}='({m}, {sd})'" for k, (m, sd) in s.items()))

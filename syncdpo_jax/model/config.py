@@ -1,4 +1,5 @@
-"""Model configs for the joint video-audio DiT: `get_model_config(size)`.
+"""Model configs for the joint video-audio DiT: `get_model_config(size)` (the architecture) and
+`get_parallel_config(size)` (how it runs: mesh, logical-axis rules, remat, attention kernel).
 
 Sizes:
   tiny  unit tests; compiles and runs in a second or two on one CPU core.
@@ -10,8 +11,9 @@ Sizes:
         16x spatial VAE) plus an audio stream; only needs to build with `jax.eval_shape` here.
 
 All temporal quantities are in SECONDS (`local_window_s`) and converted to frames per modality by its
-own latent frame rate (`video_fps`, `audio_fps`). The mesh and the logical-axis rules live here too so
-a run config can override them (`--config.model.mesh.fsdp=8`).
+own latent frame rate. What the latents look like (channels, rates, class count, shapes) is not stored
+here: the data and codec fix it, and the model is built for it (model/io.py). The parallel section
+changes how, not what, is computed: a checkpoint moves across it freely (`--config.parallel.mesh.fsdp=8`).
 """
 
 from __future__ import annotations
@@ -93,37 +95,47 @@ def _base() -> ml_collections.ConfigDict:
   # subspace; 0 = full rank. Measured (README, fifth round): 64 on top of the demo's recipe moves
   # rec0.2's speckle (1.10 -> 0.87), not joint / a2v generation; not the default.
   c.video_head_bottleneck = 0
-  # --- latents and patching ---
-  c.video_channels = 12  # C_v of video latents [T_v, h, w, C_v]
-  c.audio_channels = 8  # C_a of audio latents [T_a, C_a]
+  # --- patching (the latents' channels, rates and shapes are the data's and codec's: model/io.py) ---
   c.video_patch = (2, 2)  # spatial (ph, pw); temporal patch is fixed to 1 so frames stay aligned
   c.video_temporal_patch = 1
   c.audio_patch = 2  # pa: audio frames per token
-  c.video_fps = 4.0  # latent frame rates (frames per second of the *latents*)
-  c.audio_fps = 20.0
   # --- cross-modal interaction ---
   c.local_window_s = 0.5  # each frame attends to the other stream within +-W seconds
   c.global_tokens = ml_collections.ConfigDict({"enabled": True, "num": 2})
-  # --- conditioning ---
-  c.num_classes = 4  # label == num_classes is the learned null class (CFG)
-  c.text_dim = 16  # 0 = no caption conditioning
+  # --- conditioning (the class count and caption width come with the data: model/io.py) ---
   c.time_embed_dim = 256  # sinusoidal features of t before the MLP
-  # --- numerics / performance ---
+  # --- numerics ---
   c.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16'
   c.param_dtype = "float32"
-  c.remat = "none"  # one of REMAT_POLICIES, applied per joint block
   # Stack the blocks' parameters on a leading 'layers' axis and run them with one scan: XLA
   # compiles one block instead of `depth` copies (compile time flat in depth). False keeps a
   # Python loop over separate blocks (params at blocks/<i>/...); the two layouts' checkpoints
   # are not interchangeable.
   c.scan_layers = True
-  c.attention_impl = "xla"  # one of ATTENTION_IMPLS
-  # --- default latent shapes (eval_shape / FLOPs reports); one example, no batch ---
-  c.shapes = ml_collections.ConfigDict({"T_v": 4, "h": 4, "w": 4, "T_a": 20, "text_len": 3})
-  # --- sharding ---
+  return c
+
+
+def get_parallel_config(size: str = "tiny") -> ml_collections.ConfigDict:
+  """config.parallel for model `size`: mesh, logical-axis rules, remat policy, attention kernel."""
+  c = ml_collections.ConfigDict()
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
   c.logical_axis_rules = DEFAULT_RULES
+  c.remat = "none"  # one of REMAT_POLICIES, applied per joint block
+  c.attention_impl = "xla"  # one of ATTENTION_IMPLS
+  if size in ("1b", "5b"):
+    c.remat = "dots_no_batch"
+    c.attention_impl = "dot_product_attention"
+    c.mesh.update({"data": 1, "fsdp": -1, "tensor": 4 if size == "5b" else 1})
+  validate_parallel(c)
   return c
+
+
+def validate_parallel(c: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the config.parallel field to fix."""
+  if c.attention_impl not in ATTENTION_IMPLS:
+    raise ValueError(f"parallel.attention_impl={c.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
+  if c.remat not in REMAT_POLICIES:
+    raise ValueError(f"parallel.remat={c.remat!r}; expected one of {REMAT_POLICIES}")
 
 
 def get_model_config(size: str) -> ml_collections.ConfigDict:
@@ -140,39 +152,24 @@ def get_model_config(size: str) -> ml_collections.ConfigDict:
     c.video_dim, c.video_heads, c.video_mlp_dim = 128, 4, 256
     c.audio_dim, c.audio_heads, c.audio_mlp_dim = 64, 4, 128
     c.interaction_heads = 4
-    c.video_channels, c.audio_channels = 48, 40
     # Chosen by time-to-quality on 2 CPU cores (README, "The demo's generator"): 16x16-px video
     # tokens (a 4x4 patch of 4x4-px cells, 768 values, 4 per frame) train 3x faster per step than
     # 8x8-px ones and reach a lower x0 error at equal wall time; open residual gates let
     # attention learn from step 1 (with adaLN-zero the tokens stayed independent: a patchwork).
     c.video_patch, c.audio_patch = (4, 4), 2
     c.gate_init = 1.0
-    c.video_fps, c.audio_fps = 10.0, 50.0
     c.local_window_s = 0.2
     c.global_tokens.num = 2
-    c.num_classes = 8
-    c.text_dim = 0
     c.time_embed_dim = 128
-    c.shapes = ml_collections.ConfigDict({"T_v": 20, "h": 8, "w": 8, "T_a": 100, "text_len": 0})
   elif size == "1b":
     c.depth = 16
     c.video_dim, c.video_heads, c.video_mlp_dim = 1536, 12, 6144
     c.audio_dim, c.audio_heads, c.audio_mlp_dim = 1024, 8, 4096
     c.interaction_heads = 8
-    c.video_channels, c.audio_channels = 48, 64
     c.video_patch, c.audio_patch = (2, 2), 1
-    # 5 s clip: Wan2.2 VAE latents (4x temporal of 24 fps -> 6 fps... kept round at 6) and a
-    # 25 Hz audio VAE.
-    c.video_fps, c.audio_fps = 6.0, 25.0
     c.local_window_s = 0.25
     c.global_tokens.num = 8
-    c.num_classes = 1000
-    c.text_dim = 4096  # umT5-XXL embeddings, precomputed offline
     c.dtype = "bfloat16"
-    c.remat = "dots_no_batch"
-    c.attention_impl = "dot_product_attention"
-    c.shapes = ml_collections.ConfigDict({"T_v": 30, "h": 44, "w": 80, "T_a": 125, "text_len": 512})
-    c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
   elif size == "5b":
     # Video stream = Wan2.2-TI2V-5B transformer (dim 3072, 30 layers, 24 heads, FFN 14336,
     # patch (1, 2, 2) over 48-channel latents of a 16x16x4 VAE).
@@ -180,19 +177,10 @@ def get_model_config(size: str) -> ml_collections.ConfigDict:
     c.video_dim, c.video_heads, c.video_mlp_dim = 3072, 24, 14336
     c.audio_dim, c.audio_heads, c.audio_mlp_dim = 1536, 12, 6144
     c.interaction_heads = 12
-    c.video_channels, c.audio_channels = 48, 64
     c.video_patch, c.audio_patch = (2, 2), 1
-    c.video_fps, c.audio_fps = 6.0, 25.0
     c.local_window_s = 0.25
     c.global_tokens.num = 16
-    c.num_classes = 1000
-    c.text_dim = 4096
     c.dtype = "bfloat16"
-    c.remat = "dots_no_batch"
-    c.attention_impl = "dot_product_attention"
-    # 5 s of 704x1280 video: 30 latent frames of 44x80.
-    c.shapes = ml_collections.ConfigDict({"T_v": 30, "h": 44, "w": 80, "T_a": 125, "text_len": 512})
-    c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 4})
   else:
     raise ValueError(
         f"unknown model size {size!r}; expected one of 'tiny', 'demo', '1b', '5b' "
@@ -232,10 +220,6 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
       )
   if (c.video_dim // c.video_heads) < 6:
     raise ValueError("video head dim (model.video_dim / model.video_heads) must be >= 6 for 3D RoPE")
-  if c.attention_impl not in ATTENTION_IMPLS:
-    raise ValueError(f"model.attention_impl={c.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
-  if c.remat not in REMAT_POLICIES:
-    raise ValueError(f"model.remat={c.remat!r}; expected one of {REMAT_POLICIES}")
   if c.dtype not in ("float32", "bfloat16"):
     raise ValueError(f"model.dtype={c.dtype!r}; expected 'float32' or 'bfloat16'")
   if c.video_pos_embed not in ("sincos", "none"):
@@ -244,5 +228,3 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
     raise ValueError(f"model.video_pos_embed='sincos' needs model.video_dim % 4 == 0, got {c.video_dim}")
   if c.local_window_s <= 0:
     raise ValueError(f"model.local_window_s={c.local_window_s} must be > 0 seconds")
-  if c.video_fps <= 0 or c.audio_fps <= 0:
-    raise ValueError("model.video_fps and model.audio_fps must be > 0 (latent frames per second)")

@@ -1,6 +1,9 @@
 """Harmony-style joint video-audio DiT (Flax NNX).
 
-    v_video, v_audio = JointDiT(cfg, rngs=nnx.Rngs(0))(video, audio, t_v, t_a, cond)
+    v_video, v_audio = model.build(cfg, io, nnx.Rngs(0))(video, audio, t_v, t_a, cond)
+
+(JointDiT itself takes `model.resolve(cfg, io, parallel)`: the architecture plus the latents it is
+built for and the parallel settings it reads.)
 
 Two token streams joined in every block:
   video  [B, T_v, h, w, C_v] -> patch (1, ph, pw) -> [B, T_v*(h/ph)*(w/pw), Dv], 3D RoPE (t, h, w)
@@ -370,13 +373,6 @@ def _stacked_blocks(cfg: Any, rngs: nnx.Rngs) -> JointBlock:
   return make(rngs)
 
 
-_POLICIES = {
-    "full": None,  # save nothing: recompute the whole block in the backward pass
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
-
-
 class JointDiT(nnx.Module):
   """Joint video-audio DiT; see the module docstring. Parameters carry logical axis names."""
 
@@ -429,9 +425,15 @@ class JointDiT(nnx.Module):
           f"t_a {t_a.shape}, label {cond['label'].shape}; all need batch {B}"
       )
     if C != c.video_channels:
-      raise ValueError(f"video latents have {C} channels; model.video_channels={c.video_channels}")
+      raise ValueError(
+          f"video latents have {C} channels; the model was built for video_channels={c.video_channels} "
+          "(ModelIO: the latents config.data + config.codec make, config_lib.model_io)"
+      )
     if Ca != c.audio_channels:
-      raise ValueError(f"audio latents have {Ca} channels; model.audio_channels={c.audio_channels}")
+      raise ValueError(
+          f"audio latents have {Ca} channels; the model was built for audio_channels={c.audio_channels} "
+          "(ModelIO: the latents config.data + config.codec make, config_lib.model_io)"
+      )
     if h % ph or w % pw:
       raise ValueError(f"video latent size {h}x{w} is not divisible by model.video_patch={(ph, pw)}")
     if Ta % c.audio_patch:
@@ -439,19 +441,20 @@ class JointDiT(nnx.Module):
     dv, da = T / c.video_fps, Ta / c.audio_fps
     if abs(dv - da) > 1e-6 * max(dv, da):
       raise ValueError(
-          f"clip durations differ: video {T} frames / model.video_fps={c.video_fps} = "
-          f"{dv:.6g} s but audio {Ta} frames / model.audio_fps={c.audio_fps} = {da:.6g} s; "
-          "fix the rates in model config or the data window so T_a/audio_fps == "
-          "T_v/video_fps"
+          f"clip durations differ: video {T} frames at {c.video_fps} fps = {dv:.6g} s but audio "
+          f"{Ta} frames at {c.audio_fps} fps = {da:.6g} s; the latents' rates come from config.data "
+          "and config.codec (ModelIO.video_fps / audio_fps): make T_a / audio_fps == T_v / video_fps"
       )
     text = cond.get("text")
     if text is not None and not c.text_dim:
       raise ValueError(
-          "cond['text'] given but model.text_dim=0 (no caption conditioning); set "
-          "model.text_dim to the caption embedding width"
+          "cond['text'] given but the model was built with text_dim=0 (no caption conditioning); "
+          "build it with ModelIO.text_dim = the caption embedding width"
       )
     if text is not None and text.shape[-1] != c.text_dim:
-      raise ValueError(f"cond['text'] has width {text.shape[-1]}; model.text_dim={c.text_dim}")
+      raise ValueError(
+          f"cond['text'] has width {text.shape[-1]}; the model was built for text_dim={c.text_dim}"
+      )
     Tt = Ta // c.audio_patch
     rate_a = c.audio_fps / c.audio_patch
     L.check_local_window(T, Tt, c.video_fps, rate_a, c.local_window_s)
@@ -532,7 +535,7 @@ class JointDiT(nnx.Module):
     if c.remat != "none":
       # Inside a scan the loop boundary already stops XLA from CSE-ing the recomputation
       # into the forward pass, so prevent_cse (extra barriers) is only needed unrolled.
-      run = nnx.remat(run, policy=_POLICIES[c.remat], prevent_cse=not c.scan_layers)
+      run = nnx.remat(run, policy=L.REMAT_POLICY_FNS[c.remat], prevent_cse=not c.scan_layers)
     if c.scan_layers:
       # A plain lax.scan over the stacked layer state (rather than nnx.scan): the module is
       # rebuilt from the per-layer slice inside the body, so the forward works at any trace

@@ -22,6 +22,7 @@ def _attn_proj(nq: int, nkv: int, dq: int, dkv: int) -> float:
 def flops_per_example(cfg: Any, T_v: int, h: int, w: int, T_a: int, text_len: int = 0) -> float:
   """Forward FLOPs for one example with video latents [T_v, h, w, C_v] and audio [T_a, C_a].
 
+  cfg: a model spec (model.resolve: the architecture, the latents' channels and rates, the remat policy).
   text_len: caption tokens in the conditioning sequence (0 = label token only).
   """
   ph, pw = tuple(cfg.video_patch)

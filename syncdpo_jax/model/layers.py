@@ -21,6 +21,14 @@ from flax import nnx
 _NEG = -1e30
 
 
+# jax.checkpoint policies of parallel.remat's values ('none' = no remat): applied per layer.
+REMAT_POLICY_FNS = {
+    "full": None,  # save nothing: recompute the whole layer in the backward pass
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
 # ----------------------------------------------------------------------------- dense layers
 
 
@@ -188,7 +196,7 @@ def attention(
         flat(q), flat(k), flat(v), mask=m, scale=scale, implementation="cudnn" if impl == "cudnn" else None
     )
     return out.reshape(q.shape)
-  raise ValueError(f"unknown attention implementation {impl!r} (config field model.attention_impl)")
+  raise ValueError(f"unknown attention implementation {impl!r} (config field parallel.attention_impl)")
 
 
 def _key_padding_mask(mask: jax.Array | None, q: jax.Array, k: jax.Array) -> jax.Array | None:
@@ -234,13 +242,13 @@ def splash_attention(
     from jax.experimental.pallas.ops.tpu import splash_attention as splash
   except ImportError as e:  # pragma: no cover - depends on the installed jax
     raise ImportError(
-        "model.attention_impl='splash' needs jax.experimental.pallas.ops.tpu."
+        "parallel.attention_impl='splash' needs jax.experimental.pallas.ops.tpu."
         f"splash_attention, which this jax ({jax.__version__}) cannot import ({e}); "
-        "install jax[tpu] or use model.attention_impl='dot_product_attention'"
+        "install jax[tpu] or use parallel.attention_impl='dot_product_attention'"
     ) from e
   if not interpret and jax.default_backend() != "tpu":
     raise ValueError(
-        f"model.attention_impl='splash' runs a TPU kernel but this process' backend is "
+        f"parallel.attention_impl='splash' runs a TPU kernel but this process' backend is "
         f"{jax.default_backend()!r}; use 'xla' or 'dot_product_attention' here ('cudnn' "
         "on NVIDIA GPUs), or run on a TPU"
     )

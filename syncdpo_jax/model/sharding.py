@@ -4,9 +4,9 @@ Every parameter is created with logical axis names in its `out_sharding` metadat
 ('embed', 'heads')). A rules table (config `logical_axis_rules`) maps logical names to mesh axes of a
 mesh ('data', 'fsdp', 'tensor'). Typical use in a trainer:
 
-    mesh = make_mesh(cfg.mesh)
-    model = create_sharded_model(cfg, mesh, cfg.logical_axis_rules, seed=0)
-    shardings = state_shardings(nnx.state(model), mesh, cfg.logical_axis_rules)
+    mesh = make_mesh(config.parallel.mesh)
+    model = create_sharded_model(config.model, io, mesh, config.parallel, seed=0)
+    shardings = state_shardings(nnx.state(model), mesh, config.parallel.logical_axis_rules)
     with jax.set_mesh(mesh):            # activates the block-boundary activation constraints
         step = jax.jit(train_step, in_shardings=..., out_shardings=...)
 """
@@ -49,25 +49,26 @@ def resolve_mesh_shape(mesh_cfg: Mapping[str, int], n: int) -> dict[str, int]:
   unknown = set(mesh_cfg.keys()) - set(MESH_AXES)
   if unknown:
     raise ValueError(
-        f"mesh config has unknown axes {sorted(unknown)}; expected {MESH_AXES} " "(config field model.mesh)"
+        f"mesh config has unknown axes {sorted(unknown)}; expected {MESH_AXES} "
+        "(config field parallel.mesh)"
     )
   rest = [a for a, s in sizes.items() if s == -1]
   if len(rest) > 1:
-    raise ValueError(f"mesh config {dict(sizes)}: at most one axis may be -1 (config field model.mesh)")
+    raise ValueError(f"mesh config {dict(sizes)}: at most one axis may be -1 (config field parallel.mesh)")
   fixed = math.prod(s for s in sizes.values() if s != -1)
   if any(s == 0 or s < -1 for s in sizes.values()):
-    raise ValueError(f"mesh config {dict(sizes)}: sizes must be >= 1 or -1 (config field model.mesh)")
+    raise ValueError(f"mesh config {dict(sizes)}: sizes must be >= 1 or -1 (config field parallel.mesh)")
   if rest:
     if n % fixed:
       raise ValueError(
           f"mesh config {dict(sizes)}: {n} devices are not divisible by the fixed axes "
-          f"(product {fixed}); change model.mesh"
+          f"(product {fixed}); change parallel.mesh"
       )
     sizes[rest[0]] = n // fixed
   if math.prod(sizes.values()) != n:
     raise ValueError(
         f"mesh config {dict(sizes)} needs {math.prod(sizes.values())} devices but {n} "
-        "are available; change model.mesh (use -1 for 'the rest')"
+        "are available; change parallel.mesh (use -1 for 'the rest')"
     )
   return sizes
 
@@ -107,7 +108,7 @@ def logical_to_mesh(
       continue
     if name not in table:
       raise KeyError(
-          f"logical axis {name!r} has no rule in model.logical_axis_rules " f"(known: {sorted(table)})"
+          f"logical axis {name!r} has no rule in parallel.logical_axis_rules " f"(known: {sorted(table)})"
       )
     axes = []
     for ax in table[name]:
@@ -217,7 +218,7 @@ def check_batch_divides(batch: int, rules: Rules) -> None:
   if batch % size:
     raise ValueError(
         f"batch size {batch} is not divisible by the mesh batch axes {axes} "
-        f"(product {size}); change the batch size or model.mesh "
+        f"(product {size}); change the batch size or parallel.mesh "
         f"({', '.join(f'{a}={mesh.shape[a]}' for a in axes)})"
     )
 
@@ -228,30 +229,33 @@ def check_heads_divide(cfg: Any, mesh: Mesh, rules: Rules) -> None:
   axes = [a for a in table.get("heads", ()) if a in mesh.shape]
   size = math.prod(mesh.shape[a] for a in axes)
   for field in ("video_heads", "audio_heads", "interaction_heads"):
-    if cfg[field] % size:
+    if field in cfg and cfg[field] % size:
       raise ValueError(
           f"model.{field}={cfg[field]} is not divisible by the tensor-parallel mesh "
-          f"axes {axes} (product {size}); change model.{field} or model.mesh.tensor"
+          f"axes {axes} (product {size}); change model.{field} or parallel.mesh.tensor"
       )
 
 
-def create_sharded_model(cfg: Any, mesh: Mesh, rules: Rules | None = None, seed: int = 0):
-  """Builds the model `cfg.name` names with its parameters created directly in their shards.
+def create_sharded_model(cfg: Any, io, mesh: Mesh, parallel=None, seed: int = 0):
+  """Builds the model `cfg.name` names for latents `io` with its parameters created in their shards.
 
+  parallel: config.parallel (its logical_axis_rules place the shards; default: one device's settings).
   The init function is jitted with `out_shardings`, so no device (or host) ever holds the full
   parameter set — the only way a 5B model fits when its weights exceed one chip's memory.
   """
+  from syncdpo_jax.model import config as config_lib
   from syncdpo_jax.model import factory
 
-  rules = cfg.logical_axis_rules if rules is None else rules
+  parallel = config_lib.get_parallel_config() if parallel is None else parallel
+  rules = tuple(parallel.logical_axis_rules)
   check_heads_divide(cfg, mesh, rules)
-  abstract = factory.build_abstract(cfg)
+  abstract = factory.build_abstract(cfg, io, parallel)
   graphdef, abs_state = nnx.split(abstract)
   shardings = state_shardings(abs_state, mesh, rules)
 
   @jax.jit
   def init():
-    return nnx.state(factory.build(cfg, nnx.Rngs(seed)))
+    return nnx.state(factory.build(cfg, io, nnx.Rngs(seed), parallel))
 
   with jax.set_mesh(mesh):
     state = jax.jit(init, out_shardings=shardings)()

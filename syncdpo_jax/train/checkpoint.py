@@ -26,6 +26,7 @@ from absl import flags
 
 from syncdpo_jax import _internals
 from syncdpo_jax import codec as codec_lib
+from syncdpo_jax import config_lib
 
 # Config fields whose values fix parameter/optimizer shapes, or what the parameters mean (a network
 # trained to output x0 sampled as if it output velocities generates garbage): a checkpoint written
@@ -41,9 +42,20 @@ FINGERPRINT_FIELDS = (
     "data.hop",
     "train.ema_decay",
 )
-# Model fields that change how, not what, is computed: a checkpoint moves freely across them (orbax
-# reshards onto whatever mesh the restoring run uses).
-MODEL_RUNTIME_FIELDS = ("mesh", "logical_axis_rules", "remat", "attention_impl", "dtype", "shapes")
+# Model fields that change how, not what, is computed: a checkpoint moves freely across them, as across
+# config.parallel (orbax reshards onto whatever mesh the restoring run uses).
+MODEL_RUNTIME_FIELDS = ("dtype",)
+# Fields a fingerprint held in config.model before they were derived from data + codec (ModelIO) or
+# moved to config.parallel.
+_DERIVED_MODEL_FIELDS = (
+    "video_channels",
+    "audio_channels",
+    "video_fps",
+    "audio_fps",
+    "num_classes",
+    "text_dim",
+)
+_MOVED_MODEL_FIELDS = ("mesh", "logical_axis_rules", "remat", "attention_impl", "shapes")
 
 
 def _get(config, dotted: str):
@@ -56,6 +68,8 @@ def _get(config, dotted: str):
 def fingerprint(config) -> dict:
   out = {f: _get(config, f) for f in FINGERPRINT_FIELDS}
   out["model"] = {k: v for k, v in out["model"].items() if k not in MODEL_RUNTIME_FIELDS}
+  # What the parameters were built for (derived from data + codec, not stored in the config).
+  out["model_io"] = config_lib.model_io(config).parameter_fields()
   # The codec enters through the latents it makes, not its name: latents precomputed with pixel_mel
   # train the same parameters as pixel_mel on the fly.
   out["latent_layout"] = dataclasses.asdict(codec_lib.latent_layout(config.codec, config.data))
@@ -68,7 +82,8 @@ def _upgrade(saved: dict) -> dict:
   """A fingerprint written before model.name named the architecture (it held the size preset), before
   model.head_mlp_dim / zero_init_branches / head_patch_skip / video_patch_bottleneck (linear heads,
   random init, no skip, a full-rank patch embedding) or before the codec could standardise its latents
-  (it did not).
+  (it did not), or before the model's input fields were derived (they were stored in its model
+  section) and the parallel settings had their own section.
   """
   m = saved.get("model")
   if isinstance(m, dict) and "size" not in m and m.get("name") in ("tiny", "demo", "1b", "5b"):
@@ -86,6 +101,13 @@ def _upgrade(saved: dict) -> dict:
             },
             **saved["model"],
         },
+    )
+  m = saved.get("model")
+  if isinstance(m, dict) and "model_io" not in saved and all(k in m for k in _DERIVED_MODEL_FIELDS):
+    saved = dict(
+        saved,
+        model={k: v for k, v in m.items() if k not in _DERIVED_MODEL_FIELDS + _MOVED_MODEL_FIELDS},
+        model_io={k: m[k] for k in _DERIVED_MODEL_FIELDS},
     )
   if "codec" not in saved:
     saved = dict(saved, codec={"video_norm": [0.0, 1.0], "audio_norm": [0.0, 1.0]})
@@ -249,7 +271,9 @@ def restore_params(path: str, params_like, config):
     meta = _upgrade(mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
     # Only the model, its output parametrization and the latent layout must agree; the data/optimizer
     # may differ between SFT and DPO.
-    model_meta = {k: v for k, v in meta.items() if k in ("model", "objective.prediction", "latent_layout")}
+    model_meta = {
+        k: v for k, v in meta.items() if k in ("model", "model_io", "objective.prediction", "latent_layout")
+    }
     diffs = _diff(model_meta, {k: v for k, v in fingerprint(config).items() if k in model_meta})
     if diffs:
       raise ValueError(

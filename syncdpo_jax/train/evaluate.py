@@ -35,6 +35,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from syncdpo_jax import codec as codec_lib  # noqa: E402
+from syncdpo_jax import config_lib  # noqa: E402
 from syncdpo_jax import eval as eval_lib  # noqa: E402
 from syncdpo_jax import sample as sample_lib  # noqa: E402
 from syncdpo_jax._librosa import librosa  # noqa: E402  (imported on first use)
@@ -42,7 +43,6 @@ from syncdpo_jax.data import media, pipeline  # noqa: E402
 from syncdpo_jax.eval import quality  # noqa: E402
 from syncdpo_jax.eval import report as report_lib  # noqa: E402
 from syncdpo_jax.eval import stats as stats_lib  # noqa: E402
-from syncdpo_jax.model import factory as model_lib  # noqa: E402
 from syncdpo_jax.model import sharding as sharding_lib  # noqa: E402
 from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
@@ -192,11 +192,11 @@ def make_generate(graphdef, rest, codec, sample_cfg, null_label: int, prediction
 
 
 def abstract_model_on_mesh(config, mesh):
-  """(graphdef, params restore target sharded on `mesh` by config.model's logical-axis rules, rest),
+  """(graphdef, params restore target sharded on `mesh` by config.parallel's logical-axis rules, rest),
   without allocating: a checkpoint restores straight onto the shards a training run would use."""
-  abstract = model_lib.build_abstract(config.model)
+  abstract = config_lib.build_abstract_model(config)
   graphdef, abs_params, rest = nnx.split(abstract, nnx.Param, ...)
-  shardings = sharding_lib.state_shardings(abs_params, mesh, tuple(config.model.logical_axis_rules))
+  shardings = sharding_lib.state_shardings(abs_params, mesh, tuple(config.parallel.logical_axis_rules))
   params_like = jax.tree.map(
       lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), abs_params, shardings
   )
@@ -399,12 +399,12 @@ def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
   data = load_eval_set(config, int(config.train.eval_clips))
   gt = list(data["events"])
   tol = float(ec.event_tol_ms) / 1000.0
-  rules = tuple(config.model.logical_axis_rules)
+  rules = tuple(config.parallel.logical_axis_rules)
   video_lat, audio_lat = encode_clips(codec, data)
   label = np.asarray(data["label"], np.int32)
   real = decode_clips(codec, config.data, video_lat, audio_lat)
   generate = make_generate(
-      graphdef, rest, codec, config.sample, int(config.model.num_classes), config.objective.prediction
+      graphdef, rest, codec, config.sample, int(config.data.num_classes), config.objective.prediction
   )
   writer = writers.create_writer(
       workdir,
@@ -439,11 +439,11 @@ def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
 def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = None, *, mesh=None) -> dict:
   """Samples and scores every checkpoint in config.eval.checkpoints; writes WORKDIR/eval/. Returns the table.
 
-  Parameters are restored onto `mesh` (default: config.model.mesh, the training run's) with the
+  Parameters are restored onto `mesh` (default: config.parallel.mesh, the training run's) with the
   training shardings, and every batch is sampled there (generate_on_mesh).
   """
-  mesh = mesh or sharding_lib.make_mesh(config.model.mesh)
-  rules = tuple(config.model.logical_axis_rules)
+  mesh = mesh or sharding_lib.make_mesh(config.parallel.mesh)
+  rules = tuple(config.parallel.logical_axis_rules)
   ec = config.eval
   checkpoints = checkpoints or parse_checkpoints(ec.checkpoints)
   out_dir = os.path.join(os.path.abspath(workdir), "eval")
@@ -482,9 +482,7 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
   generators = [
       (
           suffix,
-          make_generate(
-              graphdef, rest, codec, sc, int(config.model.num_classes), config.objective.prediction
-          ),
+          make_generate(graphdef, rest, codec, sc, int(config.data.num_classes), config.objective.prediction),
       )
       for suffix, sc in samplers
   ]
@@ -676,11 +674,11 @@ def sample_run(config, workdir: str) -> list[str]:
       video[:] = v
     if m is not None:
       mel[:] = m
-  mesh = sharding_lib.make_mesh(config.model.mesh)
+  mesh = sharding_lib.make_mesh(config.parallel.mesh)
   graphdef, params_like, rest = abstract_model_on_mesh(config, mesh)
   params, src = ckpt_lib.restore_params(run.checkpoint, params_like, config)
   generate = make_generate(
-      graphdef, rest, codec, sc, int(config.model.num_classes), config.objective.prediction
+      graphdef, rest, codec, sc, int(config.data.num_classes), config.objective.prediction
   )
   label = jnp.full((n,), int(run.label), jnp.int32)
   # The user's media are pixels and log-mel even when training read precomputed latents.
@@ -688,7 +686,7 @@ def sample_run(config, workdir: str) -> list[str]:
   v_lat, a_lat = generate_on_mesh(
       generate,
       mesh,
-      tuple(config.model.logical_axis_rules),
+      tuple(config.parallel.logical_axis_rules),
       params,
       jax.random.key(int(config.seed)),
       enc.encode_video(jnp.asarray(video)),

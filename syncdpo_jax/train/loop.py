@@ -29,11 +29,11 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from syncdpo_jax import codec as codec_lib
+from syncdpo_jax import config_lib
 from syncdpo_jax import data as data_lib
 from syncdpo_jax.data import pipeline
 from syncdpo_jax.model import flops as flops_lib
 from syncdpo_jax.model import sharding as sharding_lib
-from syncdpo_jax.model import factory as model_lib
 from syncdpo_jax.perturb import curriculum as curriculum_lib
 from syncdpo_jax.train import checkpoint as ckpt_lib
 from syncdpo_jax.train import optim, pair_sources, plots, steps, writers
@@ -86,7 +86,7 @@ def state_shardings(abstract_state: TrainState, tx, mesh, rules) -> TrainState:
 def check_mesh_divides(config, mesh) -> None:
   """The global batch (each micro-batch of it) must split evenly over the batch axes; heads over the
   tensor axis."""
-  rules = config.model.logical_axis_rules
+  rules = config.parallel.logical_axis_rules
   axes = sharding_lib.batch_axes(mesh, rules)
   n = sharding_lib.batch_axes_size(mesh, rules)
   k = int(config.optim.grad_accum_steps)
@@ -95,10 +95,10 @@ def check_mesh_divides(config, mesh) -> None:
   if config.data.batch_size % (n * k):
     raise ValueError(
         f"config.data.batch_size={config.data.batch_size} is not divisible by the mesh's batch axes "
-        f"{' x '.join(axes) or '(none)'} = {n} (config.model.mesh={dict(mesh.shape)}) times "
+        f"{' x '.join(axes) or '(none)'} = {n} (config.parallel.mesh={dict(mesh.shape)}) times "
         f"optim.grad_accum_steps={k}: "
         f"every micro-batch spreads over the batch axes. Use a batch size that is a multiple of "
-        f"{n * k}, or change config.model.mesh / optim.grad_accum_steps."
+        f"{n * k}, or change config.parallel.mesh / optim.grad_accum_steps."
     )
   sharding_lib.check_heads_divide(config.model, mesh, rules)
 
@@ -112,7 +112,7 @@ def make_init_fn(config, tx) -> Callable[[jax.Array], TrainState]:
   is_dpo = config.mode == "dpo"
 
   def init(rng):
-    model = model_lib.build(config.model, nnx.Rngs(params=rng))
+    model = config_lib.build_model(config, nnx.Rngs(params=rng))
     _, params, _ = nnx.split(model, nnx.Param, ...)
     copy = lambda: jax.tree.map(jnp.copy, params)
     return TrainState(
@@ -130,17 +130,15 @@ def make_init_fn(config, tx) -> Callable[[jax.Array], TrainState]:
 
 def build(config, *, mesh=None) -> Setup:
   """Builds mesh, model, optimizer, sharded initial TrainState and the jitted step (no data, no I/O)."""
-  from syncdpo_jax import config_lib
-
   config_lib.validate(config)
-  mesh = mesh or sharding_lib.make_mesh(config.model.mesh)
-  rules = config.model.logical_axis_rules
+  mesh = mesh or sharding_lib.make_mesh(config.parallel.mesh)
+  rules = config.parallel.logical_axis_rules
   check_mesh_divides(config, mesh)
   codec = codec_lib.make_codec(config.codec, config.data)
   tx = optim.make_optimizer(config.optim, int(config.train.num_steps))
   is_dpo = config.mode == "dpo"
 
-  abstract_model = model_lib.build_abstract(config.model)
+  abstract_model = config_lib.build_abstract_model(config)
   graphdef, _, rest = nnx.split(abstract_model, nnx.Param, ...)
   init = make_init_fn(config, tx)
   rng = jax.random.key(int(config.seed))
@@ -162,7 +160,7 @@ def build(config, *, mesh=None) -> Setup:
   (t_v, h, w, _), (t_a, _) = codec.layout.window_shapes(config.data)  # latent frames, not pixels
   b = int(config.data.batch_size)
   # One count for the whole repo (model/flops.py), remat's recomputed forward included.
-  flops_per_step = flops_lib.train_step_flops(config.model, t_v, h, w, t_a, b, dpo=is_dpo)
+  flops_per_step = flops_lib.train_step_flops(config_lib.model_spec(config), t_v, h, w, t_a, b, dpo=is_dpo)
   return Setup(mesh, graphdef, rest, codec, tx, state, sh, batch_sharding, step_fn, flops_per_step, source)
 
 

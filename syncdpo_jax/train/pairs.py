@@ -207,7 +207,7 @@ def build_ranked_pairs(
   cond = load_conditions(config, num_pairs, seed)
   chunk = min(int(config.data.batch_size), num_pairs)
   generate = evaluate.make_generate(
-      graphdef, rest, codec, scfg, int(config.model.num_classes), config.objective.prediction
+      graphdef, rest, codec, scfg, int(config.data.num_classes), config.objective.prediction
   )
   key = jax.random.key(int(seed))
   compiled = None

@@ -39,7 +39,7 @@ FLASH_IMPLS = ("cudnn", "splash")
 
 @dataclasses.dataclass(frozen=True)
 class Tokens:
-  """Per-example sequence lengths the model sees for its config's latent shapes (`model.shapes`).
+  """Per-example sequence lengths a model sees for the latents it is built for (`model.resolve`'s spec).
 
   Nv video tokens (T_v frames x S tokens/frame), Na audio tokens (G global + Tt audio), Lc
   conditioning tokens (label + caption).
@@ -54,14 +54,14 @@ class Tokens:
   Lc: int
 
 
-def tokens(model_cfg: Any) -> Tokens:
-  s = model_cfg.shapes
-  ph, pw = tuple(model_cfg.video_patch)
-  S = (s.h // ph) * (s.w // pw)
-  Tt = s.T_a // model_cfg.audio_patch
-  G = model_cfg.global_tokens.num if model_cfg.global_tokens.enabled else 0
-  Lc = 1 + (s.text_len if model_cfg.text_dim else 0)
-  return Tokens(Nv=s.T_v * S, S=S, T_v=s.T_v, Tt=Tt, G=G, Na=G + Tt, Lc=Lc)
+def tokens(spec: Any) -> Tokens:
+  """spec: model.resolve(model_cfg, io, parallel) (config_lib.model_spec of a run config)."""
+  ph, pw = tuple(spec.video_patch)
+  S = (spec.h // ph) * (spec.w // pw)
+  Tt = spec.T_a // spec.audio_patch
+  G = spec.global_tokens.num if spec.global_tokens.enabled else 0
+  Lc = 1 + (spec.text_len if spec.text_dim else 0)
+  return Tokens(Nv=spec.T_v * S, S=S, T_v=spec.T_v, Tt=Tt, G=G, Na=G + Tt, Lc=Lc)
 
 
 def _score_elements(cfg: Any, tk: Tokens, tensor: int) -> dict[str, float]:
@@ -84,6 +84,8 @@ def activation_bytes(
     cfg: Any, *, per_device_batch: int, tensor: int = 1, passes: int = 1
 ) -> dict[str, float]:
   """ESTIMATED activation bytes per device for one training step of `JointDiT(cfg)`.
+
+  cfg: model.resolve(model_cfg, io, parallel) (architecture, latents, remat and attention kernel).
 
   per_device_batch: examples per device (global batch / (data x fsdp));
   tensor: the mesh's tensor-parallel size (heads and MLP widths are split over it);
@@ -283,16 +285,16 @@ def make_plan(config: Any, num_devices: int | None = None, hbm_gib: float | None
   hw = config.get("hardware")
   if num_devices is None:
     num_devices = int(hw.num_devices) if hw is not None else jax.device_count()
-  mesh = abstract_mesh(config.model.mesh, num_devices)
+  mesh = abstract_mesh(config.parallel.mesh, num_devices)
   loop.check_mesh_divides(config, mesh)
-  rules = config.model.logical_axis_rules
+  rules = config.parallel.logical_axis_rules
   tx = optim.make_optimizer(config.optim, int(config.train.num_steps))
   abstract = jax.eval_shape(loop.make_init_fn(config, tx), jax.random.key(int(config.seed)))
   sh = loop.state_shardings(abstract, tx, mesh, rules)
 
   rows = []
   p_total, p_dev = _bytes(abstract.params, sh.params)
-  rows.append(Row("params", p_dev, p_total, "f32, sharded by model.logical_axis_rules"))
+  rows.append(Row("params", p_dev, p_total, "f32, sharded by parallel.logical_axis_rules"))
   o_total, o_dev = _bytes(abstract.opt_state, sh.opt_state)
   rows.append(Row("optimizer", o_dev, o_total, "AdamW moments, as params"))
   if abstract.ref_params is not None:
@@ -310,7 +312,7 @@ def make_plan(config: Any, num_devices: int | None = None, hbm_gib: float | None
   batch_axes = mesh.shape["data"] * mesh.shape["fsdp"]
   per_device_batch = int(config.data.batch_size) // batch_axes
   micro = max(per_device_batch // accum, 1)  # what is live at once (optim.grad_accum_steps)
-  m = config.model
+  m = config_lib.model_spec(config)
   passes = 2 if config.mode == "dpo" else 1
   act = activation_bytes(m, per_device_batch=micro, tensor=mesh.shape["tensor"], passes=passes)
   what = f"{micro}{' x 2 (winner, loser)' if passes == 2 else ''} ex" + (
@@ -339,13 +341,13 @@ def make_plan(config: Any, num_devices: int | None = None, hbm_gib: float | None
   name = hw.name if hw is not None and hw.get("name") else f"{config.model.name}/{config.model.size}"
   n_params = sum(x.size for x in jax.tree.leaves(abstract.params))
   hints = [
-      "more fsdp devices (model.mesh)",
+      "more fsdp devices (parallel.mesh)",
       "optim.grad_accum_steps=k (k micro-batches a step: 1/k of the activations, same results)",
   ]
   if m.remat != "full":
-    hints.append("model.remat='full'")
+    hints.append("parallel.remat='full'")
   if m.attention_impl not in FLASH_IMPLS:
-    hints.append("model.attention_impl='cudnn' (GPU) or 'splash' (TPU)")
+    hints.append("parallel.attention_impl='cudnn' (GPU) or 'splash' (TPU)")
   return MemoryPlan(
       name=f"{name} ({config.mode}, model {m.size})",
       num_devices=num_devices,

@@ -122,7 +122,7 @@ def make_sft_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
   micro-batches per update."""
   obj = config.objective
   apply = make_apply(graphdef, rest, obj.prediction)
-  null_label = int(config.model.num_classes)
+  null_label = int(config.data.num_classes)
   accum = int(config.optim.grad_accum_steps)
   task_probs = tuple(obj.task_probs)
 
@@ -178,7 +178,7 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
   """
   obj, dpo = config.objective, config.dpo
   apply = make_apply(graphdef, rest, obj.prediction)
-  null_label = int(config.model.num_classes)
+  null_label = int(config.data.num_classes)
   source = source or pair_sources.make_pair_source(codec, config)
   task_probs = tuple(float(p) for p in dpo.task_probs)
   accum = int(config.optim.grad_accum_steps)
