@@ -115,3 +115,10 @@ def _joint_dit(spec, rngs: nnx.Rngs) -> nnx.Module:
   from syncdpo_jax.model.dit import JointDiT  # local: dit imports sharding, which builds through here
 
   return JointDiT(spec, rngs=rngs)
+
+
+@register("ltx2")
+def _ltx2(spec, rngs: nnx.Rngs) -> nnx.Module:
+  from syncdpo_jax.model.ltx2 import LTX2  # the port of diffusers' LTX2VideoTransformer3DModel
+
+  return LTX2(spec, rngs=rngs)

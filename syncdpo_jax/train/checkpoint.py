@@ -194,6 +194,26 @@ def save(mgr: ocp.CheckpointManager, step: int, state, data_iter, config, *, for
   return mgr.save(step, args=ocp.args.Composite(**args), force=force)
 
 
+def save_params(workdir: str, params, config) -> str:
+  """Writes `params` (on any sharding) as step 0 of `workdir`'s checkpoints with config's fingerprint:
+  the layout `config.init_from=workdir` restores from (a converted model). Returns the step folder."""
+  _register_array_handler()
+  root = os.path.join(os.path.abspath(workdir), "checkpoints")
+  with ocp.CheckpointManager(
+      root, item_names=("params", "meta"), options=ocp.CheckpointManagerOptions(create=True)
+  ) as mgr:
+    if mgr.latest_step() is not None:
+      raise FileExistsError(f"{root} already holds checkpoints; write the converted model to a fresh --out")
+    mgr.save(
+        0,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(fingerprint(config))
+        ),
+    )
+    mgr.wait_until_finished()
+  return os.path.join(root, "0")
+
+
 def _abstract(tree):
   """ShapeDtypeStructs carrying the target sharding, so orbax restores straight onto the mesh."""
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
