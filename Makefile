@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= workdirs/demo
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench clean ltx2-fixture
 
 venv: $(VENV)/.installed
 
@@ -20,6 +20,13 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q -n 2 tests
+
+# The LTX-2 port's oracle: diffusers' reference at a tiny random size, in its own torch virtualenv
+# (never needed for the tests, which read the stored fixture).
+ltx2-fixture:
+	test -x .venv-ref/bin/python || $(PYTHON) -m venv .venv-ref
+	.venv-ref/bin/python -m pip install --quiet -r tools/requirements-reference.txt
+	.venv-ref/bin/python tools/make_ltx2_fixture.py
 
 bench: venv
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -267,8 +267,8 @@ def model_io(c: ml_collections.ConfigDict) -> ModelIO:
   """The latents a run's model is built for, derived from config.data and config.codec (never stored).
 
   Channels and frame rates from the codec's latent layout, one window's shapes from data.window_s and
-  data.resolution, the class count from the dataset. The embedded datasets carry class labels, not
-  caption embeddings, so text_dim = 0.
+  data.resolution, the class count from the dataset, the caption width from data.text_dim (0: the
+  class label alone conditions).
   """
   layout = codec_lib.latent_layout(c.codec, c.data)
   (t_v, h, w, c_v), (t_a, c_a) = layout.window_shapes(c.data)
@@ -278,11 +278,12 @@ def model_io(c: ml_collections.ConfigDict) -> ModelIO:
       video_fps=layout.fps,
       audio_fps=layout.audio_fps,
       num_classes=int(c.data.num_classes),
-      text_dim=0,
+      text_dim=int(c.data.get("text_dim", 0)),
       T_v=t_v,
       h=h,
       w=w,
       T_a=t_a,
+      text_len=int(c.data.get("text_len", 0)) if int(c.data.get("text_dim", 0)) else 0,
   )
 
 
@@ -355,14 +356,15 @@ def validate(c: ml_collections.ConfigDict) -> None:
     )
   layout = codec_lib.latent_layout(c.codec, c.data)
   (_, h, w, _), (t_a, _) = layout.window_shapes(c.data)
-  ph, pw = tuple(c.model.video_patch)
+  # Patch sizes of architectures that patchify (the DiT); a model without them takes latents as they are.
+  ph, pw = tuple(c.model.get("video_patch", (1, 1)))
   if h % ph or w % pw:
     raise ValueError(
         f"config.data.resolution={c.data.resolution} gives {h}x{w} video latents (codec "
         f"downsampling {layout.spatial_downsample}), not divisible by model.video_patch="
         f"{(ph, pw)}: pick a resolution whose latent size the patch divides."
     )
-  if t_a % int(c.model.audio_patch):
+  if t_a % int(c.model.get("audio_patch", 1)):
     raise ValueError(
         f"config.data.window_s={c.data.window_s} gives {t_a} audio latent frames (at "
         f"{layout.audio_fps:g}/s), not divisible by model.audio_patch={c.model.audio_patch}: "

@@ -250,3 +250,21 @@ def test_pixel_mel_standardisation_round_trips_and_maps_silence(tmp_path_factory
   c.codec.audio_norm = (0.0, 0.0)
   with pytest.raises(ValueError, match="config.codec.audio_norm"):
     codec_lib.make_codec(c.codec, c.data)
+
+
+def test_stored_captions_condition_the_model(stored, tmp_path):
+  """data.text_dim = the stored captions' width: the step feeds them (the model is built with a caption
+  projection, which then learns); a width that disagrees with the dataset is refused by name."""
+  c, out, builder = stored
+  c = _on_latents(c, out, builder.builder_config.name)
+  c.data.text_dim, c.data.text_len = 8, 4
+  c.train.num_steps = 3  # lr 0 at the first step; then the zero-initialised heads, then the body learn
+  c.model.gate_init = 1.0  # open residual gates: the caption attention gets gradients from step 1
+  setup = loop.build(c)
+  before = np.asarray(setup.state.params["v_embed"]["text"]["kernel"].get_value())
+  state = loop.train(c, str(tmp_path / "run"))
+  after = np.asarray(state.params["v_embed"]["text"]["kernel"].get_value())
+  assert np.abs(after - before).max() > 0  # the captions reached the model and it learned from them
+  c.data.text_dim = 5
+  with pytest.raises(ValueError, match="data.text_dim=5 .* 8-wide caption embeddings"):
+    next(iter(pipeline.make_dataset(c.data, c.data.split_train, seed=0, train=True)))

@@ -407,3 +407,28 @@ def test_sample_mode_writes_mp4s_with_sound(tmp_path):
   s.sample.mode, s.sample_run.input = "v2a", paths[0]
   (p,) = evaluate.sample_run(s, str(tmp_path / "v2a"))
   np.testing.assert_array_equal(media.read_mp4(p)[0].shape, frames.shape)
+
+
+def test_captions_are_dropped_with_the_label_for_cfg():
+  """steps.make_cond: an example made unconditional gets the null label, a zero caption and no
+  caption token (sampling's null condition); the others keep theirs."""
+  from syncdpo_jax.train import steps
+
+  B, null = 64, 3
+  batch = {
+      "label": jnp.arange(B, dtype=jnp.int32) % null,
+      "text": jnp.ones((B, 4, 5)),
+      "text_mask": jnp.ones((B, 4), bool).at[:, 3].set(False),
+  }
+  cond = steps.make_cond(jax.random.key(0), batch, 0.5, null)
+  dropped = np.asarray(cond["label"] == null)
+  assert 0 < dropped.sum() < B
+  np.testing.assert_array_equal(np.asarray(cond["text"])[dropped], 0.0)
+  assert not np.asarray(cond["text_mask"])[dropped].any()
+  np.testing.assert_array_equal(np.asarray(cond["text"])[~dropped], 1.0)
+  np.testing.assert_array_equal(
+      np.asarray(cond["text_mask"])[~dropped], np.asarray(batch["text_mask"])[~dropped]
+  )
+  kept = steps.make_cond(jax.random.key(0), batch, 0.0, null)
+  for k in batch:
+    np.testing.assert_array_equal(np.asarray(kept[k]), np.asarray(batch[k]))

@@ -27,28 +27,36 @@ import torch
 from diffusers import LTX2VideoTransformer3DModel
 from safetensors.torch import save_file
 
-# diffusers' own unit test of this model uses 2 layers, 2 heads of 8 (video), 2 of 4 (audio), 4 channels.
+# diffusers' own unit test of this model uses 2 layers, 2 heads of 8 (video), 2 of 4 (audio); the
+# latents here are those configs/ltx2.py:tiny trains on (the test data through pixel_mel: 48 video
+# channels at one pixel frame per latent frame and 4 px cells, 16 log-mel bins at 16 kHz / hop 320),
+# so a converted fixture also trains with that config as it is.
 TINY = dict(
-    in_channels=4,
-    out_channels=4,
+    in_channels=48,
+    out_channels=48,
     patch_size=1,
     patch_size_t=1,
     num_attention_heads=2,
     attention_head_dim=8,
     cross_attention_dim=16,
-    audio_in_channels=4,
-    audio_out_channels=4,
+    audio_in_channels=16,
+    audio_out_channels=16,
     audio_num_attention_heads=2,
     audio_attention_head_dim=4,
     audio_cross_attention_dim=8,
     num_layers=2,
     caption_channels=12,
-    vae_scale_factors=(8, 32, 32),
-    audio_scale_factor=4,
+    vae_scale_factors=(1, 4, 4),
+    audio_scale_factor=1,
+    audio_sampling_rate=16000,
+    audio_hop_length=320,
 )
 # One example's latents: 3 latent frames of 2x4 (24 video tokens), 10 audio latent frames, 5 caption tokens.
 B, F, H, W, T_A, L = 2, 3, 2, 4, 10, 5
-FPS = 24.0
+FPS = 10.0
+# Every parameter ~ N(0, SCALE^2): large enough that no term vanishes, small enough that the outputs
+# stay O(1) (then float32 roundoff stays far below the 1e-5 the parity test asks).
+SCALE = 0.2
 
 
 def reference_time_freqs(half: int = 128) -> torch.Tensor:
@@ -64,7 +72,7 @@ def _randomise(model: torch.nn.Module, gen: torch.Generator) -> None:
   biases start at 0 and its norms at 1, which would hide a transposed or dropped bias."""
   with torch.no_grad():
     for p in model.parameters():
-      p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+      p.copy_(SCALE * torch.randn(p.shape, generator=gen))
 
 
 def make(rope_type: str, out_dir: str) -> None:

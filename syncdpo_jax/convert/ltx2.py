@@ -14,7 +14,7 @@ Names: ours keep the reference's, with these differences (`our_name`): per-layer
 `transformer_blocks.<i>.X` are stacked on a leading layer axis of `transformer_blocks.X` (scanned
 layers), `*.emb.timestep_embedder.linear_k` -> `*.linear_k`, `ff.net.0.proj` / `ff.net.2` -> `ff.fc1` /
 `ff.fc2`, `to_out.0` -> `to_out`, a Linear's `weight` [out, in] -> `kernel` [in, out] (transposed) and
-an RMSNorm's `weight` -> `scale`.
+an RMSNorm's `weight` -> `scale`. `label_embedding` (model.label_text, ours) starts at its init.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from syncdpo_jax.model import factory, ltx2
 from syncdpo_jax.model import sharding as sharding_lib
 from syncdpo_jax.model.io import ModelIO
 
+# Our parameters that the reference does not have (they start at their init when converting).
+OUR_ADDITIONS = ("label_embedding",)
 _RENAMES = (
     (r"\.emb\.timestep_embedder\.linear_([12])\.", r".linear_\1."),
     (r"ff\.net\.0\.proj\.", "ff.fc1."),  # ff and audio_ff
@@ -145,7 +147,9 @@ def convert_params(src: str, model_cfg, io: ModelIO, parallel=None, mesh=None):
       raise ValueError(f"{src}: tensor {key!r} has shape {st.shape(key)}; our {name!r} needs {tuple(want)}")
     sources.setdefault(name, {})[layer] = (key, transpose)
 
-  missing = [n for n in flat if n not in sources]
+  # Parameters that are ours, not the reference's (model.label_text's class tokens), start at their init.
+  ours = [n for n in flat if n not in sources and n.split(".")[0] in OUR_ADDITIONS]
+  missing = [n for n in flat if n not in sources and n not in ours]
   partial = [n for n in sources if None not in sources[n] and len(sources[n]) != n_layers]
   if missing or partial:
     raise ValueError(
@@ -174,8 +178,25 @@ def convert_params(src: str, model_cfg, io: ModelIO, parallel=None, mesh=None):
 
     return jax.make_array_from_callback(tuple(leaf.shape), sh, cb)
 
-  params = nnx.from_flat_state([(p, v.replace(make(_path_str(p)))) for p, v in nnx.to_flat_state(abs_params)])
+  init = _init_values(model_cfg, io, parallel, ours, {n: flat_sh[n] for n in ours}) if ours else {}
+  values = {n: init[n] if n in init else make(n) for n in flat}
+  params = nnx.from_flat_state(
+      [(p, v.replace(values[_path_str(p)])) for p, v in nnx.to_flat_state(abs_params)]
+  )
   return graphdef, params, rest
+
+
+def _init_values(model_cfg, io, parallel, names, shardings) -> dict:
+  """The initial values of parameters `names` (seed 0), on their shardings; XLA computes only those."""
+  shardings = {n: s.get_value() if isinstance(s, nnx.Variable) else s for n, s in shardings.items()}
+
+  def init():
+    state = nnx.state(factory.build(model_cfg, io, nnx.Rngs(0), parallel), nnx.Param)
+    return {
+        n: v.get_value() for n, v in ((_path_str(p), v) for p, v in nnx.to_flat_state(state)) if n in names
+    }
+
+  return jax.jit(init, out_shardings=shardings)()
 
 
 def load(src_dir: str, dtype: str = "float32", *, io: ModelIO | None = None, parallel=None, mesh=None):
@@ -193,16 +214,23 @@ def load(src_dir: str, dtype: str = "float32", *, io: ModelIO | None = None, par
   return model_cfg, nnx.merge(graphdef, params, rest)
 
 
-def check_run_config(model_cfg, config) -> None:
-  """The run config must describe the converted architecture: its model fields equal the checkpoint's."""
+def check_run_config(model_cfg, config, ref: dict) -> None:
+  """The run config must describe the converted architecture: its model fields equal the checkpoint's
+  (output channels compared as resolved: None = the latents' channels)."""
+  outs = ("out_channels", "audio_out_channels")
   diffs = [
       f"config.model.{k}: checkpoint {model_cfg[k]!r}, config {config.model.get(k)!r}"
       for k in ltx2.reference_fields()
-      if k != "size" and _norm(model_cfg[k]) != _norm(config.model.get(k))
+      if k not in outs and _norm(model_cfg[k]) != _norm(config.model.get(k))
   ]
-  for k in ("out_channels", "audio_out_channels"):
-    if model_cfg[k] is not None and config.model.get(k) not in (None, model_cfg[k]):
-      diffs.append(f"config.model.{k}: checkpoint {model_cfg[k]!r}, config {config.model.get(k)!r}")
+  from syncdpo_jax import config_lib
+
+  io = config_lib.model_io(config)
+  for k, ins, have in zip(outs, ("in_channels", "audio_in_channels"), (io.video_channels, io.audio_channels)):
+    want = ref.get(k) or ref.get(ins)
+    got = config.model.get(k) or have
+    if want != got:
+      diffs.append(f"config.model.{k}: checkpoint {want!r}, config {got!r}")
   if config.model.name != "ltx2":
     diffs.insert(0, f"config.model.name={config.model.name!r}, expected 'ltx2'")
   if diffs:
@@ -221,7 +249,7 @@ def write_checkpoint(src_dir: str, out_workdir: str, config) -> str:
 
   ref = read_config(src_dir)
   converted = model_config(ref, config.model.dtype)
-  check_run_config(converted, config)
+  check_run_config(converted, config, ref)
   io = config_lib.model_io(config)
   ref_io = model_io(ref)
   if (io.video_channels, io.audio_channels) != (ref_io.video_channels, ref_io.audio_channels):
@@ -247,7 +275,12 @@ def main(argv: list[str]) -> None:
   flags.mark_flags_as_required(["config", "src", "out"])
 
   def run(_):
-    path = write_checkpoint(src.value, out.value, config.value)
-    print(f"wrote {path}; start SFT or SyncDPO from it with --config.init_from={out.value}")
+    def convert():
+      path = write_checkpoint(src.value, out.value, config.value)
+      print(f"wrote {path}; start SFT or SyncDPO from it with --config.init_from={out.value}")
+
+    verbose = any(a.split("=")[0] in ("--verbosity", "-v") for a in argv)
+    launch_lib.quiet_console(verbose)
+    launch_lib.run_cli(convert, verbose)
 
   app.run(run, argv=["python -m syncdpo_jax.convert ltx2", *argv], flags_parser=launch_lib.parse_flags)

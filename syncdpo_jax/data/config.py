@@ -56,6 +56,11 @@ def _base() -> ml_collections.ConfigDict:
   # ('video_context' / 'audio_context', the window in their middle): SyncDPO's timing rules move
   # content in from there instead of padding (perturb.apply(..., context=)). 0 = none.
   c.context_s = 0.0
+  # Caption embeddings fed to the model: their width (the precomputed-latent dataset must store them,
+  # `precompute --text_dim`); 0 = none (the class label alone conditions). The model is built for it
+  # (ModelIO.text_dim).
+  c.text_dim = 0
+  c.text_len = 0  # caption tokens per example (with text_dim; memory plans and FLOP counts)
   c.num_classes = 3  # SyncBench-Synth: scene families impact / speech / rhythm
   # av_folder only: reject clips whose audio rms is below this (silent tracks carry no sync signal).
   c.min_audio_rms = 1e-4

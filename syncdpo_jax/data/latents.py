@@ -223,6 +223,13 @@ class PrepareLatents(grain.transforms.RandomMap):
     self.layout.window_shapes(data_cfg)  # a window must be whole latent frames: fail before iterating
     t = meta["text"]
     self.text = (int(t["len"]), int(t["dim"])) if int(t["dim"]) > 0 else None
+    want = int(data_cfg.get("text_dim", 0))
+    if want and want != int(t["dim"]):
+      raise ValueError(
+          f"config.data.text_dim={want} but the latents in {builder.data_dir} store "
+          f"{int(t['dim'])}-wide caption embeddings: set data.text_dim={int(t['dim'])} (0 = train on the "
+          "labels alone), or precompute with --text_dim"
+      )
 
   def random_map(self, ex, rng: np.random.Generator):
     return crop_latents(ex, self.cfg, self.layout, rng if self.train else None, self.text)

@@ -25,6 +25,10 @@ def flops_per_example(cfg: Any, T_v: int, h: int, w: int, T_a: int, text_len: in
   cfg: a model spec (model.resolve: the architecture, the latents' channels and rates, the remat policy).
   text_len: caption tokens in the conditioning sequence (0 = label token only).
   """
+  if cfg.get("name") == "ltx2":  # the ported LTX-2 counts its own layers
+    from syncdpo_jax.model import ltx2
+
+    return ltx2.flops_per_example(cfg, T_v, h, w, T_a, text_len)
   ph, pw = tuple(cfg.video_patch)
   pa = cfg.audio_patch
   S = (h // ph) * (w // pw)

@@ -237,6 +237,82 @@ def apply_rope(x: jax.Array, angles: jax.Array, rope_type: str, groups: int) -> 
   return out.astype(x.dtype)
 
 
+def flops_per_example(c: Any, T: int, h: int, w: int, T_a: int, text_len: int = 1) -> float:
+  """Forward matmul FLOPs of one example (1 multiply-add = 2): N = T h w video and T_a audio tokens,
+  `text_len` caption tokens (1 with label_text). Elementwise work and the timestep MLPs (per example,
+  not per token) are left out, as for our DiT (model/flops.py)."""
+  N, Na, Lt = T * h * w, T_a, max(int(text_len), 1)
+  D, Da = (
+      c.num_attention_heads * c.attention_head_dim,
+      c.audio_num_attention_heads * c.audio_attention_head_dim,
+  )
+  Cv, Ca, Cap = c.video_channels, c.audio_channels, c.caption_channels
+  mac = N * Cv * D + Na * Ca * Da + N * D * (c.out_channels or Cv) + Na * Da * (c.audio_out_channels or Ca)
+  mac += Lt * (Cap * D + D * D) + Lt * (Cap * Da + Da * Da)  # caption projections
+  layer = 4 * N * D * D + 2 * N * N * D + 4 * Na * Da * Da + 2 * Na * Na * Da  # self-attention
+  layer += 2 * N * D * D + 2 * Lt * D * D + 2 * N * Lt * D  # video <- caption
+  layer += 2 * Na * Da * Da + 2 * Lt * Da * Da + 2 * Na * Lt * Da  # audio <- caption
+  layer += 2 * N * D * Da + 2 * Na * Da * Da + 2 * N * Na * Da  # a2v: q, o on video; k, v on audio
+  layer += 2 * Na * Da * Da + 2 * N * D * Da + 2 * Na * N * Da  # v2a: q, o on audio; k, v on video
+  layer += 8 * N * D * D + 8 * Na * Da * Da  # FFNs (4x)
+  return 2.0 * (mac + c.num_layers * layer)
+
+
+FLASH_IMPLS = ("cudnn", "splash")  # kernels that never materialise [Lq, Lk] scores of unmasked calls
+
+
+def activation_bytes(c: Any, *, per_device_batch: int, tensor: int = 1, passes: int = 1) -> dict:
+  """ESTIMATED activation bytes per device of one training step (train/plan.py's categories for our
+  DiT, counted for LTX-2's block): {'saved': kept for the backward by all layers, 'layer': the working
+  set of the layer whose backward runs}. c: a resolved spec (model.resolve); heads and FFN widths are
+  split over `tensor`; passes: examples through the policy per batch example (DPO: 2).
+
+  Per example and layer (N video, Na audio, L caption tokens; c bytes of the compute dtype):
+    carry   4 (N D + Na Da)  f32 residual streams (the layer scan's input)
+    proj    c x every dense output: self-attention q k v o, caption q (k v on L tokens) o, the
+            a2v / v2a cross-attention q k v o (audio-wide heads), FFN hidden and output
+    pv      c x attention outputs before their o projections
+    scores  [H, Lq, Lk] per attention call a kernel materialises (flash kernels: none for the unmasked
+            self and cross-modal calls; 'splash' also takes the key-masked caption calls)
+    elem    ~29 f32 elementwise intermediates per residual element (norms, modulation, RoPE in f32),
+            5 c per FFN hidden element around the GELU (our DiT's measured constants)
+  Saved by the remat policy: 'full' carry | 'dots_no_batch' + proj | 'dots' + pv + f32 scores |
+  'none' everything. Not measured against XLA for LTX-2 yet (the DiT's estimate is, tests/test_scale_configs.py).
+  """
+  t = float(tensor)
+  N, Na = c.T_v * c.h * c.w, c.T_a
+  L = max(int(c.text_len), 1)
+  D, Da = (
+      c.num_attention_heads * c.attention_head_dim,
+      c.audio_num_attention_heads * c.audio_attention_head_dim,
+  )
+  Hv, Ha = c.num_attention_heads / t, c.audio_num_attention_heads / t
+  cb = jnp.dtype(c.dtype).itemsize
+  nd = N * D + Na * Da
+  proj = 3 * N * D / t + N * D + 3 * Na * Da / t + Na * Da  # self-attention
+  proj += N * D / t + 2 * L * D / t + N * D + Na * Da / t + 2 * L * Da / t + Na * Da  # caption
+  proj += N * Da / t + 2 * Na * Da / t + N * D + Na * Da / t + 2 * N * Da / t + Na * Da  # a2v, v2a
+  proj += 4 * N * D / t + N * D + 4 * Na * Da / t + Na * Da  # FFNs
+  proj *= cb
+  pv = cb * (2 * nd + N * Da + Na * Da) / t
+  unmasked = Hv * N * N + Ha * Na * Na + 2 * Ha * N * Na
+  masked = Hv * N * L + Ha * Na * L
+  impl = str(c.attention_impl)
+  scores = (0.0 if impl in FLASH_IMPLS else unmasked) + (0.0 if impl == "splash" else masked)
+  elem = 4.0 * 29 * nd + 5.0 * cb * 4 * nd / t
+  carry = 4.0 * nd
+  everything = carry + proj + pv + (4 + cb) * scores + elem
+  saved = {
+      "full": carry,
+      "dots_no_batch": carry + proj,
+      "dots": carry + proj + pv + 4.0 * scores,
+      "none": everything,
+  }[c.remat]
+  layer = 8.0 * scores + proj + pv + (0.0 if c.remat == "none" else everything - carry)
+  n = per_device_batch * passes
+  return {"saved": c.num_layers * n * saved, "layer": n * layer}
+
+
 # ----------------------------------------------------------------------------- layers
 
 
@@ -547,27 +623,30 @@ class LTX2(nnx.Module):
         ca_a=(jnp.asarray(rope_angles(pa_t, Dc, th, c.rope_type, ah)), ah),
     )
 
-    x = self.proj_in(video.reshape(B, T * h * w, C))
-    a = self.audio_proj_in(audio)
-    temb, emb_v = self.time_embed(tv)
-    temb_a, emb_a = self.audio_time_embed(ta)
+    # FSDP (ZeRO-3): every weight is gathered over the data-parallel axes where it is used, the
+    # layers one at a time inside the scan. Left to XLA, the partitioner gets the gradients of the
+    # 8-wide audio timestep MLPs of the tiny config wrong on a (2, 2, 2) mesh (72% off; jax 0.10.2;
+    # 16 wide is right); gathered, they equal one device's (tests/test_ltx2.py).
+    g = lambda module: gather_data_parallel(module, rules)
+    x = g(self.proj_in)(video.reshape(B, T * h * w, C))
+    a = g(self.audio_proj_in)(audio)
+    temb, emb_v = g(self.time_embed)(tv)
+    temb_a, emb_a = g(self.audio_time_embed)(ta)
     ctx.update(
         temb=temb,
         temb_audio=temb_a,
-        v_ca=self.av_cross_attn_video_scale_shift(tv)[0],
-        a_ca=self.av_cross_attn_audio_scale_shift(ta)[0],
-        v_gate=self.av_cross_attn_video_a2v_gate(tv * gate_factor)[0],
-        a_gate=self.av_cross_attn_audio_v2a_gate(ta * gate_factor)[0],
-        text=self.caption_projection(text),
+        v_ca=g(self.av_cross_attn_video_scale_shift)(tv)[0],
+        a_ca=g(self.av_cross_attn_audio_scale_shift)(ta)[0],
+        v_gate=g(self.av_cross_attn_video_a2v_gate)(tv * gate_factor)[0],
+        a_gate=g(self.av_cross_attn_audio_v2a_gate)(ta * gate_factor)[0],
+        text=g(self.caption_projection)(text),
         text_mask=mask[:, None, None, :],
-        audio_text=self.audio_caption_projection(a_text),
+        audio_text=g(self.audio_caption_projection)(a_text),
         audio_text_mask=a_mask[:, None, None, :],
     )
 
     def run(carry, block):
-      if c.scan_layers:
-        block = gather_data_parallel(block, rules)  # FSDP: gather this layer's weights (see dit.py)
-      return block(*carry, ctx)
+      return g(block)(*carry, ctx)  # this layer's weights, gathered
 
     if c.remat != "none":
       run = nnx.remat(run, policy=L.REMAT_POLICY_FNS[c.remat], prevent_cse=not c.scan_layers)
@@ -582,6 +661,6 @@ class LTX2(nnx.Module):
       shift, scale_ = jnp.moveaxis(table[...][None] + emb[:, None], 1, 0)[:, :, None]
       return proj(_modulate(L.layer_norm(hs, 1e-6), scale_, shift))
 
-    ov = out(x, self.scale_shift_table, emb_v, self.proj_out)
-    oa = out(a, self.audio_scale_shift_table, emb_a, self.audio_proj_out)
+    ov = out(x, self.scale_shift_table, emb_v, g(self.proj_out))
+    oa = out(a, self.audio_scale_shift_table, emb_a, g(self.audio_proj_out))
     return ov.reshape(B, T, h, w, ov.shape[-1]), oa

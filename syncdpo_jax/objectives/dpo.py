@@ -166,8 +166,9 @@ def flow_dpo_loss_given(
   Args:
     apply_policy, apply_ref: (video_t, audio_t, t_v, t_a, cond) -> (v_video, v_audio) velocities; the
       reference's outputs are treated as constants.
-    pairs: {'video_w', 'video_l': [B, T_v, h, w, C_v], 'audio_w', 'audio_l': [B, T_a, C_a], 'label':
-      [B] (labels already dropped for CFG), `dpo_draws`' keys, and optionally 'task' int32 [B] (then the
+    pairs: {'video_w', 'video_l': [B, T_v, h, w, C_v], 'audio_w', 'audio_l': [B, T_a, C_a], 'cond':
+      the model's conditioning {'label': [B], optional 'text' / 'text_mask'} (already dropped for CFG;
+      a bare 'label' [B] is read as {'label': label}), `dpo_draws`' keys, and optionally 'task' int32 [B] (then the
       reward accuracy is also logged for each task in `task_names`, NaN in a batch without its pairs)}.
     beta: DPO's KL strength. beta_video / beta_audio: per-stream strengths (None: beta); the margin is
       -1/2 sum_m beta_m [(e_m(w) - e_ref,m(w)) - (e_m(l) - e_ref,m(l))].
@@ -182,7 +183,7 @@ def flow_dpo_loss_given(
     'task_<task>_fraction' (`finish_metrics` turns them into accuracies)).
   """
   p = pairs
-  n = p["label"].shape[0]
+  n = p["video_w"].shape[0]
   stack = lambda w, l: jnp.concatenate([w, l], axis=0)
   x0_v, x0_a = stack(p["video_w"], p["video_l"]), stack(p["audio_w"], p["audio_l"])
   e_v, e_a = stack(p["eps_v"], p["eps_v"]), stack(p["eps_a"], p["eps_a"])
@@ -195,7 +196,8 @@ def flow_dpo_loss_given(
   xt_v, xt_a = flow.noisy(x0_v, e_v, t_v), flow.noisy(x0_a, e_a, t_a)
   tgt_v = flow.velocity_error_target(x0_v, e_v, xt_v, t_v, prediction)
   tgt_a = flow.velocity_error_target(x0_a, e_a, xt_a, t_a, prediction)
-  cond = {"label": stack(p["label"], p["label"])}
+  # A pair's winner and loser share its conditioning (label, and caption where the data has one).
+  cond = jax.tree.map(lambda c: stack(c, c), p["cond"] if "cond" in p else {"label": p["label"]})
   ref_pv, ref_pa = apply_ref(xt_v, xt_a, t_v, t_a, cond)
   ref_err = per_sample_error(ref_pv, ref_pa, tgt_v, tgt_a, bw_v * ew_v, bw_a * ew_a)
   pv, pa = apply_policy(xt_v, xt_a, t_v, t_a, cond)

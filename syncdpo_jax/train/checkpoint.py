@@ -88,7 +88,8 @@ def _upgrade(saved: dict) -> dict:
   m = saved.get("model")
   if isinstance(m, dict) and "size" not in m and m.get("name") in ("tiny", "demo", "1b", "5b"):
     saved = dict(saved, model=dict(m, name="joint_dit", size=m["name"]))
-  if isinstance(saved.get("model"), dict):  # fields added later, at the value every run had before
+  if isinstance(saved.get("model"), dict) and saved["model"].get("name") == "joint_dit":
+    # DiT fields added later, at the value every run had before
     saved = dict(
         saved,
         model={

@@ -281,6 +281,8 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
     # the restored reference is that same model) before step 1, or loaded from WORKDIR/pairs.npz.
     source.prepare(config, workdir, setup.graphdef, setup.rest, state.ref_params)
   batch_keys = source.batch_keys if source is not None else pair_sources.CLIP_KEYS
+  if int(config.data.get("text_dim", 0)) > 0:  # the captions go to the model (ModelIO.text_dim)
+    batch_keys = batch_keys + pair_sources.TEXT_KEYS
 
   writer = writers.create_writer(workdir, just_logging=not is_main)
   eval_fn = None

@@ -76,6 +76,7 @@ def make_rule_negatives(codec, config) -> Callable:
 
 
 CLIP_KEYS = ("video", "audio", "label")  # a pipeline batch's fields the steps read
+TEXT_KEYS = ("text", "text_mask")  # and its caption embeddings, where the dataset has them
 
 
 CONTEXT_KEYS = ("video_context", "audio_context")

@@ -259,9 +259,10 @@ def example_bytes(config: Any) -> int:
   from syncdpo_jax.data.config import frames_per_window
 
   d = config.data
+  text = 4 * int(d.get("text_dim", 0)) * int(d.get("text_len", 0)) + int(d.get("text_len", 0))  # + mask
   if config.codec.name == "precomputed":
     video, audio = codec_lib.latent_layout(config.codec, d).window_shapes(d)
-    return 4 * (math.prod(video) + math.prod(audio))
+    return 4 * (math.prod(video) + math.prod(audio)) + text
   t_v, t_a = frames_per_window(d)
   return 4 * (t_v * d.resolution**2 * 3 + t_a * d.n_mels)
 
@@ -314,11 +315,19 @@ def make_plan(config: Any, num_devices: int | None = None, hbm_gib: float | None
   micro = max(per_device_batch // accum, 1)  # what is live at once (optim.grad_accum_steps)
   m = config_lib.model_spec(config)
   passes = 2 if config.mode == "dpo" else 1
-  act = activation_bytes(m, per_device_batch=micro, tensor=mesh.shape["tensor"], passes=passes)
+  if m.name == "ltx2":  # the ported LTX-2 estimates its own block
+    from syncdpo_jax.model import ltx2
+
+    act = ltx2.activation_bytes(m, per_device_batch=micro, tensor=mesh.shape["tensor"], passes=passes)
+    tk = Tokens(Nv=m.T_v * m.h * m.w, S=m.h * m.w, T_v=m.T_v, Tt=m.T_a, G=0, Na=m.T_a, Lc=max(m.text_len, 1))
+  else:
+    act = activation_bytes(m, per_device_batch=micro, tensor=mesh.shape["tensor"], passes=passes)
+    tk = tokens(m)
+  depth = m.get("depth", m.get("num_layers"))
   what = f"{micro}{' x 2 (winner, loser)' if passes == 2 else ''} ex" + (
       f" (1 of {accum} micro-batches)" if accum > 1 else ""
   )
-  rows.append(Row("activations (est.)", act["saved"], 0.0, f"{what} x {m.depth} layers, remat={m.remat!r}"))
+  rows.append(Row("activations (est.)", act["saved"], 0.0, f"{what} x {depth} layers, remat={m.remat!r}"))
   rows.append(
       Row(
           "layer working (est.)",
@@ -353,7 +362,7 @@ def make_plan(config: Any, num_devices: int | None = None, hbm_gib: float | None
       num_devices=num_devices,
       mesh=dict(mesh.shape),
       per_device_batch=per_device_batch,
-      tokens=tokens(m),
+      tokens=tk,
       num_params=int(n_params),
       rows=tuple(rows),
       hbm_bytes=hbm,

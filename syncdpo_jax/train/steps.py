@@ -87,6 +87,22 @@ def drop_labels(key: jax.Array, label: jax.Array, p_uncond: float, null_label: i
   return jnp.where(drop, null_label, label)
 
 
+def make_cond(key: jax.Array, batch: dict, p_uncond: float, null_label: int) -> dict:
+  """The model's conditioning from a batch: {'label': [B]} and, where the dataset carries caption
+  embeddings, 'text' [B, L, D] / 'text_mask' [B, L]. With probability p_uncond an example is made
+  unconditional, its label the null class and its caption zeros with no token: what sampling's null
+  condition is (sample/guidance.null_cond), so CFG has trained what it subtracts."""
+  label = drop_labels(key, batch["label"], p_uncond, null_label)
+  cond = {"label": label}
+  if "text" in batch:
+    keep = label != null_label if p_uncond > 0 else jnp.ones_like(label, bool)
+    keep = keep | (batch["label"] == null_label)  # examples that were unconditional already
+    cond["text"] = jnp.where(keep[:, None, None], batch["text"], 0.0).astype(batch["text"].dtype)
+    mask = batch.get("text_mask", jnp.ones(batch["text"].shape[:2], bool))
+    cond["text_mask"] = mask.astype(bool) & keep[:, None]
+  return cond
+
+
 def t_kwargs(obj_cfg) -> dict:
   return dict(
       kind=obj_cfg.t_sampling,
@@ -130,7 +146,7 @@ def make_sft_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
     key = jax.random.fold_in(state.rng, state.step)
     k_loss, k_drop = jax.random.split(key)
     video, audio = codec_lib.encode_batch(codec, batch)
-    cond = {"label": drop_labels(k_drop, batch["label"], float(obj.p_uncond), null_label)}
+    cond = make_cond(k_drop, batch, float(obj.p_uncond), null_label)
     draws = sft_lib.sft_draws(k_loss, video, audio, task_probs, t_kwargs(obj))
 
     def loss_fn(params, ex):
@@ -208,9 +224,9 @@ def make_dpo_step(graphdef, rest, codec, tx: optax.GradientTransformation, confi
         float(dpo.video_weight),
         float(dpo.audio_weight),
     )
-    label = drop_labels(k_drop, batch["label"], float(obj.p_uncond), null_label)
+    cond = make_cond(k_drop, batch, float(obj.p_uncond), null_label)
     # Every random draw is made above for the whole batch: a micro-batch's loss is its pairs' share.
-    pairs = dict(draws, video_w=video_w, audio_w=audio_w, video_l=video_l, audio_l=audio_l, label=label)
+    pairs = dict(draws, video_w=video_w, audio_w=audio_w, video_l=video_l, audio_l=audio_l, cond=cond)
     if task is not None:
       pairs["task"] = task
 
