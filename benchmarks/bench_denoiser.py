@@ -27,7 +27,8 @@ from syncdpo_jax.data import pipeline  # noqa: E402
 from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.model import sharding as sharding_lib  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
-from syncdpo_jax.train import evaluate, steps  # noqa: E402
+from syncdpo_jax.runs import generate as generate_lib  # noqa: E402
+from syncdpo_jax.train import steps  # noqa: E402
 from syncdpo_jax import codec as codec_lib  # noqa: E402
 
 TS = (0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
@@ -60,7 +61,9 @@ def main() -> int:
   c = demo.get_config("eval")
   c.data.data_dir = os.path.abspath(args.data_dir)
   codec = codec_lib.make_codec(c.codec, c.data)
-  graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, sharding_lib.make_mesh(c.parallel.mesh))
+  graphdef, params_like, rest = generate_lib.abstract_model_on_mesh(
+      c, sharding_lib.make_mesh(c.parallel.mesh)
+  )
   params, src = ckpt_lib.restore_params(args.workdir, params_like, c)
   apply = steps.make_apply(graphdef, rest, c.objective.prediction)
   val = pipeline.first_examples(c.data, c.data.split_eval, args.num_clips, ("label", "video", "audio"))

@@ -26,7 +26,8 @@ from syncdpo_jax import codec as codec_lib  # noqa: E402
 from syncdpo_jax import eval as eval_lib  # noqa: E402
 from syncdpo_jax.model import sharding as sharding_lib  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
-from syncdpo_jax.train import evaluate  # noqa: E402
+from syncdpo_jax.runs import evaluate
+from syncdpo_jax.runs import generate as generate_lib  # noqa: E402
 
 
 def _timed(fn):
@@ -45,13 +46,15 @@ def main() -> None:
   c = demo.get_config("eval")
   c.data.data_dir = os.path.abspath(args.data_dir)
   codec = codec_lib.make_codec(c.codec, c.data)
-  data = evaluate.load_eval_set(c, args.clips)
+  data = generate_lib.load_eval_set(c, args.clips)
   gt = list(data["events"])
-  video, audio = evaluate.encode_clips(codec, data)
+  video, audio = generate_lib.encode_clips(codec, data)
   label = jnp.asarray(data["label"], jnp.int32)
-  graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, sharding_lib.make_mesh(c.parallel.mesh))
+  graphdef, params_like, rest = generate_lib.abstract_model_on_mesh(
+      c, sharding_lib.make_mesh(c.parallel.mesh)
+  )
   params, _ = ckpt_lib.restore_params(os.path.abspath(args.workdir), params_like, c)
-  generate = evaluate.make_generate(
+  generate = generate_lib.make_generate(
       graphdef, rest, codec, c.sample, int(c.data.num_classes), c.objective.prediction
   )
   bs = int(c.eval.batch_size)
@@ -73,7 +76,7 @@ def main() -> None:
 
     sample()  # compile
     (v, a), t_sample = _timed(sample)
-    clips, t_decode = _timed(lambda: evaluate.decode_clips(codec, c.data, v, a))
+    clips, t_decode = _timed(lambda: generate_lib.decode_clips(codec, c.data, v, a))
     stream = "video" if mode == "a2v" else "audio"
     _, t_field = _timed(
         lambda: eval_lib.evaluate_clips(clips, gt if mode != "joint" else None, event_stream=stream)

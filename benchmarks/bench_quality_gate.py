@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import demo  # noqa: E402
 from syncdpo_jax import codec as codec_lib  # noqa: E402
 from syncdpo_jax.eval import quality  # noqa: E402
-from syncdpo_jax.train import evaluate  # noqa: E402
+from syncdpo_jax.runs import evaluate
+from syncdpo_jax.runs import generate as generate_lib  # noqa: E402
 
 
 def _noise(levels: float, seed: int = 0):
@@ -123,14 +124,14 @@ def main() -> None:
   c = demo.get_config("eval")
   c.data.data_dir = os.path.abspath(args.data_dir)
   codec = codec_lib.make_codec(c.codec, c.data)
-  test = evaluate.load_eval_set(c, args.clips)
-  tv, ta = evaluate.encode_clips(codec, test)
-  real = evaluate.decode_clips(codec, c.data, tv, ta)
+  test = generate_lib.load_eval_set(c, args.clips)
+  tv, ta = generate_lib.encode_clips(codec, test)
+  real = generate_lib.decode_clips(codec, c.data, tv, ta)
   anchor = evaluate.quality_anchors(c, codec, real, tv, ta)
-  floor = evaluate.decode_clips(
+  floor = generate_lib.decode_clips(
       codec,
       c.data,
-      *evaluate.encode_clips(codec, evaluate.load_eval_set(c, args.clips, split=c.data.split_eval)),
+      *generate_lib.encode_clips(codec, generate_lib.load_eval_set(c, args.clips, split=c.data.split_eval)),
   )
   groups = [k.removeprefix("fd_video_") for k in quality.GATED["video"]]
   print(

@@ -28,7 +28,8 @@ from syncdpo_jax import codec as codec_lib  # noqa: E402
 from syncdpo_jax import perturb  # noqa: E402
 from syncdpo_jax.data import pipeline  # noqa: E402
 from syncdpo_jax.perturb import audit  # noqa: E402
-from syncdpo_jax.train import evaluate, pair_sources  # noqa: E402
+from syncdpo_jax.runs import generate as generate_lib  # noqa: E402
+from syncdpo_jax.train import pair_sources  # noqa: E402
 
 
 def main() -> None:
@@ -44,12 +45,12 @@ def main() -> None:
   codec = codec_lib.make_codec(c.codec, c.data)
   keys = ("video", "audio") + (pair_sources.CONTEXT_KEYS if c.data.context_s > 0 else ())
   clips = pipeline.first_examples(c.data, c.data.split_train, 2 * args.clips, keys)
-  video2, audio2 = evaluate.encode_clips(codec, clips)
+  video2, audio2 = generate_lib.encode_clips(codec, clips)
   video, audio = video2[: args.clips], audio2[: args.clips]
   context = None
   if c.data.context_s > 0:
     ctx = {"video": clips["video_context"][: args.clips], "audio": clips["audio_context"][: args.clips]}
-    ctx_v, ctx_a = evaluate.encode_clips(codec, ctx)
+    ctx_v, ctx_a = generate_lib.encode_clips(codec, ctx)
     context = {"video": ctx_v, "audio": ctx_a}
   fps_v, fps_a = float(codec.fps), float(codec.audio_fps)
   options = perturb.options_from_config(c.perturb)

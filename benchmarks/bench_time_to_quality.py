@@ -38,7 +38,9 @@ from configs import demo  # noqa: E402
 from syncdpo_jax.data import pipeline  # noqa: E402
 from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.eval import quality  # noqa: E402
-from syncdpo_jax.train import evaluate, loop, steps  # noqa: E402
+from syncdpo_jax.runs import evaluate
+from syncdpo_jax.runs import generate as generate_lib  # noqa: E402
+from syncdpo_jax.train import loop, steps  # noqa: E402
 
 # The README's runs: overrides of J (configs/demo.py:sft before config_lib.demo_generator, the demo's
 # model of rounds 1-3; _J undoes the recipe). Each keeps the cosine schedule over the horizon it was run
@@ -196,29 +198,29 @@ def run_variant(name: str, seconds: float, data_dir: str, max_steps: int = 0, gr
   codec = setup.codec
   val = pipeline.first_examples(c.data, c.data.split_eval, 16, ("label", "video", "audio"))
   train = pipeline.first_examples(c.data, c.data.split_train, 64, ("video",))
-  video, audio = evaluate.encode_clips(codec, val)
+  video, audio = generate_lib.encode_clips(codec, val)
   mean_v = codec.encode_video(jnp.asarray(train["video"])).mean(0)
   apply = steps.make_apply(setup.graphdef, setup.rest, c.objective.prediction)
   ts = (0.1, 0.5, 0.9, 1.0)
   err = x0_errors(apply, state.params, video, audio, jnp.asarray(val["label"], jnp.int32), ts=ts)
   out = {"steps": n, "x0_video": err[:, 0].tolist(), "mean_frame": float(jnp.mean((video - mean_v) ** 2))}
-  test = evaluate.load_eval_set(c, 16)
-  tv, ta = evaluate.encode_clips(codec, test)
-  real = evaluate.decode_clips(codec, c.data, tv, ta)
+  test = generate_lib.load_eval_set(c, 16)
+  tv, ta = generate_lib.encode_clips(codec, test)
+  real = generate_lib.decode_clips(codec, c.data, tv, ta)
   anchor = evaluate.quality_anchors(c, codec, real, tv, ta)
   label = jnp.asarray(test["label"], jnp.int32)
   sample_apply = steps.make_apply(setup.graphdef, setup.rest, c.objective.prediction)
   rec = jax.jit(lambda p, v, a, l: reconstruct(sample_apply, p, v, a, l, 0.2))(state.params, tv, ta, label)
-  rows = {"real": real, "rec0.2": evaluate.decode_clips(codec, c.data, rec, ta)}
+  rows = {"real": real, "rec0.2": generate_lib.decode_clips(codec, c.data, rec, ta)}
   out["rec0.2"] = quality.verdict(quality.proxies(rows["rec0.2"], real), anchor, "a2v")["gate_video"]
   for sync_cfg in (False, True):
     sc = c.sample.copy_and_resolve_references()
     sc.sync_cfg = sync_cfg
-    gen = evaluate.make_generate(
+    gen = generate_lib.make_generate(
         setup.graphdef, setup.rest, codec, sc, int(c.data.num_classes), c.objective.prediction
     )
     v, a = gen(state.params, jax.random.key(7), tv, ta, label, mode="joint")
-    clips = evaluate.decode_clips(codec, c.data, v, a)
+    clips = generate_lib.decode_clips(codec, c.data, v, a)
     rows["joint synccfg" if sync_cfg else "joint"] = clips
     out["synccfg" if sync_cfg else "plain"] = quality.verdict(quality.proxies(clips, real), anchor, "joint")
   if grid_dir:

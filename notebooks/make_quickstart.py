@@ -259,7 +259,7 @@ Each value is a mean with its 95% confidence half-width.""",
     (
         "code",
         """\
-from syncdpo_jax.train import evaluate
+from syncdpo_jax.runs import evaluate
 
 evaluate.evaluate(eval_config, str(WORKDIR), [("sft", str(WORKDIR / "sft")), ("syncdpo", str(WORKDIR / "dpo"))])
 display(Markdown((WORKDIR / "eval" / "report.md").read_text()))

@@ -93,7 +93,7 @@ def dpo_config() -> ml_collections.ConfigDict:
   #                  inside the jitted step (perturb, curriculum);
   #   'sample_rank'  conventional DPO baseline: before step 1, sample num_candidates candidates per
   #                  condition from the reference model, rank them by the sync metrics and keep the best
-  #                  as winner and the worst as loser (train/pairs.py; saved in WORKDIR/pairs.npz).
+  #                  as winner and the worst as loser (runs/pairs.py; saved in WORKDIR/pairs.npz).
   c.pairs = "rules"
   c.rank = ml_collections.ConfigDict()
   c.rank.num_candidates = 4  # K samples per condition (>= 2)
@@ -149,7 +149,7 @@ def eval_config() -> ml_collections.ConfigDict:
   # Also sample every mode with sample.sync_cfg flipped (same noise), as rows '<run>/<mode>/synccfg_off'
   # (or '_on'): SyncCFG's own effect, measured on the same clips.
   c.sync_cfg_both = True
-  # The sync-sensitivity probe (train/probe.py): this many whole clips of eval.split, the given stream
+  # The sync-sensitivity probe (runs/probe.py): this many whole clips of eval.split, the given stream
   # shifted by 0, +-1, +-2, +-3, +-5 video frames; eval/probe.json + probe.png. 0 = off.
   c.probe_clips = 64
   c.event_tol_ms = 100.0  # event matching tolerance (one video frame at 10 fps)

@@ -204,8 +204,8 @@ def run(config, workdir: str):
     from syncdpo_jax.train import loop
 
     return loop.train(config, workdir)
-  from syncdpo_jax.train import evaluate
+  from syncdpo_jax.runs import evaluate, sampling
 
   if config.mode == "eval":
     return evaluate.evaluate(config, workdir)
-  return evaluate.sample_run(config, workdir)
+  return sampling.sample_run(config, workdir)

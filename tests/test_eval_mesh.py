@@ -10,7 +10,9 @@ import numpy as np
 from syncdpo_jax import codec as codec_lib
 from syncdpo_jax import config_lib
 from syncdpo_jax.model import sharding as sharding_lib
-from syncdpo_jax.train import evaluate, loop
+from syncdpo_jax.runs import evaluate
+from syncdpo_jax.runs import generate as generate_lib
+from syncdpo_jax.train import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -47,13 +49,13 @@ def test_generate_on_a_2x2x2_mesh_equals_one_device_with_a_padded_batch(tmp_path
   rules = tuple(c.parallel.logical_axis_rules)
   out = {}
   for name, mesh in (("one", _one_device()), ("mesh", sharding_lib.make_mesh(MESH))):
-    graphdef, params_like, rest = evaluate.abstract_model_on_mesh(c, mesh)
+    graphdef, params_like, rest = generate_lib.abstract_model_on_mesh(c, mesh)
     params = _random_params(params_like)
-    gen = evaluate.make_generate(
+    gen = generate_lib.make_generate(
         graphdef, rest, codec, c.sample, int(c.data.num_classes), c.objective.prediction
     )
     for mode in ("joint", "v2a"):
-      out[name, mode] = evaluate.generate_on_mesh(
+      out[name, mode] = generate_lib.generate_on_mesh(
           gen, mesh, rules, params, jax.random.key(3), video, audio, label, mode
       )
     if name == "mesh":  # the params really are split: FSDP and tensor-parallel shards

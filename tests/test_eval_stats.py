@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 
 from syncdpo_jax.eval import stats
-from syncdpo_jax.train import evaluate
+from syncdpo_jax.runs import evaluate
 
 
 def test_paired_difference_by_hand():

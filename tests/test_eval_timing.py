@@ -108,7 +108,7 @@ def test_aligned_beats_shifted_by_one_video_frame_for_every_deciding_metric(clip
   # The eval's decisions rest on evaluate.GT_TIMING (v2a: the audio, a2v: the video, scored against
   # the ground truth). On real clips each must score the aligned stream better than the same stream one
   # video frame (0.1 s) late or early, as a mean over the clips.
-  from syncdpo_jax.train import evaluate
+  from syncdpo_jax.runs import evaluate
 
   assert set(_DECIDING) == set(evaluate.GT_TIMING)
   per_fps = MEL_FPS / 10.0  # mel frames per video frame

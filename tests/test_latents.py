@@ -232,7 +232,7 @@ def test_latent_config_errors_name_the_fields(tmp_path_factory):
 def test_pixel_mel_standardisation_round_trips_and_maps_silence(tmp_path_factory):
   # codec.video_norm / audio_norm: latent = (x - mean) / std, decode inverts it exactly; the sampler's
   # silent anchor (sample.silence_value, -1 = -80 dB log-mel) lands on the standardised silence.
-  from syncdpo_jax.train import evaluate
+  from syncdpo_jax.runs import generate as generate_lib
 
   c = _config(tmp_path_factory)
   plain = codec_lib.make_codec(c.codec, c.data)
@@ -245,8 +245,8 @@ def test_pixel_mel_standardisation_round_trips_and_maps_silence(tmp_path_factory
   np.testing.assert_allclose(codec.encode_audio(mel), (mel + 0.4) / 0.5, rtol=1e-6)
   np.testing.assert_allclose(codec.decode_video(codec.encode_video(video)), video, atol=1e-6)
   np.testing.assert_allclose(codec.decode_audio(codec.encode_audio(mel)), mel, atol=1e-6)
-  assert evaluate.silence_latent(codec, -1.0) == pytest.approx(-1.2)
-  assert evaluate.silence_latent(plain, -1.0) == -1.0
+  assert generate_lib.silence_latent(codec, -1.0) == pytest.approx(-1.2)
+  assert generate_lib.silence_latent(plain, -1.0) == -1.0
   c.codec.audio_norm = (0.0, 0.0)
   with pytest.raises(ValueError, match="config.codec.audio_norm"):
     codec_lib.make_codec(c.codec, c.data)

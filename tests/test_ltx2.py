@@ -298,3 +298,28 @@ def test_flops_count_matches_xla_cost_analysis():
   xla = (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
   ours = ltx2_lib.flops_per_example(spec, io.T_v, io.h, io.w, io.T_a, text_len=1)
   assert 0.7 * xla <= ours <= xla, (ours, xla)
+
+
+def test_a_sharded_checkpoint_with_its_index_loads_the_same(tmp_path):
+  """save_pretrained's sharded layout (shards + diffusion_pytorch_model.safetensors.index.json) reads
+  like the single file; a shard the index names but the folder lacks is an error naming it."""
+  d, _, call = _fixture("split")
+  w = safetensors_io.SafetensorsFolder(d)
+  names = w.names()
+  src = tmp_path / "sharded"
+  src.mkdir()
+  shutil.copy(os.path.join(d, "config.json"), src / "config.json")
+  shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+  for f, keys in shards.items():
+    safetensors_io.write(str(src / f), {k: np.array(w.get(k)) for k in keys})
+  index = {"metadata": {}, "weight_map": {k: f for f, keys in shards.items() for k in keys}}
+  with open(src / "diffusion_pytorch_model.safetensors.index.json", "w") as f:
+    json.dump(index, f)
+  io = _model_io(d, call)
+  _, one = convert.load(d, io=io)
+  _, sharded = convert.load(str(src), io=io)
+  for a, b in zip(jax.tree.leaves(nnx.state(one)), jax.tree.leaves(nnx.state(sharded))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  os.remove(src / "model-00002-of-00002.safetensors")
+  with pytest.raises(FileNotFoundError, match="model-00002-of-00002.safetensors"):
+    convert.load(str(src), io=io)

@@ -1,4 +1,4 @@
-"""Conventional DPO baseline (train/pairs.py): ranking, the pairs builder and its cost, the DPO step on
+"""Conventional DPO baseline (runs/pairs.py): ranking, the pairs builder and its cost, the DPO step on
 explicit losers, and a sample_rank DPO run through the loop."""
 
 import json
@@ -15,7 +15,8 @@ from syncdpo_jax.data import pipeline
 from syncdpo_jax.model import sharding as sharding_lib
 from syncdpo_jax.sample import guided_velocity
 from syncdpo_jax.train import checkpoint as ckpt_lib
-from syncdpo_jax.train import loop, pair_sources, pairs as pairs_lib, steps
+from syncdpo_jax.runs import pairs as pairs_lib
+from syncdpo_jax.train import loop, pair_sources, steps
 
 # The test config on the session's shared SyncBench-Synth build, exactly as the training tests use it.
 from test_train import _config  # noqa: E402

@@ -1,4 +1,4 @@
-"""The sync-sensitivity probe's mechanics (train/probe.py): real crops only, one set of draws for every
+"""The sync-sensitivity probe's mechanics (runs/probe.py): real crops only, one set of draws for every
 shift and checkpoint, e(0) - e(0) = 0, deterministic."""
 
 import os
@@ -12,7 +12,8 @@ import pytest
 from syncdpo_jax import codec as codec_lib
 from syncdpo_jax import config_lib
 from syncdpo_jax.data import builders, pipeline
-from syncdpo_jax.train import probe, steps
+from syncdpo_jax.runs import probe
+from syncdpo_jax.train import steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)

@@ -391,7 +391,7 @@ def test_ema_decay_warms_up_then_holds():
 def test_sample_mode_writes_mp4s_with_sound(tmp_path):
   """config.mode='sample' (joint, and v2a on a user's mp4): one mp4 per sample, video with its audio."""
   from syncdpo_jax.data import media
-  from syncdpo_jax.train import evaluate
+  from syncdpo_jax.runs import evaluate, sampling
 
   c = _config(tmp_path, num_steps=1)
   loop.train(c, str(tmp_path / "run"))
@@ -399,13 +399,13 @@ def test_sample_mode_writes_mp4s_with_sound(tmp_path):
   s.data.data_dir = c.data.data_dir
   s.sample_run.checkpoint = str(tmp_path / "run")
   s.sample_run.num_samples = 1
-  paths = evaluate.sample_run(s, str(tmp_path / "joint"))
+  paths = sampling.sample_run(s, str(tmp_path / "joint"))
   assert len(paths) == 1
   frames, fps, audio, sr = media.read_mp4(paths[0])
   assert frames.shape[0] == round(c.data.window_s * c.data.fps) and fps == pytest.approx(c.data.fps)
   assert audio.size > 0 and sr > 0
   s.sample.mode, s.sample_run.input = "v2a", paths[0]
-  (p,) = evaluate.sample_run(s, str(tmp_path / "v2a"))
+  (p,) = sampling.sample_run(s, str(tmp_path / "v2a"))
   np.testing.assert_array_equal(media.read_mp4(p)[0].shape, frames.shape)
 
 

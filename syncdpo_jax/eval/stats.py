@@ -1,6 +1,6 @@
 """Paired comparisons of two runs scored on the same clips and sampler noise.
 
-Two checkpoints evaluated by `syncdpo_jax.train.evaluate` see the same eval clips and, per generation
+Two checkpoints evaluated by `syncdpo_jax.runs.evaluate` see the same eval clips and, per generation
 mode and sampler seed, the same noise, so the per-clip values of a metric pair up: a run's effect is
 the distribution of its per-clip differences against the other run, and the clip-to-clip spread that
 both runs share cancels. `paired_difference` summarises one such set (mean with a Student-t 95% CI,

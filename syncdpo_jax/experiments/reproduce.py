@@ -367,7 +367,7 @@ def _train_one(config: ml_collections.ConfigDict, workdir: str) -> float:
 
 def _eval_one(config: ml_collections.ConfigDict, out: str, checkpoints) -> tuple[dict, dict, float]:
   """Worker: one eval group. Returns (report table, per-clip values, wall seconds)."""
-  from syncdpo_jax.train import evaluate
+  from syncdpo_jax.runs import evaluate
 
   t0 = time.time()
   table = evaluate.evaluate(config, out, checkpoints=checkpoints)
@@ -415,7 +415,7 @@ def run_tasks(pool, tasks: dict[str, tuple], workers: int, on_done) -> None:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains every run (resuming finished/partial ones), evaluates, and writes WORKDIR/results.{md,json}."""
   from syncdpo_jax import data as data_lib
-  from syncdpo_jax.train import pairs
+  from syncdpo_jax.runs import pairs
 
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)

@@ -226,11 +226,11 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
 
   `stop_after`: leave after this many steps of this call with a checkpoint, exactly as a preemption
   would (for time-sliced schedulers, and for the exact-resume tests). With config.train.eval_every > 0
-  the current params are sampled and scored every that many steps (train/evaluate.make_periodic_eval).
+  the current params are sampled and scored every that many steps (runs/evaluate.make_periodic_eval).
 
   Writes WORKDIR/metrics.jsonl (one JSON object per logged step), WORKDIR/tensorboard/, WORKDIR/plots/,
   WORKDIR/checkpoints/ and WORKDIR/config.json; DPO with config.dpo.pairs='sample_rank' also
-  WORKDIR/pairs.npz and WORKDIR/pairs_cost.json (train/pairs.py). Returns the final TrainState.
+  WORKDIR/pairs.npz and WORKDIR/pairs_cost.json (runs/pairs.py). Returns the final TrainState.
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   os.makedirs(workdir, exist_ok=True)
@@ -287,7 +287,7 @@ def train(config, workdir: str, *, stop_after: int | None = None) -> TrainState:
   writer = writers.create_writer(workdir, just_logging=not is_main)
   eval_fn = None
   if int(tc.eval_every) > 0:
-    from syncdpo_jax.train import evaluate
+    from syncdpo_jax.runs import evaluate  # runs/ builds on train/: imported where used
 
     eval_fn = evaluate.make_periodic_eval(config, workdir, setup.graphdef, setup.rest, mesh)
   num_steps = int(tc.num_steps)

@@ -4,7 +4,7 @@
                                     built inside the jitted step by temporal distortions of its winner,
                                     and the curriculum advances in the step.
   config.dpo.pairs = 'sample_rank'  `RankedPairs` (the conventional DPO baseline): pairs sampled from the
-                                    reference and ranked before step 1 (train/pairs.py), fed as latents.
+                                    reference and ranked before step 1 (runs/pairs.py), fed as latents.
 
 A source has a host side, used by the loop (`prepare` once before step 1, `host_batch` for each step),
 and a device side, traced inside the step (`pairs`, `next_curriculum`). The step (train/steps.py) and
@@ -145,7 +145,7 @@ class RuleNegatives:
 
 class RankedPairs:
   """The conventional baseline's pairs: K samples of the reference per condition, ranked by a sync
-  metric, best = winner, worst = loser (train/pairs.py), built once before step 1.
+  metric, best = winner, worst = loser (runs/pairs.py), built once before step 1.
 
   The batch holds LATENTS: video / audio (winner) and loser_video / loser_audio, [B, T_v', h, w, C_v] /
   [B, T_a', C_a], and label. The pairs were sampled in latent space; a decode -> encode round trip
@@ -164,13 +164,13 @@ class RankedPairs:
   def prepare(self, config, workdir: str, graphdef, rest, ref_params) -> None:
     """The pairs saved in `workdir`, else sampled from `ref_params` (the reference: init_from, or after
     a resume the restored reference, the same model) and saved."""
-    from syncdpo_jax.train import pairs as pairs_lib  # pairs samples through the eval's generator
+    from syncdpo_jax.runs import pairs as pairs_lib  # a run mode: it samples on the mesh
 
     self.ranked = pairs_lib.prepare(config, workdir, graphdef, rest, self.codec, ref_params)
 
   def host_batch(self, step: int, data_iter: Iterator[dict]) -> dict:
     """Step `step`'s pairs (1-based), indexed by the step: a resume needs no iterator state."""
-    from syncdpo_jax.train import pairs as pairs_lib
+    from syncdpo_jax.runs import pairs as pairs_lib
 
     if self.ranked is None:
       raise RuntimeError("RankedPairs.host_batch before prepare(): the loop builds the pairs first.")
@@ -181,7 +181,7 @@ class RankedPairs:
     if "loser_video" not in batch:
       raise ValueError(
           "config.dpo.pairs='sample_rank' but the batch has no 'loser_video' / 'loser_audio': "
-          "feed the ranked pairs (train/pairs.py), or set config.dpo.pairs='rules'."
+          "feed the ranked pairs (runs/pairs.py), or set config.dpo.pairs='rules'."
       )
     return batch["video"], batch["audio"], batch["loser_video"], batch["loser_audio"], None
 

@@ -5,7 +5,7 @@ rule-based temporal perturbation: no sampling, no scoring. The conventional reci
 (config.dpo.pairs='sample_rank') is:
 
   for each condition (a train-split clip: its label, and its real video for v2a / its real audio for a2v)
-    sample K candidates from the reference model        train/evaluate.make_generate (jitted sampler)
+    sample K candidates from the reference model        train/generate_lib.make_generate (jitted sampler)
     decode and score every candidate on the host         eval.estimate_offset, eval.av_align
     winner = best ranked, loser = worst ranked (latents)
 
@@ -37,7 +37,8 @@ from syncdpo_jax import codec as codec_lib
 from syncdpo_jax import eval as eval_lib
 from syncdpo_jax.data import pipeline
 from syncdpo_jax.perturb import curriculum as curriculum_lib
-from syncdpo_jax.train import evaluate, pair_sources
+from syncdpo_jax.runs import generate as generate_lib
+from syncdpo_jax.train import pair_sources
 
 PAIR_KEYS = (
     "winner_video",
@@ -206,7 +207,7 @@ def build_ranked_pairs(
   scfg = rank_sample_config(config)
   cond = load_conditions(config, num_pairs, seed)
   chunk = min(int(config.data.batch_size), num_pairs)
-  generate = evaluate.make_generate(
+  generate = generate_lib.make_generate(
       graphdef, rest, codec, scfg, int(config.data.num_classes), config.objective.prediction
   )
   key = jax.random.key(int(seed))
@@ -228,7 +229,7 @@ def build_ranked_pairs(
     t1 = time.perf_counter()
     desync, align = np.empty((n, k)), np.empty((n, k))
     for j, (v, a) in enumerate(cands):
-      for i, clip in enumerate(evaluate.decode_clips(codec, config.data, v, a)):
+      for i, clip in enumerate(generate_lib.decode_clips(codec, config.data, v, a)):
         desync[i, j], align[i, j] = score_clip(clip)
     t_sample, t_score = t_sample + t1 - t0, t_score + time.perf_counter() - t1
     best, worst = best_and_worst(desync, align)

@@ -18,8 +18,6 @@ spent sampling and scoring per row).
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
 import time
@@ -29,24 +27,28 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from flax import nnx
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from syncdpo_jax import codec as codec_lib  # noqa: E402
-from syncdpo_jax import config_lib  # noqa: E402
 from syncdpo_jax import eval as eval_lib  # noqa: E402
 from syncdpo_jax import sample as sample_lib  # noqa: E402
-from syncdpo_jax._librosa import librosa  # noqa: E402  (imported on first use)
-from syncdpo_jax.data import media, pipeline  # noqa: E402
 from syncdpo_jax.eval import quality  # noqa: E402
 from syncdpo_jax.eval import report as report_lib  # noqa: E402
 from syncdpo_jax.eval import stats as stats_lib  # noqa: E402
 from syncdpo_jax.model import sharding as sharding_lib  # noqa: E402
-from syncdpo_jax.objectives import flow  # noqa: E402
 from syncdpo_jax.train import checkpoint as ckpt_lib  # noqa: E402
-from syncdpo_jax.train import probe as probe_lib  # noqa: E402
+from syncdpo_jax.runs import probe as probe_lib  # noqa: E402
+from syncdpo_jax.runs.generate import (  # noqa: E402
+    abstract_model_on_mesh,
+    decode_clips,
+    encode_clips,
+    generate_on_mesh,
+    load_eval_set,
+    make_generate,
+    write_samples,
+)
 from syncdpo_jax.train import steps  # noqa: E402
 
 
@@ -141,142 +143,6 @@ def parse_checkpoints(spec: str) -> list[tuple[str, str]]:
   return out
 
 
-def load_eval_set(config, num_clips: int, split: str | None = None) -> dict:
-  """The first `num_clips` clips of `split` (default config.eval.split; deterministic centre crops)."""
-  split = split or config.eval.split
-  out = pipeline.first_examples(config.data, split, num_clips, ("label", "video", "audio", "events"))
-  if len(out["label"]) == 0:
-    raise ValueError(f"split {split!r} (config.eval.split / config.data.split_eval) holds no clips.")
-  return out
-
-
-def encode_clips(codec, clips: dict) -> tuple[jax.Array, jax.Array]:
-  """Latents (video [B, T_v, h, w, C_v], audio [B, T_a, C_a]) of clips {'video': pixels [B, T, H, W, 3]
-  in [-1, 1], 'audio': normalised log-mel [B, T_a, n_mels]}, e.g. `load_eval_set`'s."""
-  return codec_lib.encode_batch(codec, clips)
-
-
-def to_uint8(video: np.ndarray) -> np.ndarray:
-  """[..., H, W, 3] in [-1, 1] -> uint8."""
-  return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
-def silence_latent(codec, silence_value: float) -> float:
-  """sample.silence_value (normalised log-mel, -1 = -80 dB) as the latent of a pixel_mel codec, which
-  standardises the log-mel (codec.audio_norm); other codecs' latents take the value as given."""
-  source = codec_lib.media_codec(codec)
-  if isinstance(source, codec_lib.PixelMelCodec):
-    return float(source.encode_audio(jnp.full((), silence_value, jnp.float32)))
-  return silence_value
-
-
-def make_generate(graphdef, rest, codec, sample_cfg, null_label: int, prediction: str = "v"):
-  """Jitted (params, key, video_lat, audio_lat, label) -> (video_lat, audio_lat) for one mode.
-
-  Parameters are an argument (not closed over), so all checkpoints share one compilation per mode.
-  """
-  silence = silence_latent(codec, float(sample_cfg.silence_value))
-
-  @functools.partial(jax.jit, static_argnames=("mode",))
-  def generate(params, key, video, audio, label, mode):
-    model_fn = flow.velocity_model(nnx.merge(graphdef, params, rest), prediction, flow.SAMPLE_T_EPS)
-    cfg = sample_cfg.copy_and_resolve_references()
-    cfg.mode = mode
-    cfg.silence_value = silence
-    v0, a0 = sample_lib.initial_streams(key, mode, video=video, audio=audio)
-    return sample_lib.sample(
-        model_fn, v0, a0, {"label": label}, cfg, null_label=null_label, final_euler=prediction != "v"
-    )
-
-  return generate
-
-
-def abstract_model_on_mesh(config, mesh):
-  """(graphdef, params restore target sharded on `mesh` by config.parallel's logical-axis rules, rest),
-  without allocating: a checkpoint restores straight onto the shards a training run would use."""
-  abstract = config_lib.build_abstract_model(config)
-  graphdef, abs_params, rest = nnx.split(abstract, nnx.Param, ...)
-  shardings = sharding_lib.state_shardings(abs_params, mesh, tuple(config.parallel.logical_axis_rules))
-  params_like = jax.tree.map(
-      lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), abs_params, shardings
-  )
-  return graphdef, params_like, rest
-
-
-def generate_on_mesh(generate, mesh, rules, params, key, video, audio, label, mode: str):
-  """`make_generate`'s sampler run on `mesh`: (video [B, ...], audio [B, ...]) latents, any B.
-
-  The batch is padded to a multiple of the mesh's batch axes (repeating its last example), sharded over
-  them and sampled under the mesh, next to the sharded params; the result is gathered back to every
-  process and cut to B. The padding leaves the first B examples' noise unchanged (jax's partitionable
-  threefry draws element i of the noise independently of the array's length), so a clip samples the
-  same on any mesh.
-  """
-  n = int(label.shape[0])
-  size = sharding_lib.batch_axes_size(mesh, rules)
-  pad = -n % size
-  batch_sh = sharding_lib.batch_sharding(mesh, rules)
-
-  def put(x):
-    x = np.asarray(x)
-    if pad:
-      x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-    return jax.make_array_from_callback(x.shape, batch_sh, lambda idx: x[idx])
-
-  with jax.set_mesh(mesh):
-    v, a = generate(params, key, put(video), put(audio), put(label), mode=mode)
-  # Replicated, so that every process can read the whole batch (multi-host meshes).
-  v, a = _replicate(mesh)((v, a))
-  return v[:n], a[:n]
-
-
-@functools.cache
-def _replicate(mesh):
-  """A jitted identity onto `mesh` replicated: one per mesh, so repeated batches reuse its compilation."""
-  return jax.jit(lambda x: x, out_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-
-
-def decode_clips(codec, data_cfg, video_lat, audio_lat) -> list[dict]:
-  """Latents -> [{'frames': uint8 [T, H, W, 3], 'fps', 'audio': float [N], 'sr', 'mel', 'mel_fps'}].
-
-  The waveform (Griffin-Lim) feeds the offset and AV-Align metrics and the mp4s; audio events are
-  scored on the log-mel itself ('mel'), which the vocoder would smear.
-  """
-  frames = to_uint8(jax.device_get(codec.decode_video(video_lat)))
-  mels = np.asarray(jax.device_get(codec.decode_audio(audio_lat)))
-  mel_fps = float(data_cfg.sr) / float(data_cfg.hop)
-  return [
-      {
-          "frames": f,
-          "fps": float(data_cfg.fps),
-          "audio": _waveform(m, data_cfg),
-          "sr": int(data_cfg.sr),
-          "mel": m,
-          "mel_fps": mel_fps,
-      }
-      for f, m in zip(frames, mels)
-  ]
-
-
-_WAVEFORMS: dict[tuple, np.ndarray] = {}
-
-
-def _waveform(mel: np.ndarray, data_cfg) -> np.ndarray:
-  """media.mel_to_audio, remembered by the mel's bytes: audio-driven (a2v) generation returns the given
-  audio unchanged, so every a2v row would otherwise run Griffin-Lim again on the real clips' mels
-  (Griffin-Lim is deterministic: a fixed phase initialisation)."""
-  key = (
-      hashlib.sha1(np.ascontiguousarray(mel).tobytes()).hexdigest(),
-      mel.shape,
-      json.dumps(data_cfg.to_dict(), sort_keys=True, default=str),
-  )
-  if key not in _WAVEFORMS:
-    if len(_WAVEFORMS) >= 256:
-      _WAVEFORMS.pop(next(iter(_WAVEFORMS)))
-    _WAVEFORMS[key] = media.mel_to_audio(mel, data_cfg)
-  return _WAVEFORMS[key]
-
-
 def score(clips: list[dict], real: list[dict], gt_events, tol_s: float, event_stream: str = "audio") -> dict:
   """Sync metrics of `clips` (events of `event_stream` vs ground truth) + quality proxies vs `real`."""
   res = eval_lib.evaluate_clips(clips, gt_events, event_tol_s=tol_s, event_stream=event_stream)
@@ -293,16 +159,6 @@ def score(clips: list[dict], real: list[dict], gt_events, tol_s: float, event_st
       res["per_clip"][name] = values
   res.update(quality.proxies(clips, real))
   return res
-
-
-def write_samples(clips: list[dict], out_dir: str, prefix: str, n: int) -> list[str]:
-  os.makedirs(out_dir, exist_ok=True)
-  paths = []
-  for i, c in enumerate(clips[:n]):
-    p = os.path.join(out_dir, f"{prefix}_{i}.mp4")
-    media.write_mp4(p, c["frames"], c["fps"], c["audio"], c["sr"])
-    paths.append(p)
-  return paths
 
 
 def plot_report(table: dict, path: str, metrics=("desync", "av_align", "event_f1")) -> None:
@@ -610,91 +466,3 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
     if r.get("skipped"):
       print(f"[eval] {run}: skipped clips {r['skipped']}", flush=True)
   return flat
-
-
-def load_user_media(path: str, data_cfg, mode: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-  """A user's file -> (video [T_v, H, W, 3] in [-1, 1], normalised log-mel [T_a, n_mels]) of one window.
-
-  v2a needs a video (mp4, any fps/size: converted to data.fps / data.resolution, first window_s
-  seconds); a2v needs audio (wav/flac/mp3 or an mp4's audio track, resampled to data.sr).
-  """
-  from syncdpo_jax.data import builders, features
-  from syncdpo_jax.data.config import frames_per_window
-
-  t_v, t_a = frames_per_window(data_cfg)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"config.sample_run.input={path!r} does not exist.")
-  video = mel = None
-  if mode == "v2a":
-    frames, fps, _, _ = media.read_mp4(path, require_audio=False)
-    idx = builders.convert_fps(frames.shape[0], fps, float(data_cfg.fps))
-    if len(idx) < t_v:
-      raise ValueError(
-          f"{path}: {frames.shape[0] / fps:.2f} s of video is shorter than data.window_s="
-          f"{data_cfg.window_s} s; give a longer clip or lower data.window_s."
-      )
-    video = builders.square_resize(frames[idx[:t_v]], int(data_cfg.resolution))
-    video = video.astype(np.float32) / 127.5 - 1.0
-  else:
-    try:
-      wav, _ = librosa.load(path, sr=int(data_cfg.sr), mono=True)
-    except Exception:  # noqa: BLE001 - not a plain audio file: try the audio track of a video container
-      _, _, wav, sr = media.read_mp4(path)
-      wav = media.resample_audio(wav, sr, int(data_cfg.sr))
-    n = int(round(data_cfg.window_s * data_cfg.sr))
-    if wav.shape[0] < n:
-      raise ValueError(
-          f"{path}: {wav.shape[0] / data_cfg.sr:.2f} s of audio is shorter than "
-          f"data.window_s={data_cfg.window_s} s."
-      )
-    mel = features.log_mel(wav[:n], data_cfg, num_frames=t_a)
-  return video, mel
-
-
-def sample_run(config, workdir: str) -> list[str]:
-  """config.mode='sample': generate from a checkpoint, on the user's media for v2a / a2v.
-
-  Writes WORKDIR/samples/<mode>_<i>.mp4 (video with its soundtrack) and returns the paths.
-  """
-  sc, run = config.sample, config.sample_run
-  mode = sc.mode
-  codec = codec_lib.make_codec(config.codec, config.data)
-  from syncdpo_jax.data.config import frames_per_window
-
-  t_v, t_a = frames_per_window(config.data)
-  n = int(run.num_samples)
-  res = int(config.data.resolution)
-  video = np.zeros((n, t_v, res, res, 3), np.float32)
-  mel = np.full((n, t_a, int(config.data.n_mels)), -1.0, np.float32)
-  if mode in ("v2a", "a2v"):
-    if not run.input:
-      raise ValueError(f"config.sample.mode={mode!r} needs a file: set --config.sample_run.input=<mp4/wav>.")
-    v, m = load_user_media(run.input, config.data, mode)
-    if v is not None:
-      video[:] = v
-    if m is not None:
-      mel[:] = m
-  mesh = sharding_lib.make_mesh(config.parallel.mesh)
-  graphdef, params_like, rest = abstract_model_on_mesh(config, mesh)
-  params, src = ckpt_lib.restore_params(run.checkpoint, params_like, config)
-  generate = make_generate(
-      graphdef, rest, codec, sc, int(config.data.num_classes), config.objective.prediction
-  )
-  label = jnp.full((n,), int(run.label), jnp.int32)
-  # The user's media are pixels and log-mel even when training read precomputed latents.
-  enc = codec_lib.media_codec(codec)
-  v_lat, a_lat = generate_on_mesh(
-      generate,
-      mesh,
-      tuple(config.parallel.logical_axis_rules),
-      params,
-      jax.random.key(int(config.seed)),
-      enc.encode_video(jnp.asarray(video)),
-      enc.encode_audio(jnp.asarray(mel)),
-      label,
-      mode,
-  )
-  clips = decode_clips(codec, config.data, v_lat, a_lat)
-  paths = write_samples(clips, os.path.join(os.path.abspath(workdir), "samples"), mode, n)
-  print(f"[sample] {mode} from {src}: wrote " + ", ".join(paths), flush=True)
-  return paths
