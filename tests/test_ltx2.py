@@ -237,6 +237,12 @@ def test_a_converted_checkpoint_starts_sft_and_dpo(tmp_path):
       cwd=repo,
   )
   assert r.returncode == 1 and "config.model.num_layers: checkpoint 2, config 3" in r.stderr, r.stderr[-2000:]
+  # Without --config: the 19B presets' run config with the checkpoint's architecture, whose LTX-2 latents
+  # (128 channels each) this tiny checkpoint does not take.
+  r = subprocess.run(
+      cmd[:-1] + [f"--out={tmp_path / 'bad'}"], capture_output=True, text=True, timeout=300, cwd=repo
+  )
+  assert r.returncode == 1 and "128 video / 128 audio channels" in r.stderr, r.stderr[-2000:]
   r = subprocess.run(
       cmd + [f"--out={tmp_path / 'conv'}", f"--config.data.data_dir={data_dir}"],
       capture_output=True,

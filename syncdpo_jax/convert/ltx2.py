@@ -1,7 +1,7 @@
 """diffusers-format LTX-2 transformer -> our `model.ltx2.LTX2` (and an orbax checkpoint for init_from).
 
   model_cfg, model = convert.ltx2.load("/path/to/LTX-2/transformer")       # config.json + safetensors
-  python -m syncdpo_jax.convert ltx2 --src DIR --out WORKDIR --config configs/ltx2.py:19b-gpu8
+  python -m syncdpo_jax.convert ltx2 --src DIR --out WORKDIR [--config configs/ltx2.py:gpu-8x80gb]
 
 `src_dir` is what `LTX2VideoTransformer3DModel.save_pretrained` writes: `config.json` and either
 `diffusion_pytorch_model.safetensors` or shards with their `*.safetensors.index.json`. Tensors are read
@@ -262,6 +262,31 @@ def write_checkpoint(src_dir: str, out_workdir: str, config) -> str:
   return ckpt_lib.save_params(out_workdir, params, config)
 
 
+# The run config a conversion is fingerprinted with when none is given: the 19B presets share their
+# latents (LTX-2's VAEs at 24 fps, 16 kHz), so its checkpoint starts any of them.
+DEFAULT_RUN_CONFIG = "configs/ltx2.py:gpu-8x80gb"
+
+
+def default_run_config(src_dir: str):
+  """DEFAULT_RUN_CONFIG (from the repository's configs/) with the architecture of `src_dir`'s config.json."""
+  import importlib.util
+
+  path = os.path.join(
+      os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs", "ltx2.py"
+  )
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} not found: pass the run config with --config FILE[:ARG]")
+  spec = importlib.util.spec_from_file_location("ltx2_run_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(DEFAULT_RUN_CONFIG.split(":", 1)[1])
+  ref = read_config(src_dir)
+  converted = model_config(ref, config.model.dtype)
+  for k in ltx2.reference_fields():
+    config.model[k] = converted[k]
+  return config
+
+
 def main(argv: list[str]) -> None:
   """The CLI (flags as launch/main.py's: --config FILE[:ARG] with --config.a.b=value overrides)."""
   from absl import app, flags
@@ -269,14 +294,16 @@ def main(argv: list[str]) -> None:
 
   from syncdpo_jax import launch_lib
 
-  config = config_flags.DEFINE_config_file("config", None, "the run config, e.g. configs/ltx2.py:tiny")
+  config = config_flags.DEFINE_config_file(
+      "config", None, f"the run config (default {DEFAULT_RUN_CONFIG} with the checkpoint's architecture)"
+  )
   src = flags.DEFINE_string("src", None, "diffusers transformer folder (config.json + safetensors)")
   out = flags.DEFINE_string("out", None, "workdir to write; train from it with --config.init_from=<it>")
-  flags.mark_flags_as_required(["config", "src", "out"])
+  flags.mark_flags_as_required(["src", "out"])
 
   def run(_):
     def convert():
-      path = write_checkpoint(src.value, out.value, config.value)
+      path = write_checkpoint(src.value, out.value, config.value or default_run_config(src.value))
       print(f"wrote {path}; start SFT or SyncDPO from it with --config.init_from={out.value}")
 
     verbose = any(a.split("=")[0] in ("--verbosity", "-v") for a in argv)

@@ -26,15 +26,14 @@ trains; give them logical-axis metadata (`sharding_names`, see model/sharding.py
 
 from __future__ import annotations
 
-from typing import Callable
-
 import dataclasses
+from typing import Callable
 
 import ml_collections
 from flax import nnx
 
-from syncdpo_jax.model import config as config_lib
-from syncdpo_jax.model.io import ModelIO
+from syncdpo_jax.model import config as model_config
+from syncdpo_jax.model.io import ModelIO, example_io
 
 Factory = Callable[..., nnx.Module]  # (spec: resolve()'s view, rngs: nnx.Rngs) -> module
 _FACTORIES: dict[str, Factory] = {}
@@ -75,8 +74,8 @@ def resolve(model_cfg, io: ModelIO, parallel=None) -> ml_collections.FrozenConfi
 
   parallel: config.parallel (default: `get_parallel_config()`, one device's settings).
   """
-  parallel = config_lib.get_parallel_config() if parallel is None else parallel
-  config_lib.validate_parallel(parallel)
+  parallel = model_config.get_parallel_config() if parallel is None else parallel
+  model_config.validate_parallel(parallel)
   fields = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
   derived = dataclasses.asdict(io)
   derived.update({k: parallel[k] for k in PARALLEL_FIELDS})
@@ -92,9 +91,7 @@ def resolve(model_cfg, io: ModelIO, parallel=None) -> ml_collections.FrozenConfi
 def example_spec(size: str, parallel=None) -> ml_collections.ConfigDict:
   """`resolve` of size preset `size` for the latents it was designed for (`example_io`), as a mutable
   ConfigDict: what a standalone JointDiT takes in notebooks and unit tests (`JointDiT(spec, rngs=...)`)."""
-  from syncdpo_jax.model.io import example_io
-
-  return resolve(config_lib.get_model_config(size), example_io(size), parallel).as_configdict()
+  return resolve(model_config.get_model_config(size), example_io(size), parallel).as_configdict()
 
 
 def build(model_cfg, io: ModelIO, rngs: nnx.Rngs, parallel=None) -> nnx.Module:
