@@ -329,3 +329,32 @@ def test_a_sharded_checkpoint_with_its_index_loads_the_same(tmp_path):
   os.remove(src / "model-00002-of-00002.safetensors")
   with pytest.raises(FileNotFoundError, match="model-00002-of-00002.safetensors"):
     convert.load(str(src), io=io)
+
+
+def test_remat_and_the_attention_kernel_switch_apply_to_ltx2():
+  """parallel.remat checkpoints every layer (traced: cheap); parallel.attention_impl='dot_product_attention'
+  gives the 'xla' path's outputs."""
+  from configs import ltx2 as ltx2_config
+
+  from syncdpo_jax import config_lib
+
+  outs = {}
+  for remat, impl in (("none", "xla"), ("full", "xla"), ("none", "dot_product_attention")):
+    c = ltx2_config.get_config("tiny")
+    c.parallel.remat, c.parallel.attention_impl = remat, impl
+    io = config_lib.model_io(c)
+    graphdef, state = nnx.split(config_lib.build_model(c, nnx.Rngs(0)))
+    rng = np.random.default_rng(0)
+    v = jnp.asarray(rng.standard_normal((2, *io.video_shape)), jnp.float32)
+    a = jnp.asarray(rng.standard_normal((2, *io.audio_shape)), jnp.float32)
+    t, cond = jnp.array([0.3, 0.8]), {"label": jnp.array([0, 1])}
+
+    def loss(st):
+      ov, oa = nnx.merge(graphdef, st)(v, a, t, t[::-1], cond)
+      return jnp.sum(ov**2) + jnp.sum(oa**2)
+
+    text = str(jax.make_jaxpr(jax.grad(loss))(state))
+    assert (("remat" in text) or ("checkpoint" in text)) == (remat == "full"), remat
+    outs[remat, impl] = float(jax.jit(loss)(state))
+  np.testing.assert_allclose(outs["none", "dot_product_attention"], outs["none", "xla"], rtol=1e-5)
+  np.testing.assert_allclose(outs["full", "xla"], outs["none", "xla"], rtol=1e-6)
