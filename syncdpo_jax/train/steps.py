@@ -81,22 +81,15 @@ def accumulated_value_and_grad(loss_fn: Callable, params, inputs, k: int):
   return out
 
 
-def drop_labels(key: jax.Array, label: jax.Array, p_uncond: float, null_label: int) -> jax.Array:
-  """Replaces each label by the null class with probability p_uncond (trains the CFG branch)."""
-  drop = jax.random.uniform(key, label.shape) < p_uncond
-  return jnp.where(drop, null_label, label)
-
-
 def make_cond(key: jax.Array, batch: dict, p_uncond: float, null_label: int) -> dict:
   """The model's conditioning from a batch: {'label': [B]} and, where the dataset carries caption
   embeddings, 'text' [B, L, D] / 'text_mask' [B, L]. With probability p_uncond an example is made
   unconditional, its label the null class and its caption zeros with no token: what sampling's null
   condition is (sample/guidance.null_cond), so CFG has trained what it subtracts."""
-  label = drop_labels(key, batch["label"], p_uncond, null_label)
-  cond = {"label": label}
+  drop = jax.random.uniform(key, batch["label"].shape) < p_uncond  # made unconditional (trains CFG)
+  cond = {"label": jnp.where(drop, null_label, batch["label"])}
   if "text" in batch:
-    keep = label != null_label if p_uncond > 0 else jnp.ones_like(label, bool)
-    keep = keep | (batch["label"] == null_label)  # examples that were unconditional already
+    keep = ~drop
     cond["text"] = jnp.where(keep[:, None, None], batch["text"], 0.0).astype(batch["text"].dtype)
     mask = batch.get("text_mask", jnp.ones(batch["text"].shape[:2], bool))
     cond["text_mask"] = mask.astype(bool) & keep[:, None]
