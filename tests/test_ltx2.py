@@ -202,6 +202,8 @@ def test_a_converted_checkpoint_starts_dpo_which_resumes_exactly(tmp_path, conve
   """The converter's checkpoint restores bit-exact through --config.init_from (the reference's tensors;
   model.label_text's class tokens, ours, at their init); DPO from it starts with policy == reference
   (loss log 2); 6 steps straight == 3 steps, stop, resume 3 more, on the (2, 2, 2) mesh."""
+  from test_train import assert_same_train_state
+
   from syncdpo_jax import config_lib
   from syncdpo_jax.train import checkpoint as ckpt_lib
   from syncdpo_jax.train import loop
@@ -226,12 +228,8 @@ def test_a_converted_checkpoint_starts_dpo_which_resumes_exactly(tmp_path, conve
   straight = loop.train(c, str(tmp_path / "straight"))
   loop.train(c, str(tmp_path / "resumed"), stop_after=3)
   resumed = loop.train(c, str(tmp_path / "resumed"))
-  assert int(resumed.step) == int(straight.step) == 6
-  for a, b in zip(
-      jax.tree.leaves((straight.params, straight.opt_state, straight.curriculum)),
-      jax.tree.leaves((resumed.params, resumed.opt_state, resumed.curriculum)),
-  ):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
+  assert int(straight.step) == 6
+  assert_same_train_state(straight, resumed)
   rows = [json.loads(line) for line in open(tmp_path / "straight" / "metrics.jsonl")]
   np.testing.assert_allclose(rows[0]["loss"], np.log(2.0), rtol=1e-6)
 

@@ -85,6 +85,16 @@ def test_dpo_step_decreases_loss_on_fixed_batch(tmp_path, sft_dir):
   assert int(state.curriculum.step) == 6
 
 
+def assert_same_train_state(a, b) -> None:
+  """Two TrainStates agree: same step, and params, optimizer moments and curriculum within 1e-6."""
+  assert int(a.step) == int(b.step)
+  for x, y in zip(
+      jax.tree.leaves((a.params, a.opt_state, a.curriculum)),
+      jax.tree.leaves((b.params, b.opt_state, b.curriculum)),
+  ):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6, rtol=0)
+
+
 def test_resume_is_exact(tmp_path, sft_dir):
   """N steps straight == N/2 steps, stop (as a preemption would), fresh build, resume N/2 more."""
   c = _config(tmp_path, "dpo", num_steps=6, checkpoint_every=100)
@@ -92,12 +102,8 @@ def test_resume_is_exact(tmp_path, sft_dir):
   straight = loop.train(c, str(tmp_path / "straight"))
   loop.train(c, str(tmp_path / "resumed"), stop_after=3)
   resumed = loop.train(c, str(tmp_path / "resumed"))
-  assert int(resumed.step) == int(straight.step) == 6
-  for a, b in zip(
-      jax.tree.leaves((straight.params, straight.opt_state, straight.curriculum)),
-      jax.tree.leaves((resumed.params, resumed.opt_state, resumed.curriculum)),
-  ):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
+  assert int(straight.step) == 6
+  assert_same_train_state(straight, resumed)
   # Same data order: the logged losses of steps 4..6 agree too.
   rows = lambda d: {r["step"]: r["loss"] for r in map(json.loads, open(d / "metrics.jsonl"))}
   s, r = rows(tmp_path / "straight"), rows(tmp_path / "resumed")

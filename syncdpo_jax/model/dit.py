@@ -359,18 +359,8 @@ class StreamEmbed(nnx.Module):
 
 
 def _stacked_blocks(cfg: Any, rngs: nnx.Rngs) -> JointBlock:
-  """`depth` JointBlocks as one module whose parameters have a leading [depth] axis.
-
-  Each layer draws its own init keys (split_rngs); the logical axes of every parameter gain a
-  leading 'layers' name, e.g. a q kernel is ('layers', 'embed', 'heads') of shape [depth, D, D].
-  """
-
-  @nnx.split_rngs(splits=cfg.depth)
-  @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=cfg.depth, transform_metadata={nnx.PARTITION_NAME: "layers"})
-  def make(r: nnx.Rngs) -> JointBlock:
-    return JointBlock(cfg, rngs=r)
-
-  return make(rngs)
+  """`depth` JointBlocks as one module whose parameters have a leading [depth] axis (layers.stacked_layers)."""
+  return L.stacked_layers(lambda r: JointBlock(cfg, rngs=r), cfg.depth, rngs)
 
 
 class JointDiT(nnx.Module):

@@ -29,6 +29,42 @@ REMAT_POLICY_FNS = {
 }
 
 
+# Attention kernels that never materialise the [Lq, Lk] scores of the calls they take (`attention`).
+FLASH_IMPLS = ("cudnn", "splash")
+
+
+def stacked_layers(make_layer, n: int, rngs: nnx.Rngs) -> nnx.Module:
+  """`n` layers `make_layer(rngs)` as one module whose parameters have a leading [n] axis (scanned).
+
+  Each layer draws its own init keys (split_rngs); the logical axes of every parameter gain a
+  leading 'layers' name, e.g. a q kernel is ('layers', 'embed', 'heads') of shape [n, D, D].
+  """
+
+  @nnx.split_rngs(splits=n)
+  @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=n, transform_metadata={nnx.PARTITION_NAME: "layers"})
+  def make(r: nnx.Rngs) -> nnx.Module:
+    return make_layer(r)
+
+  return make(rngs)
+
+
+def remat_activation_bytes(carry, proj, pv, scores, elem, itemsize: int, remat: str) -> tuple[float, float]:
+  """(saved, layer) activation bytes per example and layer under remat policy `remat`, from a block's
+  parts (train/plan.py's estimate; the categories are defined there): 'saved' is what the backward
+  keeps ('full' the carry, 'dots_no_batch' + every dense output, 'dots' + attention outputs and f32
+  scores, 'none' everything), 'layer' the running layer's working set (its recomputed forward plus the
+  cotangents: f32 d-probs and d-logits, proj and pv)."""
+  everything = carry + proj + pv + (4 + itemsize) * scores + elem
+  saved = {
+      "full": carry,
+      "dots_no_batch": carry + proj,
+      "dots": carry + proj + pv + 4.0 * scores,
+      "none": everything,
+  }[remat]
+  layer = 8.0 * scores + proj + pv + (0.0 if remat == "none" else everything - carry)
+  return saved, layer
+
+
 # ----------------------------------------------------------------------------- dense layers
 
 

@@ -258,9 +258,6 @@ def flops_per_example(c: Any, T: int, h: int, w: int, T_a: int, text_len: int = 
   return 2.0 * (mac + c.num_layers * layer)
 
 
-FLASH_IMPLS = ("cudnn", "splash")  # kernels that never materialise [Lq, Lk] scores of unmasked calls
-
-
 def activation_bytes(c: Any, *, per_device_batch: int, tensor: int = 1, passes: int = 1) -> dict:
   """ESTIMATED activation bytes per device of one training step (train/plan.py's categories for our
   DiT, counted for LTX-2's block): {'saved': kept for the backward by all layers, 'layer': the working
@@ -283,7 +280,7 @@ def activation_bytes(c: Any, *, per_device_batch: int, tensor: int = 1, passes: 
   """
   t = float(tensor)
   N, Na = c.T_v * c.h * c.w, c.T_a
-  L = max(int(c.text_len), 1)
+  Lt = max(int(c.text_len), 1)
   D, Da = (
       c.num_attention_heads * c.attention_head_dim,
       c.audio_num_attention_heads * c.audio_attention_head_dim,
@@ -292,25 +289,17 @@ def activation_bytes(c: Any, *, per_device_batch: int, tensor: int = 1, passes: 
   cb = jnp.dtype(c.dtype).itemsize
   nd = N * D + Na * Da
   proj = 3 * N * D / t + N * D + 3 * Na * Da / t + Na * Da  # self-attention
-  proj += N * D / t + 2 * L * D / t + N * D + Na * Da / t + 2 * L * Da / t + Na * Da  # caption
+  proj += N * D / t + 2 * Lt * D / t + N * D + Na * Da / t + 2 * Lt * Da / t + Na * Da  # caption
   proj += N * Da / t + 2 * Na * Da / t + N * D + Na * Da / t + 2 * N * Da / t + Na * Da  # a2v, v2a
   proj += 4 * N * D / t + N * D + 4 * Na * Da / t + Na * Da  # FFNs
   proj *= cb
   pv = cb * (2 * nd + N * Da + Na * Da) / t
   unmasked = Hv * N * N + Ha * Na * Na + 2 * Ha * N * Na
-  masked = Hv * N * L + Ha * Na * L
+  masked = Hv * N * Lt + Ha * Na * Lt
   impl = str(c.attention_impl)
-  scores = (0.0 if impl in FLASH_IMPLS else unmasked) + (0.0 if impl == "splash" else masked)
+  scores = (0.0 if impl in L.FLASH_IMPLS else unmasked) + (0.0 if impl == "splash" else masked)
   elem = 4.0 * 29 * nd + 5.0 * cb * 4 * nd / t
-  carry = 4.0 * nd
-  everything = carry + proj + pv + (4 + cb) * scores + elem
-  saved = {
-      "full": carry,
-      "dots_no_batch": carry + proj,
-      "dots": carry + proj + pv + 4.0 * scores,
-      "none": everything,
-  }[c.remat]
-  layer = 8.0 * scores + proj + pv + (0.0 if c.remat == "none" else everything - carry)
+  saved, layer = L.remat_activation_bytes(4.0 * nd, proj, pv, scores, elem, cb, c.remat)
   n = per_device_batch * passes
   return {"saved": c.num_layers * n * saved, "layer": n * layer}
 
@@ -510,15 +499,7 @@ class Block(nnx.Module):
 
 def _stacked_blocks(c: Any, rngs: nnx.Rngs) -> Block:
   """`num_layers` Blocks as one module with a leading ['layers'] axis on every parameter (scanned)."""
-
-  @nnx.split_rngs(splits=c.num_layers)
-  @nnx.vmap(
-      in_axes=(0,), out_axes=0, axis_size=c.num_layers, transform_metadata={nnx.PARTITION_NAME: "layers"}
-  )
-  def make(r: nnx.Rngs) -> Block:
-    return Block(c, rngs=r)
-
-  return make(rngs)
+  return L.stacked_layers(lambda r: Block(c, rngs=r), c.num_layers, rngs)
 
 
 class LTX2(nnx.Module):

@@ -27,11 +27,11 @@ import jax.numpy as jnp
 from jax.sharding import AbstractMesh, AxisType
 
 from syncdpo_jax.model import sharding as sharding_lib
+from syncdpo_jax.model import layers as L
 from syncdpo_jax.model.layers import band_plan
 
 GIB = 1 << 30
-# Flash kernels never materialise [Lq, Lk] scores for the calls they take (layers.attention).
-FLASH_IMPLS = ("cudnn", "splash")
+FLASH_IMPLS = L.FLASH_IMPLS  # kernels that never materialise [Lq, Lk] scores (layers.attention)
 
 
 # ----------------------------------------------------------------------------- activations (estimate)
@@ -143,15 +143,7 @@ def activation_bytes(
   }
   scores = sum(v for k, v in sc.items() if not flash[k])
   elem = 4.0 * 29 * nd + 5.0 * c * nm / t
-  everything = carry + proj + pv + (4 + c) * scores + elem
-  saved = {
-      "full": carry,
-      "dots_no_batch": carry + proj,
-      "dots": carry + proj + pv + 4.0 * scores,
-      "none": everything,
-  }[cfg.remat]
-  backward = 8.0 * scores + proj + pv
-  layer = backward + (0.0 if cfg.remat == "none" else everything - carry)
+  saved, layer = L.remat_activation_bytes(carry, proj, pv, scores, elem, c, cfg.remat)
   n = per_device_batch * passes
   return {"saved": cfg.depth * n * saved, "layer": n * layer}
 
