@@ -23,7 +23,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import demo  # noqa: E402
-from syncdpo_jax import codec as codec_lib  # noqa: E402
 from syncdpo_jax.eval import quality  # noqa: E402
 from syncdpo_jax.runs import evaluate
 from syncdpo_jax.runs import generate as generate_lib  # noqa: E402
@@ -123,16 +122,10 @@ def main() -> None:
   args = ap.parse_args()
   c = demo.get_config("eval")
   c.data.data_dir = os.path.abspath(args.data_dir)
-  codec = codec_lib.make_codec(c.codec, c.data)
   test = generate_lib.load_eval_set(c, args.clips)
-  tv, ta = generate_lib.encode_clips(codec, test)
-  real = generate_lib.decode_clips(codec, c.data, tv, ta)
-  anchor = evaluate.quality_anchors(c, codec, real, tv, ta)
-  floor = generate_lib.decode_clips(
-      codec,
-      c.data,
-      *generate_lib.encode_clips(codec, generate_lib.load_eval_set(c, args.clips, split=c.data.split_eval)),
-  )
+  real = generate_lib.media_clips(c, test)
+  anchor = evaluate.quality_anchors(c, test, real)
+  floor = generate_lib.media_clips(c, generate_lib.load_eval_set(c, args.clips, split=c.data.split_eval))
   groups = [k.removeprefix("fd_video_") for k in quality.GATED["video"]]
   print(
       "video anchors, floor -> shuffled: "

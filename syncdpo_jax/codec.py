@@ -9,6 +9,9 @@ in pixel and latent space. `config.codec.name` picks one (`make_codec`):
                pipeline's normalised log-mel. Decode is exact (pixels) / Griffin-Lim (audio).
   flax_vae     a pretrained VAE (Wan-style video VAE, MMAudio-style mel VAE) given as Flax NNX modules
                by a user factory (`config.codec.factory`); its layout comes from config.codec.*.
+  autoencoder  a small video autoencoder trained on the data first (syncdpo_jax.autoencoder: mode
+               'codec'; config.codec.checkpoint = its workdir), per-channel standardised latents of
+               4x4-px cells; audio as pixel_mel. The demo's codec.
   precomputed  the batch already holds latents (`syncdpo_jax.data.precompute` stored them): encode is
                the identity, decode delegates to `config.codec.decoder` (the codec that made them).
 
@@ -29,7 +32,7 @@ from typing import Any, Callable, Protocol
 import jax
 import jax.numpy as jnp
 
-CODECS = ("pixel_mel", "flax_vae", "precomputed")
+CODECS = ("pixel_mel", "autoencoder", "flax_vae", "precomputed")
 DECODERS = ("", "pixel_mel", "flax_vae")
 
 
@@ -255,6 +258,47 @@ def latent_norms(codec_cfg) -> dict:
   return out
 
 
+# --------------------------------------------------------------------------------------- autoencoder
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AutoencoderCodec(_LayoutAttrs):
+  """Video through a trained `syncdpo_jax.autoencoder.VideoAutoencoder`, frame by frame; audio as
+  `PixelMelCodec`'s (the standardised log-mel).
+
+  Attributes:
+    layout: `latent_layout` of config.codec (C channels per 4x4-px cell, data rates).
+    model: the trained autoencoder (its weights are constants of every jitted function that encodes).
+    stats: per-channel (mean, std) [2, C] of its raw latents on training frames: the latent the model
+      sees is (z - mean) / std.
+    audio_norm: (mean, std) of the log-mel (config.codec.audio_norm).
+  """
+
+  layout: LatentLayout
+  model: Any
+  stats: Any
+  audio_norm: tuple[float, float] = (0.0, 1.0)
+
+  def encode_video(self, video: jax.Array) -> jax.Array:
+    """[B, T, H, W, 3] in [-1, 1] -> [B, T, H/4, W/4, C]."""
+    b, t = video.shape[:2]
+    z = self.model.encode(video.reshape(b * t, *video.shape[2:]))
+    z = (z - self.stats[0]) / self.stats[1]
+    return z.reshape(b, t, *z.shape[1:])
+
+  def decode_video(self, latent: jax.Array) -> jax.Array:
+    """[B, T, h, w, C] -> [B, T, 4h, 4w, 3], clipped to [-1, 1]."""
+    b, t = latent.shape[:2]
+    x = self.model.decode(latent.reshape(b * t, *latent.shape[2:]) * self.stats[1] + self.stats[0])
+    return jnp.clip(x.reshape(b, t, *x.shape[1:]), -1.0, 1.0)
+
+  def encode_audio(self, mel: jax.Array) -> jax.Array:
+    return _standardise(mel, self.audio_norm)
+
+  def decode_audio(self, latent: jax.Array) -> jax.Array:
+    return jnp.clip(_unstandardise(latent, self.audio_norm), -1.0, 1.0)
+
+
 # ------------------------------------------------------------------------------------------ flax_vae
 
 
@@ -389,6 +433,17 @@ class PrecomputedCodec(_LayoutAttrs):
     return self._decoder().decode_audio(latent)
 
 
+def pixel_codec(codec_cfg, data_cfg) -> PixelMelCodec:
+  """The pixel_mel codec of config.codec (codec.patch, codec.video_norm / audio_norm), whatever
+  codec.name says: its decode is exact (pixels) and its latent cells are p x p pixels, so the eval's
+  ruler (the real clips, the quality gate's anchors) is the same for every model's codec."""
+  return PixelMelCodec(
+      patch=int(codec_cfg.patch),
+      layout=pixel_mel_layout(int(codec_cfg.patch), data_cfg),
+      **latent_norms(codec_cfg),
+  )
+
+
 def media_codec(codec: Codec) -> Codec:
   """The codec that turns media (pixels, log-mel) into latents: a precomputed codec's decoder."""
   return codec._decoder() if isinstance(codec, PrecomputedCodec) else codec
@@ -412,6 +467,17 @@ def latent_layout(codec_cfg, data_cfg) -> LatentLayout:
     raise ValueError(f"config.codec.decoder={codec_cfg.decoder!r}; expected one of {DECODERS}.")
   if name == "pixel_mel" or (name == "precomputed" and codec_cfg.decoder == "pixel_mel"):
     return pixel_mel_layout(int(codec_cfg.patch), data_cfg)
+  if name == "autoencoder":
+    from syncdpo_jax import autoencoder  # local: it imports this module
+
+    s = autoencoder.DOWNSAMPLE
+    if data_cfg.resolution % s:
+      raise ValueError(
+          f"config.data.resolution={data_cfg.resolution} is not divisible by {s}, the autoencoder's downsampling."
+      )
+    return dataclasses.replace(
+        pixel_mel_layout(s, data_cfg), video_channels=int(codec_cfg.autoencoder.channels)
+    )
   fields = (
       "video_channels",
       "audio_channels",
@@ -472,16 +538,23 @@ def make_codec(codec_cfg, data_cfg) -> Codec:
   layout = latent_layout(codec_cfg, data_cfg)
   name = codec_cfg.name
   if name == "pixel_mel":
-    return PixelMelCodec(patch=int(codec_cfg.patch), layout=layout, **latent_norms(codec_cfg))
+    return pixel_codec(codec_cfg, data_cfg)
   if name == "flax_vae":
     return _make_flax_vae(codec_cfg, data_cfg, layout)
+  if name == "autoencoder":
+    from syncdpo_jax import autoencoder  # local: it imports this module
+
+    model, stats = autoencoder.load(codec_cfg, data_cfg)
+    return AutoencoderCodec(
+        layout=layout, model=model, stats=jnp.asarray(stats), audio_norm=latent_norms(codec_cfg)["audio_norm"]
+    )
   # The model is built for `layout`; the stored latents must have it (reads the dataset's metadata).
   from syncdpo_jax.data import latents  # local: the data package imports this module
 
   latents.check_stored_layout(data_cfg, layout)
   decoder = None
   if codec_cfg.decoder == "pixel_mel":
-    decoder = PixelMelCodec(patch=int(codec_cfg.patch), layout=layout, **latent_norms(codec_cfg))
+    decoder = pixel_codec(codec_cfg, data_cfg)
   elif codec_cfg.decoder == "flax_vae":
     decoder = _make_flax_vae(codec_cfg, data_cfg, layout)
   return PrecomputedCodec(layout=layout, decoder=decoder)

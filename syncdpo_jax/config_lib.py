@@ -29,7 +29,7 @@ from syncdpo_jax.perturb import get_curriculum_config, get_perturb_config
 from syncdpo_jax.sample import get_sample_config
 from syncdpo_jax.sample.config import MODES as SAMPLE_MODES
 
-MODES = ("sft", "dpo", "eval", "sample")
+MODES = ("sft", "dpo", "eval", "sample", "codec")
 DPO_PAIRS = ("rules", "sample_rank")
 
 
@@ -167,7 +167,9 @@ def sample_run_config() -> ml_collections.ConfigDict:
 
 
 def codec_config() -> ml_collections.ConfigDict:
-  """What the model sees (syncdpo_jax.codec): 'pixel_mel' | 'flax_vae' | 'precomputed'."""
+  """What the model sees (syncdpo_jax.codec): 'pixel_mel' | 'autoencoder' | 'flax_vae' | 'precomputed'."""
+  from syncdpo_jax import autoencoder
+
   c = ml_collections.ConfigDict()
   c.name = "pixel_mel"
   c.patch = 4  # pixel_mel: video space-to-depth factor (32x32 px -> 8x8x48 latents)
@@ -175,6 +177,9 @@ def codec_config() -> ml_collections.ConfigDict:
   # Measure a dataset's with `python tools/latent_stats.py --config configs/X.py`.
   c.video_norm = (0.0, 1.0)
   c.audio_norm = (0.0, 1.0)
+  # autoencoder: the workdir of a mode='codec' run, and the network it trained (syncdpo_jax.autoencoder).
+  c.checkpoint = ""
+  c.autoencoder = autoencoder.config()
   c.factory = ""  # flax_vae: 'package.module:function' (codec_cfg, data_cfg) -> dict of NNX modules
   # Latent layout of a flax_vae codec, or of precomputed latents not made by pixel_mel (0 = unset).
   c.video_channels = 0
@@ -319,6 +324,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
       )
     validate_dpo_pairs(c)
     validate_dpo_regularisers(c)
+  if c.codec.name == "autoencoder" and c.mode != "codec" and not c.codec.checkpoint:
+    raise ValueError(
+        "config.codec.name='autoencoder' needs --config.codec.checkpoint=<workdir of a mode='codec' "
+        "run> (train one: python launch/main.py --config configs/demo.py:codec --workdir W)."
+    )
   if c.mode == "eval" and not c.eval.checkpoints:
     raise ValueError("config.mode='eval' needs --config.eval.checkpoints='name=workdir,...'.")
   if c.mode == "sample" and not c.sample_run.checkpoint:

@@ -187,7 +187,7 @@ def _process_independent_cpu_cache_keys() -> bool:
 
 
 def run(config, workdir: str):
-  """Runs `config.mode` ('sft' | 'dpo' | 'eval' | 'sample') in `workdir`."""
+  """Runs `config.mode` ('sft' | 'dpo' | 'eval' | 'sample' | 'codec') in `workdir`."""
   from syncdpo_jax import config_lib
 
   config_lib.validate(config)
@@ -200,6 +200,10 @@ def run(config, workdir: str):
         f"{jax.process_count()}, mesh: {dict(config.parallel.mesh)}",
         flush=True,
     )
+  if config.mode == "codec":
+    from syncdpo_jax import autoencoder
+
+    return autoencoder.train(config, workdir)
   if config.mode in ("sft", "dpo"):
     from syncdpo_jax.train import loop
 

@@ -13,7 +13,8 @@ Outputs in WORKDIR/eval/: report.json + report.md (rows `<name>/<mode>`), report
 per_clip.json ({row: {metric: [value per clip]}}, NaN where a clip was skipped; eval.num_seeds x
 eval.num_clips values, seed-major), paired.json (every run after the first minus the first, per row and
 sync metric: eval/stats.paired_difference; also a table at the end of report.md), cost.json (seconds
-spent sampling and scoring per row).
+spent sampling and scoring per row), quality.json (the gate's anchors and, per row, every proxy and
+video feature group's position).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from syncdpo_jax.runs.generate import (  # noqa: E402
     generate_on_mesh,
     load_eval_set,
     make_generate,
+    media_clips,
     write_samples,
 )
 from syncdpo_jax.train import steps  # noqa: E402
@@ -177,18 +179,22 @@ def plot_report(table: dict, path: str, metrics=("desync", "av_align", "event_f1
   plt.close(fig)
 
 
-def quality_anchors(config, codec, real: list[dict], video_lat, audio_lat) -> dict:
-  """The quality gate's anchors (eval/quality.py) for these eval clips' latents [B, ...]: real vs as
-  many clips of config.data.split_eval (the floor), the clips with their latent cells shuffled, and
-  decoded N(0, I) latents."""
-  other = load_eval_set(config, len(real), split=config.data.split_eval)
-  other_real = decode_clips(codec, config.data, *encode_clips(codec, other))
+def quality_anchors(config, data: dict, real: list[dict]) -> dict:
+  """The quality gate's anchors (eval/quality.py) for the eval clips `data` (`load_eval_set`) and
+  their media `real` (`media_clips`): real vs as many clips of config.data.split_eval (the floor), the
+  clips with their pixel codec's cells (codec.patch x codec.patch pixels) shuffled, and decoded N(0, I)
+  pixel latents. All in the pixel codec (codec.pixel_codec), whatever the model's codec is: the ruler
+  stays the same when a lossy codec is swapped in, and a codec's reconstruction error counts against
+  the runs that use it."""
+  pixels = codec_lib.pixel_codec(config.codec, config.data)
+  video_lat, audio_lat = encode_clips(pixels, data)
+  other_real = media_clips(config, load_eval_set(config, len(real), split=config.data.split_eval))
   k_sv, k_sa, kv, ka = jax.random.split(jax.random.key(int(config.seed) + 1), 4)
   shuffled = decode_clips(
-      codec, config.data, quality.shuffle_cells(k_sv, video_lat), quality.shuffle_cells(k_sa, audio_lat)
+      pixels, config.data, quality.shuffle_cells(k_sv, video_lat), quality.shuffle_cells(k_sa, audio_lat)
   )
   noise = decode_clips(
-      codec, config.data, jax.random.normal(kv, video_lat.shape), jax.random.normal(ka, audio_lat.shape)
+      pixels, config.data, jax.random.normal(kv, video_lat.shape), jax.random.normal(ka, audio_lat.shape)
   )
   return quality.anchors(real, other_real, shuffled, noise)
 
@@ -258,7 +264,7 @@ def make_periodic_eval(config, workdir: str, graphdef, rest, mesh):
   rules = tuple(config.parallel.logical_axis_rules)
   video_lat, audio_lat = encode_clips(codec, data)
   label = np.asarray(data["label"], np.int32)
-  real = decode_clips(codec, config.data, video_lat, audio_lat)
+  real = media_clips(config, data)
   generate = make_generate(
       graphdef, rest, codec, config.sample, int(config.data.num_classes), config.objective.prediction
   )
@@ -310,11 +316,11 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
   video_lat, audio_lat = encode_clips(codec, data)
   label = jnp.asarray(data["label"], jnp.int32)
 
-  real = decode_clips(codec, config.data, video_lat, audio_lat)
+  real = media_clips(config, data)
   results = {"real": score(real, real, gt, tol)}
   results["real/video_events"] = score(real, real, gt, tol, event_stream="video")
   write_samples(real, os.path.join(out_dir, "samples", "real"), "real", int(ec.num_samples_to_write))
-  anchor = quality_anchors(config, codec, real, video_lat, audio_lat)
+  anchor = quality_anchors(config, data, real)
   for row in ("real", "real/video_events"):  # the data: the gate's reference, not gated
     results[row].update(quality_gate="real data")
   print(
@@ -440,6 +446,21 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
             for run, r in results.items()
             if "sample_seconds" in r
         },
+        f,
+        indent=1,
+    )
+  # The gate in full: every proxy, and every video feature group's position (the table shows the worst).
+  with open(os.path.join(out_dir, "quality.json"), "w") as f:
+    gate_keys = ("fd_", "gate_", "noise_pos_", "quality_gate")
+    json.dump(
+        report_lib.json_safe(
+            {
+                "anchors": anchor,
+                **{
+                    run: {k: v for k, v in r.items() if k.startswith(gate_keys)} for run, r in results.items()
+                },
+            }
+        ),
         f,
         indent=1,
     )

@@ -41,6 +41,14 @@ def encode_clips(codec, clips: dict) -> tuple[jax.Array, jax.Array]:
   return codec_lib.encode_batch(codec, clips)
 
 
+def media_clips(config, clips: dict) -> list[dict]:
+  """Clips as `decode_clips` returns them, taken from the media themselves (`load_eval_set`'s pixels and
+  log-mel, through the exact pixel codec: codec.pixel_codec), not through the model's codec: the eval's
+  real rows and gate anchors must not move when a lossy codec is swapped in."""
+  pixels = codec_lib.pixel_codec(config.codec, config.data)
+  return decode_clips(pixels, config.data, *encode_clips(pixels, clips))
+
+
 def to_uint8(video: np.ndarray) -> np.ndarray:
   """[..., H, W, 3] in [-1, 1] -> uint8."""
   return np.clip(np.round((np.asarray(video) + 1.0) * 127.5), 0, 255).astype(np.uint8)
