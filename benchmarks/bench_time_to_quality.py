@@ -46,6 +46,9 @@ from syncdpo_jax.train import loop, steps  # noqa: E402
 # model of rounds 1-3; _J undoes the recipe). Each keeps the cosine schedule over the horizon it was run
 # with (train.num_steps), stopped by time before its end.
 _J = {
+    "codec.name": "pixel_mel",  # the sixth round's demo uses the learned codec
+    "sample.num_steps": 10,
+    "sample.sync_cfg": True,
     "codec.video_norm": (0.0, 1.0),
     "codec.audio_norm": (0.0, 1.0),
     "model.head_mlp_dim": 0,

@@ -1,10 +1,12 @@
-"""The embedded demo, end to end on a CPU: data -> SFT -> SyncDPO -> evaluation (what `make demo` runs).
+"""The embedded demo, end to end on a CPU: data -> video codec -> SFT -> SyncDPO -> evaluation (what
+`make demo` runs).
 
   python launch/demo.py --workdir workdirs/demo
 
 Each stage is the public CLI (`launch/main.py`), so the demo doubles as a worked example of it.
 Stages resume: re-running the demo after an interruption continues from the last checkpoint.
-Outputs under WORKDIR: examples/ (dataset clips + sync plots), perturbations.png, sft/ and dpo/
+Outputs under WORKDIR: examples/ (dataset clips + sync plots), perturbations.png, codec/ (the learned
+video codec: its weights, curves, reconstructions.png), sft/ and dpo/
 (metrics.jsonl, tensorboard/, plots/curves.png, checkpoints/), eval/ (report.md/json/png,
 grid_<mode>.png, samples/).
 """
@@ -37,9 +39,10 @@ def main() -> None:
       os.path.join(REPO, "configs", "demo.py"),
   )
   data = f"--config.data.data_dir={os.path.abspath(args.data_dir)}"
+  codec = f"--config.codec.checkpoint={w}/codec"
   t0 = time.time()
   stage(
-      "1/5 SyncBench-Synth: build the dataset, write example clips and sync plots",
+      "1/6 SyncBench-Synth: build the dataset, write example clips and sync plots",
       [
           py,
           "-m",
@@ -53,25 +56,30 @@ def main() -> None:
       ],
   )
   stage(
-      "2/5 The negatives: a figure of every perturbation at strengths 0, 0.5, 1",
+      "2/6 The negatives: a figure of every perturbation at strengths 0, 0.5, 1",
       [py, "-m", "syncdpo_jax.figures", "--out", os.path.join(w, "perturbations.png")],
   )
   stage(
-      "3/5 SFT: flow matching with cross-task synergy",
-      [py, main_py, f"--config={cfg}:sft", f"--workdir={w}/sft", data],
+      "3/6 The video codec: a small autoencoder trained on the training frames",
+      [py, main_py, f"--config={cfg}:codec", f"--workdir={w}/codec", data],
   )
   stage(
-      "4/5 SyncDPO: DPO against on-the-fly temporal negatives, coarse-to-subtle curriculum",
-      [py, main_py, f"--config={cfg}:dpo", f"--workdir={w}/dpo", f"--config.init_from={w}/sft", data],
+      "4/6 SFT: flow matching with cross-task synergy",
+      [py, main_py, f"--config={cfg}:sft", f"--workdir={w}/sft", data, codec],
   )
   stage(
-      "5/5 Evaluation: SFT vs SyncDPO, joint and conditional generation",
+      "5/6 SyncDPO: DPO against on-the-fly temporal negatives, coarse-to-subtle curriculum",
+      [py, main_py, f"--config={cfg}:dpo", f"--workdir={w}/dpo", f"--config.init_from={w}/sft", data, codec],
+  )
+  stage(
+      "6/6 Evaluation: SFT vs SyncDPO, joint and conditional generation",
       [
           py,
           main_py,
           f"--config={cfg}:eval",
           f"--workdir={w}",
           data,
+          codec,
           f"--config.eval.checkpoints=sft={w}/sft,syncdpo={w}/dpo",
       ],
   )
@@ -82,6 +90,7 @@ Demo finished in {time.time() - t0:.0f}s. Look at:
   {w}/eval/grid_<mode>.png       what was generated: frames and log-mels, real / SFT / SyncDPO, per mode
   {w}/eval/samples/              generated mp4s with sound (sft/, syncdpo/, real/)
   {w}/sft/plots/curves.png       SFT loss;  {w}/dpo/plots/curves.png  DPO loss, reward accuracy/margin, difficulty
+  {w}/codec/reconstructions.png  what the video codec keeps of real clips
   {w}/perturbations.png          what the negatives do to onset/motion curves
   {w}/examples/                  dataset clips and their sync plots
   tensorboard --logdir {w}       the same curves in TensorBoard

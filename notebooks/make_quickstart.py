@@ -111,6 +111,8 @@ def load_config(name: str, arg: str):
 
 CONFIG = "test" if SMOKE else "demo"
 sft_config, dpo_config, eval_config = (load_config(CONFIG, mode) for mode in ("sft", "dpo", "eval"))
+for config in (sft_config, dpo_config, eval_config):  # the demo's learned video codec lives here
+  config.codec.checkpoint = str(WORKDIR / "codec")
 dpo_config.init_from = str(WORKDIR / "sft")  # SyncDPO starts from SFT, which is also its frozen reference
 if SMOKE:  # seconds, not minutes: a few steps, two eval clips, one sampler step, one generation mode
   sft_config.train.num_steps = dpo_config.train.num_steps = 4
@@ -172,13 +174,21 @@ display(Image(filename=str(WORKDIR / "perturbations.png")))""",
 
 `syncdpo_jax.train.loop.train` is what `launch/main.py` runs for `config.mode='sft'`. It writes
 checkpoints, `metrics.jsonl` and TensorBoard files to the workdir, and resumes from the latest
-checkpoint if you run the cell again.""",
+checkpoint if you run the cell again.
+
+At the demo's size the model does not see pixels but the latents of a small video autoencoder that the
+cell first trains on the training frames (`configs/demo.py:codec`; README, "The demo's generator"): its
+decoder turns the diffusion model's per-value errors into clean frames instead of per-pixel speckle.""",
     ),
     (
         "code",
         """\
+from syncdpo_jax import autoencoder
 from syncdpo_jax.train import loop
 
+if sft_config.codec.name == "autoencoder":  # the demo's video codec, trained first (about 5 minutes)
+  autoencoder.train(load_config(CONFIG, "codec"), sft_config.codec.checkpoint)
+  display(Image(filename=str(WORKDIR / "codec" / "reconstructions.png")))
 loop.train(sft_config, str(WORKDIR / "sft"));""",
     ),
     (
