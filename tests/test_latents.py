@@ -96,6 +96,20 @@ def test_pipeline_crops_the_same_windows_as_on_pixels(stored, tmp_path_factory):
     assert np.abs(bl["audio"][:, :2] - bp["audio"][:, :2]).max() > 10 * F16_ERR  # the edge, as documented
 
 
+def test_the_eval_ruler_on_precomputed_latents_decodes_them(stored):
+  """An eval set of stored latents holds no media: its real clips are the stored latents decoded (what
+  the pixels encode to, to float16 rounding), not the latents run through the pixel codec."""
+  from syncdpo_jax.runs import generate
+
+  c_pix, out, builder = stored
+  c_lat = _on_latents(c_pix, out, builder.builder_config.name)
+  real_lat = generate.media_clips(c_lat, generate.load_eval_set(c_lat, 2, split="train"))
+  real_pix = generate.media_clips(c_pix, generate.load_eval_set(c_pix, 2, split="train"))
+  for a, b in zip(real_lat, real_pix):
+    assert a["frames"].shape == b["frames"].shape
+    assert np.abs(a["frames"].astype(int) - b["frames"].astype(int)).max() <= 1  # float16, then uint8
+
+
 def test_sft_from_latents_equals_sft_from_pixels(tmp_path_factory, tmp_path):
   # The window is the whole 2 s clip, so latents and pixels hold the same content (no window-edge
   # difference); 5 fps video and 25 fps audio keep the model's shapes those of the test config.

@@ -49,6 +49,7 @@ from syncdpo_jax.runs.generate import (  # noqa: E402
     load_eval_set,
     make_generate,
     media_clips,
+    ruler_codec,
     write_samples,
 )
 from syncdpo_jax.train import steps  # noqa: E402
@@ -182,11 +183,9 @@ def plot_report(table: dict, path: str, metrics=("desync", "av_align", "event_f1
 def quality_anchors(config, data: dict, real: list[dict]) -> dict:
   """The quality gate's anchors (eval/quality.py) for the eval clips `data` (`load_eval_set`) and
   their media `real` (`media_clips`): real vs as many clips of config.data.split_eval (the floor), the
-  clips with their pixel codec's cells (codec.patch x codec.patch pixels) shuffled, and decoded N(0, I)
-  pixel latents. All in the pixel codec (codec.pixel_codec), whatever the model's codec is: the ruler
-  stays the same when a lossy codec is swapped in, and a codec's reconstruction error counts against
-  the runs that use it."""
-  pixels = codec_lib.pixel_codec(config.codec, config.data)
+  clips with their latent cells shuffled, and decoded N(0, I) latents, all in `ruler_codec` (the pixel
+  codec's p x p-px cells, whatever the model's codec is)."""
+  pixels = ruler_codec(config)
   video_lat, audio_lat = encode_clips(pixels, data)
   other_real = media_clips(config, load_eval_set(config, len(real), split=config.data.split_eval))
   k_sv, k_sa, kv, ka = jax.random.split(jax.random.key(int(config.seed) + 1), 4)

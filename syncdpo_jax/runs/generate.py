@@ -41,12 +41,21 @@ def encode_clips(codec, clips: dict) -> tuple[jax.Array, jax.Array]:
   return codec_lib.encode_batch(codec, clips)
 
 
+def ruler_codec(config):
+  """The codec the eval's ruler (its real clips, the quality gate's anchors) works in: the exact pixel
+  codec of config.codec (codec.pixel_codec) whatever the model's codec is, so the ruler does not move
+  when a lossy codec is swapped in and a codec's reconstruction error counts against the runs that use
+  it; for precomputed latents, whose eval set holds no media, the stored latents' own codec."""
+  if config.codec.name == "precomputed":
+    return codec_lib.make_codec(config.codec, config.data)
+  return codec_lib.pixel_codec(config.codec, config.data)
+
+
 def media_clips(config, clips: dict) -> list[dict]:
-  """Clips as `decode_clips` returns them, taken from the media themselves (`load_eval_set`'s pixels and
-  log-mel, through the exact pixel codec: codec.pixel_codec), not through the model's codec: the eval's
-  real rows and gate anchors must not move when a lossy codec is swapped in."""
-  pixels = codec_lib.pixel_codec(config.codec, config.data)
-  return decode_clips(pixels, config.data, *encode_clips(pixels, clips))
+  """The real clips as `decode_clips` returns them: `load_eval_set`'s pixels and log-mel through
+  `ruler_codec` (exact), not through the model's codec."""
+  ruler = ruler_codec(config)
+  return decode_clips(ruler, config.data, *encode_clips(ruler, clips))
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:
