@@ -231,7 +231,7 @@ def train(config, workdir: str) -> dict:
 
 def reconstruction_gate(config, model: VideoAutoencoder, stats: np.ndarray, workdir: str) -> dict:
   """Where the codec's own reconstructions of the eval clips (config.eval.num_clips of config.eval.split)
-  sit on the quality gate (the floor of every model that uses this codec; the demo's codec: 0.10),
+  sit on the quality gate (the floor of every model that uses this codec; the demo's codec: 0.13),
   and their mean |error| in grey levels; writes WORKDIR/reconstructions.png (real above, decoded
   below)."""
   from syncdpo_jax.eval import quality
