@@ -77,11 +77,6 @@ class ResBlock(nnx.Module):
     return x + self.conv2(nnx.silu(self.norm2(h)))
 
 
-def _space_to_depth(x: jax.Array, p: int) -> jax.Array:
-  """[N, H, W, c] -> [N, H/p, W/p, p*p*c] (codec.space_to_depth on frames)."""
-  return codec_lib.space_to_depth(x, p)
-
-
 class VideoAutoencoder(nnx.Module):
   """Per-frame encoder / decoder (module docstring); frames [N, H, W, 3], latents [N, H/4, W/4, C]."""
 
@@ -89,7 +84,6 @@ class VideoAutoencoder(nnx.Module):
     w2, wd = 2 * width, _DECODER_WIDTH
     if width % 16:
       raise ValueError(f"config.codec.autoencoder.width={width} must be a multiple of 16 (group norms).")
-    self.channels = channels
     self.enc_in = nnx.Conv(3 * DOWNSAMPLE * DOWNSAMPLE, w2, (3, 3), rngs=rngs)
     self.enc_blocks = nnx.List([ResBlock(w2, rngs) for _ in range(2)])
     self.enc_out = nnx.Conv(w2, channels, (1, 1), rngs=rngs)
@@ -103,7 +97,7 @@ class VideoAutoencoder(nnx.Module):
 
   def encode(self, frames: jax.Array) -> jax.Array:
     """[N, H, W, 3] in [-1, 1] -> raw latents [N, H/4, W/4, C]."""
-    h = self.enc_in(_space_to_depth(frames, DOWNSAMPLE))
+    h = self.enc_in(codec_lib.space_to_depth(frames, DOWNSAMPLE))
     for block in self.enc_blocks:
       h = block(h)
     return self.enc_out(nnx.silu(h))
@@ -239,9 +233,10 @@ def reconstruction_gate(config, model: VideoAutoencoder, stats: np.ndarray, work
 
   data = generate.load_eval_set(config, int(config.eval.num_clips))
   real = generate.media_clips(config, data)
-  codec = codec_lib.AutoencoderCodec(
-      layout=codec_lib.pixel_mel_layout(DOWNSAMPLE, config.data), model=model, stats=jnp.asarray(stats)
-  )
+  codec_cfg = config.codec.copy_and_resolve_references()
+  codec_cfg.name = "autoencoder"  # the layout this codec run's model makes, whatever codec.name says
+  layout = codec_lib.latent_layout(codec_cfg, config.data)
+  codec = codec_lib.AutoencoderCodec(layout=layout, model=model, stats=jnp.asarray(stats))
   roundtrip = jax.jit(lambda v: codec.decode_video(codec.encode_video(v)))
   frames = generate.to_uint8(np.asarray(roundtrip(jnp.asarray(data["video"]))))
   clips = [dict(r, frames=f) for r, f in zip(real, frames)]
