@@ -63,30 +63,18 @@ def main() -> int:
   print(f"{src}: video latents of {len(label)} {c.eval.split} clips")
   print(f"{'':>18}  latent std  clip-mean spread")
   print(f"{'real':>18}  {sd:10.3f}  {spread:16.3f}")
-  bs = int(c.eval.batch_size)
   for num_steps in (int(s) for s in args.steps.split(",")):
     c.sample.num_steps = num_steps
     generate = generate_lib.make_generate(
         graphdef, rest, codec, c.sample, int(c.data.num_classes), c.objective.prediction
     )
     for mode in args.modes.split(","):
-      # The eval's keys (runs/evaluate.py): one per mode, folded with the batch's first index.
+      # The eval's key of the mode (runs/evaluate.py).
       key = jax.random.fold_in(jax.random.key(int(c.seed)), list(sample_lib.config.MODES).index(mode))
-      gen = [
-          generate_lib.generate_on_mesh(
-              generate,
-              mesh,
-              rules,
-              params,
-              jax.random.fold_in(key, i),
-              video[i : i + bs],
-              audio[i : i + bs],
-              label[i : i + bs],
-              mode,
-          )[0]
-          for i in range(0, len(label), bs)
-      ]
-      sd, spread = latent_spread(jnp.concatenate(gen))
+      gen, _ = generate_lib.generate_in_batches(
+          generate, mesh, rules, params, key, video, audio, label, mode, int(c.eval.batch_size)
+      )
+      sd, spread = latent_spread(gen)
       print(f"{f'{mode}, {num_steps} Euler':>18}  {sd:10.3f}  {spread:16.3f}")
   return 0
 

@@ -45,6 +45,7 @@ from syncdpo_jax.runs.generate import (  # noqa: E402
     abstract_model_on_mesh,
     decode_clips,
     encode_clips,
+    generate_in_batches,
     generate_on_mesh,
     load_eval_set,
     make_generate,
@@ -379,20 +380,11 @@ def evaluate(config, workdir: str, checkpoints: list[tuple[str, str]] | None = N
         for s in range(seeds):
           # Seed 0 keeps the key a single-seed eval always used.
           key_s = key if s == 0 else jax.random.fold_in(key, 1_000_003 + s)
-          for i in range(0, len(label), bs):
-            v, a = generate_on_mesh(
-                generate,
-                mesh,
-                rules,
-                params,
-                jax.random.fold_in(key_s, i),
-                video_lat[i : i + bs],
-                audio_lat[i : i + bs],
-                label[i : i + bs],
-                mode,
-            )
-            gv.append(v)
-            ga.append(a)
+          v, a = generate_in_batches(
+              generate, mesh, rules, params, key_s, video_lat, audio_lat, label, mode, bs
+          )
+          gv.append(v)
+          ga.append(a)
         jax.block_until_ready((gv, ga))
         t_sampled = time.time()
         clips = decode_clips(codec, config.data, jnp.concatenate(gv), jnp.concatenate(ga))

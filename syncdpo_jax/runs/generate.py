@@ -132,6 +132,29 @@ def generate_on_mesh(generate, mesh, rules, params, key, video, audio, label, mo
   return v[:n], a[:n]
 
 
+def generate_in_batches(generate, mesh, rules, params, key, video, audio, label, mode: str, batch_size: int):
+  """`generate_on_mesh` over consecutive batches of `batch_size` clips: (video [N, ...], audio [N, ...]).
+
+  The batch starting at clip i samples with the key fold_in(key, i), so a clip's noise depends on the
+  key, its index and the batch size, not on how many clips follow it (the eval's keys).
+  """
+  out = [
+      generate_on_mesh(
+          generate,
+          mesh,
+          rules,
+          params,
+          jax.random.fold_in(key, i),
+          video[i : i + batch_size],
+          audio[i : i + batch_size],
+          label[i : i + batch_size],
+          mode,
+      )
+      for i in range(0, int(label.shape[0]), batch_size)
+  ]
+  return jnp.concatenate([v for v, _ in out]), jnp.concatenate([a for _, a in out])
+
+
 @functools.cache
 def _replicate(mesh):
   """A jitted identity onto `mesh` replicated: one per mesh, so repeated batches reuse its compilation."""
