@@ -77,6 +77,12 @@ def test_the_codec_encodes_frame_by_frame_at_its_layout(trained):
   np.testing.assert_allclose(x[1, 2], jnp.clip(model.decode(want * stats[1] + stats[0])[0], -1, 1), atol=1e-5)
   mel = jnp.zeros((2, 10, int(c.data.n_mels)))
   np.testing.assert_allclose(codec.decode_audio(codec.encode_audio(mel)), mel, atol=1e-6)
+  # SyncCFG's silent anchor (sample.silence_value, -1 = -80 dB log-mel) is the standardised silence,
+  # as for pixel_mel: with audio_norm set, the raw -1 would be a louder frame than the data's floor.
+  c.codec.audio_norm = (-0.4, 0.5)
+  codec = codec_lib.make_codec(c.codec, c.data)
+  assert generate.silence_latent(codec, -1.0) == pytest.approx(float(codec.encode_audio(jnp.asarray(-1.0))))
+  assert generate.silence_latent(codec, -1.0) == pytest.approx(-1.2)
 
 
 def test_sft_trains_on_the_autoencoder_latents(trained, tmp_path):

@@ -64,10 +64,11 @@ def to_uint8(video: np.ndarray) -> np.ndarray:
 
 
 def silence_latent(codec, silence_value: float) -> float:
-  """sample.silence_value (normalised log-mel, -1 = -80 dB) as the latent of a pixel_mel codec, which
-  standardises the log-mel (codec.audio_norm); other codecs' latents take the value as given."""
+  """sample.silence_value (normalised log-mel, -1 = -80 dB) as the audio latent of a codec whose audio
+  latent is the (standardised, codec.audio_norm) log-mel: pixel_mel and the video autoencoder's; other
+  codecs' latents take the value as given."""
   source = codec_lib.media_codec(codec)
-  if isinstance(source, codec_lib.PixelMelCodec):
+  if isinstance(source, (codec_lib.PixelMelCodec, codec_lib.AutoencoderCodec)):
     return float(source.encode_audio(jnp.full((), silence_value, jnp.float32)))
   return silence_value
 
