@@ -1,11 +1,12 @@
-"""Do the sampled clips spread as the data does? Generated video latents against the real ones, by the
-number of sampler steps, on a checkpoint.
+"""Do the sampled clips spread as the data does? Generated video latents against the real ones, by
+solver and number of steps, on a checkpoint.
 
-  python benchmarks/bench_sample_spread.py --workdir workdirs/demo/sft [--steps 25,100] [--modes joint,a2v]
+  python benchmarks/bench_sample_spread.py --workdir workdirs/demo/sft [--samplers euler:25,ab2:50]
+      [--modes joint,a2v]
 
 A sampler whose steps are too coarse for the model pulls every clip towards the data's mean: each clip's
 colours (what its latents average to) move towards the mean clip's, and the per-feature gate of the eval
-sees it as `colour` (README, "The demo's generator", seventh round). Printed per mode and step count:
+sees it as `colour` (README, "The demo's generator", seventh round). Printed per mode and solver:
 the standard deviation of every generated video latent and the spread of the clip-mean latents (the
 standard deviation over clips of each channel's mean, averaged over channels), beside the same two
 numbers of the real eval clips. Same clips, labels and sampler noise as the eval (seed 0, the eval's
@@ -43,7 +44,9 @@ def main() -> int:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", default="workdirs/demo/sft", help="an SFT (or DPO) run of configs/demo.py")
   ap.add_argument("--data_dir", default="workdirs/tfds")
-  ap.add_argument("--steps", default="25,100", help="Euler step counts to compare")
+  ap.add_argument(
+      "--samplers", default="euler:25,euler:100,ab2:50", help="solver:steps pairs to compare (sample.sampler)"
+  )
   ap.add_argument("--modes", default="joint,a2v", help="generation modes that generate video")
   args = ap.parse_args()
   if not os.path.isdir(args.workdir):
@@ -63,8 +66,9 @@ def main() -> int:
   print(f"{src}: video latents of {len(label)} {c.eval.split} clips")
   print(f"{'':>18}  latent std  clip-mean spread")
   print(f"{'real':>18}  {sd:10.3f}  {spread:16.3f}")
-  for num_steps in (int(s) for s in args.steps.split(",")):
-    c.sample.num_steps = num_steps
+  for spec in args.samplers.split(","):
+    c.sample.sampler, steps = spec.split(":")
+    c.sample.num_steps = int(steps)
     generate = generate_lib.make_generate(
         graphdef, rest, codec, c.sample, int(c.data.num_classes), c.objective.prediction
     )
@@ -75,7 +79,7 @@ def main() -> int:
           generate, mesh, rules, params, key, video, audio, label, mode, int(c.eval.batch_size)
       )
       sd, spread = latent_spread(gen)
-      print(f"{f'{mode}, {num_steps} Euler':>18}  {sd:10.3f}  {spread:16.3f}")
+      print(f"{f'{mode}, {spec}':>18}  {sd:10.3f}  {spread:16.3f}")
   return 0
 
 

@@ -76,8 +76,8 @@ print("repository:", REPO)""",
 ## Parameters
 
 `SMOKE` picks the size. The demo-size setting is `configs/demo.py` (SyncBench-Synth `demo`: 4-s clips at
-32x32 px, 2-s training windows; 1000 SFT steps, 30 SyncDPO steps, the 48 test clips sampled with 100
-Euler steps). The smoke setting is `configs/test.py` (16x16 px, 1-s windows, a tiny model) with a
+32x32 px, 2-s training windows; 1000 SFT steps, 30 SyncDPO steps, the 48 test clips sampled with 50
+Adams-Bashforth steps). The smoke setting is `configs/test.py` (16x16 px, 1-s windows, a tiny model) with a
 handful of steps: it only checks that every stage runs, its numbers mean nothing.""",
     ),
     (

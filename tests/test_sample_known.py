@@ -58,14 +58,14 @@ def _check_mixture(x):
     np.testing.assert_allclose(xs.std(0), float(SD[j]), rtol=0.06)
 
 
-@pytest.mark.parametrize("sampler,steps", [("euler", 200), ("heun", 40)])
+@pytest.mark.parametrize("sampler,steps", [("euler", 200), ("heun", 40), ("ab2", 40)])
 def test_exact_mixture_field_reproduces_the_mixture(sampler, steps):
   z = jax.random.normal(jax.random.key(0), (20000, 2))
   x = jax.jit(lambda z: S.integrate(sampler, exact_velocity, z, steps))(z)
   _check_mixture(x)
 
 
-@pytest.mark.parametrize("sampler,steps,shift", [("euler", 200, 1.0), ("heun", 40, 3.0)])
+@pytest.mark.parametrize("sampler,steps,shift", [("euler", 200, 1.0), ("heun", 40, 3.0), ("ab2", 40, 3.0)])
 def test_x_prediction_path_gives_the_same_samples(sampler, steps, shift):
   # The same exact field, handed over as an x0 predictor and converted the way evaluation does.
   model = flow.velocity_model(_as_model(exact_x0), "x", flow.SAMPLE_T_EPS)

@@ -60,7 +60,7 @@ COST_KEYS = (
 PAIRS_FILE = "pairs.npz"
 COST_FILE = "pairs_cost.json"
 # Model evaluations per ODE step of each solver (sample/ode.py).
-_EVALS_PER_STEP = {"euler": 1, "heun": 2}
+_EVALS_PER_STEP = {"euler": 1, "heun": 2, "ab2": 1}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""syncdpo_jax.sample: Euler / Heun ODE samplers over the flow, CFG and SyncCFG, joint / V2A / A2V modes.
+"""syncdpo_jax.sample: Euler / Heun / Adams-Bashforth (AB2) ODE samplers over the flow, CFG and SyncCFG, joint / V2A / A2V modes.
 
 Typical use::
 
@@ -9,10 +9,11 @@ Typical use::
 
 from syncdpo_jax.sample.config import get_sample_config, validate_sample_config
 from syncdpo_jax.sample.guidance import guided_velocity, null_cond, silent_audio_anchor, static_video_anchor
-from syncdpo_jax.sample.ode import euler, heun, integrate, shift_time, timesteps
+from syncdpo_jax.sample.ode import ab2, euler, heun, integrate, shift_time, timesteps
 from syncdpo_jax.sample.sampler import initial_streams, make_sampler, sample
 
 __all__ = [
+    "ab2",
     "euler",
     "get_sample_config",
     "guided_velocity",

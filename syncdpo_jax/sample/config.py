@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-SAMPLERS = ("euler", "heun")
+SAMPLERS = ("euler", "heun", "ab2")
 MODES = ("joint", "v2a", "a2v")
 
 
@@ -12,7 +12,8 @@ def get_sample_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Defaults for `syncdpo_jax.sample.sample`.
 
   Fields:
-    sampler: 'euler' (1 model evaluation per step) or 'heun' (2 per step, second order).
+    sampler: 'euler' (1 model evaluation per step), 'heun' (2 per step, second order) or 'ab2'
+      (two-step Adams-Bashforth: 1 per step, second order from the last two velocities).
     num_steps: ODE steps from t = 1 (noise) to t = 0 (clean).
     shift: timestep shift s, t' = s t / (1 + (s - 1) t); s > 1 spends more steps near the noise end
       (SD3-style; 1.0 = uniform grid).
