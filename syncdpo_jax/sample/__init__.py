@@ -1,4 +1,5 @@
-"""syncdpo_jax.sample: Euler / Heun / Adams-Bashforth (AB2) ODE samplers over the flow, CFG and SyncCFG, joint / V2A / A2V modes.
+"""syncdpo_jax.sample: Euler / Heun / Adams-Bashforth (AB2) ODE samplers over the flow, CFG and SyncCFG,
+joint / V2A / A2V modes.
 
 Typical use::
 
