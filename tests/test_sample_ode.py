@@ -80,3 +80,7 @@ def test_adams_bashforth_is_second_order_at_eulers_cost():
 def test_integrate_rejects_unknown_sampler():
   with pytest.raises(ValueError, match="sample.sampler"):
     S.integrate("rk45", lambda x, t: x, jnp.zeros(2), 2)
+
+
+def test_every_solver_declares_its_model_calls_per_step():
+  assert set(S.ode.EVALS_PER_STEP) == set(S.ode.SOLVERS) == set(S.config.SAMPLERS)

@@ -38,6 +38,7 @@ from syncdpo_jax import eval as eval_lib
 from syncdpo_jax.data import pipeline
 from syncdpo_jax.perturb import curriculum as curriculum_lib
 from syncdpo_jax.runs import generate as generate_lib
+from syncdpo_jax.sample.ode import EVALS_PER_STEP
 from syncdpo_jax.train import pair_sources
 
 PAIR_KEYS = (
@@ -59,8 +60,6 @@ COST_KEYS = (
 )
 PAIRS_FILE = "pairs.npz"
 COST_FILE = "pairs_cost.json"
-# Model evaluations per ODE step of each solver (sample/ode.py).
-_EVALS_PER_STEP = {"euler": 1, "heun": 2, "ab2": 1}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -87,12 +86,12 @@ def passes_per_velocity(sample_cfg: ml_collections.ConfigDict) -> int:
 
 def sampler_forward_passes(sample_cfg: ml_collections.ConfigDict, num_candidates: int) -> int:
   """Forward passes to sample `num_candidates` candidates: K x steps x evals/step x passes/eval."""
-  if sample_cfg.sampler not in _EVALS_PER_STEP:
-    raise ValueError(f"sample.sampler={sample_cfg.sampler!r}; expected one of {sorted(_EVALS_PER_STEP)}.")
+  if sample_cfg.sampler not in EVALS_PER_STEP:
+    raise ValueError(f"sample.sampler={sample_cfg.sampler!r}; expected one of {sorted(EVALS_PER_STEP)}.")
   return (
       int(num_candidates)
       * int(sample_cfg.num_steps)
-      * _EVALS_PER_STEP[sample_cfg.sampler]
+      * EVALS_PER_STEP[sample_cfg.sampler]
       * passes_per_velocity(sample_cfg)
   )
 

@@ -88,6 +88,8 @@ def ab2(velocity_fn: VelocityFn, x: Any, ts: jax.Array) -> Any:
 
 
 SOLVERS = {"euler": euler, "heun": heun, "ab2": ab2}
+# Model evaluations per step of each solver (cost accounting, e.g. runs/pairs.py).
+EVALS_PER_STEP = {"euler": 1, "heun": 2, "ab2": 1}
 
 
 def integrate(
